@@ -1,0 +1,28 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   create .venv, install rnnlab, train the default experiment (no download)
+#   make test   the same venv with the test extras, then the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/rnnlab train configs/lstm_sine.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/ruff check rnnlab tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

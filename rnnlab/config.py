@@ -1,0 +1,328 @@
+"""The config contract: YAML with sections ``task``, ``model``, ``train``, ``data``, ``logging``.
+
+``task`` and ``model`` name registry entries; each entry declares a pydantic model for its own
+options (and a task for its ``data`` section), so every key is validated before anything runs and
+errors name the field: ``model.hidden_size: must be > 0, got -3``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+from .registry import did_you_mean
+
+SECTIONS = ("name", "task", "model", "train", "data", "logging", "sweep")
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class Scheduler(Strict):
+    name: Literal["none", "step", "cosine", "onecycle"] = "none"
+    step_size: Optional[int] = Field(None, gt=0, description="step: epochs between decays")
+    gamma: Optional[float] = Field(None, gt=0, le=1, description="step: decay factor")
+    min_lr_ratio: Optional[float] = Field(None, ge=0, le=1, description="cosine: final lr / lr")
+    pct_start: Optional[float] = Field(None, gt=0, lt=1, description="onecycle: warm-up fraction")
+    div_factor: Optional[float] = Field(None, gt=0, description="onecycle: lr / initial lr")
+    final_div_factor: Optional[float] = Field(None, gt=0, description="onecycle: initial lr / final lr")
+
+    OPTIONS: ClassVar[dict[str, set[str]]] = {
+        "none": set(),
+        "step": {"step_size", "gamma"},
+        "cosine": {"min_lr_ratio"},
+        "onecycle": {"pct_start", "div_factor", "final_div_factor"},
+    }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) or value is None else value
+
+    @model_validator(mode="after")
+    def _options_match_name(self) -> "Scheduler":
+        allowed = self.OPTIONS[self.name]
+        for key in self.model_fields_set - {"name"}:
+            if key not in allowed and getattr(self, key) is not None:
+                raise ValueError(f"option '{key}' does not apply to scheduler '{self.name}'")
+        return self
+
+
+class EarlyStopping(Strict):
+    patience: int = Field(5, gt=0)
+    min_delta: float = Field(0.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_int(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"patience": value}
+        return value
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, gt=0)
+    batch_size: int = Field(32, gt=0)
+    eval_batch_size: Optional[int] = Field(None, gt=0, description="default: 4 x batch_size")
+    steps_per_epoch: Optional[int] = Field(
+        None, gt=0, description="fixed number of optimizer steps per epoch (default: one pass)"
+    )
+    lr: float = Field(1e-3, gt=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Optional[int] = Field(None, gt=0, description="torch CPU threads (default: all cores)")
+    clip_grad_norm: Optional[float] = Field(1.0, ge=0, description="0 or null disables")
+    clip_grad_value: Optional[float] = Field(None, gt=0)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    early_stopping: Optional[EarlyStopping] = None
+    max_loss: Optional[float] = Field(
+        None, gt=0, description="stop as diverged when a training loss exceeds this")
+    log_every: int = Field(50, gt=0, description="steps between plain progress lines")
+
+    @field_validator("early_stopping", mode="before")
+    @classmethod
+    def _zero_disables(cls, value: Any) -> Any:
+        return None if value in (0, False) else value
+
+
+class LoggingConfig(Strict):
+    plots: bool = True
+
+
+class Config(Strict):
+    """The whole experiment. ``task``/``model``/``data`` are validated by their registry entries."""
+
+    name: Optional[str] = None
+    task: dict[str, Any]
+    model: dict[str, Any]
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    data: dict[str, Any] = Field(default_factory=dict)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    sweep: Optional[dict[str, Any]] = None
+
+
+class Experiment:
+    """A validated config with its task and model option objects resolved."""
+
+    def __init__(self, config: Config, task_options: BaseModel, data_options: BaseModel,
+                 model_options: BaseModel) -> None:
+        self.config = config
+        self.task = task_options
+        self.data = data_options
+        self.model = model_options
+        self.train = config.train
+
+    @property
+    def name(self) -> str:
+        return self.config.name or "run"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.config.name}
+        out["task"] = self.task.model_dump(mode="json")
+        out["model"] = self.model.model_dump(mode="json")
+        out["train"] = self.train.model_dump(mode="json")
+        out["data"] = self.data.model_dump(mode="json")
+        out["logging"] = self.config.logging.model_dump(mode="json")
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        text = repr(value)
+        return text if len(text) < 60 else text[:57] + "..."
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _error_message(err: dict[str, Any], section_model: type[BaseModel] | None) -> tuple[str, str]:
+    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+    # pydantic puts union/tagged branches in the location; keep the field path only.
+    loc = [p for p in loc if p not in ("int", "float", "str", "bool", "list[int]", "EarlyStopping",
+                                        "Scheduler", "none")]
+    kind, ctx, given = err["type"], err.get("ctx", {}), err.get("input")
+    field = ".".join(loc)
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(section_model, loc[:-1])
+        hint = did_you_mean(loc[-1], allowed)
+        return field, f"unknown key{hint}; allowed: {', '.join(allowed)}"
+    if kind == "missing":
+        return field, "is required"
+    messages = {
+        "greater_than": "must be > {gt}",
+        "greater_than_equal": "must be >= {ge}",
+        "less_than": "must be < {lt}",
+        "less_than_equal": "must be <= {le}",
+        "literal_error": "must be one of {expected}",
+        "int_type": "must be an integer",
+        "int_parsing": "must be an integer",
+        "int_from_float": "must be an integer",
+        "float_type": "must be a number",
+        "float_parsing": "must be a number",
+        "bool_type": "must be true or false",
+        "bool_parsing": "must be true or false",
+        "string_type": "must be a string",
+        "list_type": "must be a list",
+        "dict_type": "must be a mapping",
+        "model_type": "must be a mapping",
+        "too_short": "must have at least {min_length} item(s)",
+    }
+    if kind in messages:
+        text = messages[kind].format(**{k: str(v) for k, v in ctx.items()})
+        return field, f"{text}, got {_describe(given)}"
+    msg = err["msg"]
+    msg = msg.removeprefix("Value error, ")
+    return field, msg[:1].lower() + msg[1:]
+
+
+def _allowed_keys(model: type[BaseModel] | None, path: list[str]) -> list[str]:
+    for part in path:
+        if model is None:
+            return []
+        info = model.model_fields.get(part)
+        if info is None:
+            return []
+        ann = info.annotation
+        args = getattr(ann, "__args__", ())
+        candidates = [ann, *args]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return sorted(model.model_fields) if model is not None else []
+
+
+def validate_section(model: type[BaseModel], data: Any, prefix: str, where: str) -> BaseModel:
+    """Validate one section, turning the first pydantic error into a one-line ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(where, f"{prefix}: must be a mapping, got {_describe(data)}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        field, text = _error_message(errors[0], model)
+        head, sep, rest = text.partition(": ")
+        if not field and sep and head in model.model_fields:  # cross-field check naming its field
+            field, text = head, rest
+        full = ".".join(p for p in (prefix, field) if p)
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ConfigError(where, f"{full}: {text}{more}") from None
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError("--set", f"expected KEY=VALUE with a dotted key, got {item!r}")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not key.strip() or any(not p for p in parts):
+        raise ConfigError("--set", f"bad key {key!r} in {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        parts, value = parse_override(item)
+        if parts[0] not in SECTIONS:
+            raise ConfigError(
+                "--set", f"{'.'.join(parts)}: unknown section '{parts[0]}'"
+                f"{did_you_mean(parts[0], list(SECTIONS))}; sections: {', '.join(SECTIONS)}"
+            )
+        node = raw
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None or not isinstance(child, dict):
+                if child is not None and not isinstance(child, dict):
+                    # e.g. train.scheduler=cosine then train.scheduler.min_lr_ratio=0.1
+                    child = {"name": child} if isinstance(child, str) else {}
+                else:
+                    child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(p, "config file not found")
+    if p.is_dir():
+        raise ConfigError(p, "is a directory, expected a YAML config file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(p, f"cannot read: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(p, f"{at}invalid YAML: {problem}") from None
+    if raw is None:
+        raise ConfigError(p, "config file is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(p, f"top level must be a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def build_experiment(raw: dict[str, Any], where: str = "config") -> Experiment:
+    """Validate a raw config mapping (after overrides) into an Experiment."""
+    from .models import MODELS
+    from .tasks import TASKS
+
+    raw = dict(raw)
+    for key in raw:
+        if key not in SECTIONS:
+            raise ConfigError(where, f"{key}: unknown section{did_you_mean(str(key), list(SECTIONS))}; "
+                              f"sections: {', '.join(SECTIONS)}")
+    for section in ("task", "model"):
+        if section not in raw or raw[section] is None:
+            raise ConfigError(where, f"{section}: section is required (with at least '{section}.name')")
+        if not isinstance(raw[section], dict):
+            raise ConfigError(where, f"{section}: must be a mapping, got {_describe(raw[section])}")
+        if "name" not in raw[section]:
+            raise ConfigError(where, f"{section}.name: is required")
+    if raw.get("data") is None:
+        raw["data"] = {}
+    config = validate_section(Config, raw, "", where)
+    assert isinstance(config, Config)
+    task_cls = TASKS.get(str(config.task["name"]), f"{where}: task.name")
+    model_cls = MODELS.get(str(config.model["name"]), f"{where}: model.name")
+    task_opts = validate_section(task_cls.Options, config.task, "task", where)
+    data_opts = validate_section(task_cls.DataOptions, config.data, "data", where)
+    model_opts = validate_section(model_cls.Options, config.model, "model", where)
+    exp = Experiment(config, task_opts, data_opts, model_opts)
+    task_cls.check_compatible(exp, where)
+    model_cls.check_options(model_opts, where)
+    return exp
+
+
+def load_experiment(path: str | os.PathLike[str], overrides: list[str] | None = None,
+                    name: str | None = None) -> Experiment:
+    raw = read_yaml(path)
+    raw = apply_overrides(raw, list(overrides or []))
+    if name is not None:
+        raw["name"] = name
+    elif not raw.get("name"):
+        raw["name"] = Path(path).stem
+    return build_experiment(raw, str(path))

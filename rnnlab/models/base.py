@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ..config import Strict
+from ..errors import ConfigError
+from ..tasks.base import TaskSpec
+
+State = Any  # a tensor, a tuple of tensors (LSTM), or None
+
+
+class ModelOptions(Strict):
+    name: str
+    init: Literal["default", "orthogonal", "normal"] = Field(
+        "default", description="default: PyTorch's; orthogonal: recurrent weights orthogonal")
+    init_std: float = Field(0.02, gt=0, description="std for init: normal")
+
+
+class Model(nn.Module):
+    """Base class: subclasses implement ``forward(x, lengths=None, state=None) -> (out, state)``.
+
+    ``out`` is (B, C) for last-step tasks, (B, T, C) for per-step tasks and (B, H, C) for
+    horizon forecasting.
+    """
+
+    Options: type[ModelOptions] = ModelOptions
+    #: whether forward() handles ``spec.output == "horizon"`` itself (seq2seq) or the generic
+    #: autoregressive ``forecast`` is used.
+    native_horizon = False
+
+    def __init__(self, options: ModelOptions, spec: TaskSpec) -> None:
+        super().__init__()
+        self.options = options
+        self.spec = spec
+
+    @classmethod
+    def check_options(cls, options: Any, where: str) -> None:
+        """Cross-field checks on the options alone (task-dependent checks go in ``check_spec``)."""
+
+    @classmethod
+    def check_spec(cls, options: Any, spec: TaskSpec, where: str) -> None:
+        """Reject a task this model cannot serve, with a ConfigError naming the field."""
+
+    def forecast(self, x: torch.Tensor, horizon: int) -> torch.Tensor:
+        """Predict ``horizon`` future steps of a feature series by feeding predictions back."""
+        if self.native_horizon:
+            out, _ = self(x)
+            return out
+        preds = []
+        window = x
+        for _ in range(horizon):
+            out, _ = self(window)
+            step = out[:, -1:, :] if out.dim() == 3 else out.unsqueeze(1)
+            preds.append(step)
+            window = torch.cat([window[:, 1:], step], dim=1)
+        return torch.cat(preds, dim=1)
+
+    def reset_parameters_(self) -> None:
+        opts = self.options
+        if opts.init == "default":
+            return
+        for name, param in self.named_parameters():
+            if "bias" in name:
+                nn.init.zeros_(param)
+            elif opts.init == "normal":
+                nn.init.normal_(param, std=opts.init_std)
+            elif "weight_hh" in name:
+                # one orthogonal block per gate
+                rows = param.shape[0] // param.shape[1] if param.shape[0] > param.shape[1] else 1
+                for chunk in param.data.chunk(rows, dim=0):
+                    nn.init.orthogonal_(chunk)
+            elif param.dim() >= 2:
+                nn.init.xavier_uniform_(param)
+
+    def flatten_parameters(self) -> None:
+        """cuDNN wants recurrent weights contiguous after ``.to(device)`` or loading."""
+        for module in self.modules():
+            if isinstance(module, nn.RNNBase):
+                module.flatten_parameters()
+
+
+def build_model(options: ModelOptions, spec: TaskSpec, where: str = "config") -> Model:
+    from . import MODELS
+
+    cls = MODELS.get(options.name, f"{where}: model.name")
+    cls.check_spec(options, spec, where)
+    model = cls(options, spec)
+    model.reset_parameters_()
+    return model
+
+
+def optional_positive(description: str) -> Any:
+    return Field(None, gt=0, description=description)
+
+
+__all__ = ["Model", "ModelOptions", "State", "build_model", "ConfigError", "Optional"]

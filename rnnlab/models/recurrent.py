@@ -1,0 +1,148 @@
+"""Vanilla RNN, LSTM and GRU: one class, built against the task's spec.
+
+Variable-length batches are packed (``enforce_sorted=False``) so a sequence's representation never
+depends on the padding it was batched with; the last-step summary comes from ``h_n`` (the state at
+each sequence's real last step), split into layers and directions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+import torch
+from pydantic import Field
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ..errors import ConfigError
+from ..tasks.base import TaskSpec
+from . import MODELS
+from .base import Model, ModelOptions, State
+
+
+class RecurrentOptions(ModelOptions):
+    hidden_size: int = Field(64, gt=0)
+    num_layers: int = Field(1, gt=0)
+    dropout: float = Field(
+        0.0, ge=0, lt=1,
+        description="between stacked layers and on the last layer's output (so it acts with 1 layer too)")
+    bidirectional: bool = Field(False, description="not allowed for causal tasks")
+    embedding_dim: int = Field(64, gt=0, description="token tasks: embedding size")
+    one_hot: bool = Field(False, description="token tasks: one-hot inputs instead of an embedding")
+    tie_weights: bool = Field(False, description="token->token tasks: share embedding and output weights")
+    pooling: Literal["last", "mean", "max"] = Field(
+        "last", description="last-step tasks: final state(s), or mean/max over real steps")
+
+
+class RNNOptions(RecurrentOptions):
+    nonlinearity: Literal["tanh", "relu"] = "tanh"
+
+
+class Recurrent(Model):
+    Options = RecurrentOptions
+    cell: type[nn.RNNBase] = nn.LSTM
+
+    @classmethod
+    def check_spec(cls, options: Any, spec: TaskSpec, where: str) -> None:
+        if options.bidirectional and spec.causal:
+            raise ConfigError(where, "model.bidirectional: not allowed for this task: it is causal "
+                              "(a backward pass would read the future it must predict)")
+        if options.tie_weights:
+            if spec.input_kind != "tokens" or options.one_hot:
+                raise ConfigError(where, "model.tie_weights: needs token inputs with an embedding")
+            dirs = 2 if options.bidirectional else 1
+            if options.hidden_size * dirs != options.embedding_dim or spec.output_size != spec.input_size:
+                raise ConfigError(where, "model.tie_weights: needs hidden_size (x2 if bidirectional) "
+                                  f"== embedding_dim, got {options.hidden_size} and {options.embedding_dim}")
+        if spec.output == "horizon" and spec.output_size != spec.input_size:
+            raise ConfigError(where, "model: horizon forecasting feeds predictions back, so output "
+                              "and input sizes must match")
+
+    def __init__(self, options: RecurrentOptions, spec: TaskSpec) -> None:
+        super().__init__(options, spec)
+        o = options
+        self.directions = 2 if o.bidirectional else 1
+        if spec.input_kind == "tokens":
+            self.embed: Optional[nn.Embedding] = None if o.one_hot else nn.Embedding(spec.input_size, o.embedding_dim)
+            in_size = spec.input_size if o.one_hot else o.embedding_dim
+        else:
+            self.embed = None
+            in_size = spec.input_size
+        kwargs: dict[str, Any] = {}
+        if self.cell is nn.RNN:
+            kwargs["nonlinearity"] = o.nonlinearity  # type: ignore[attr-defined]
+        self.rnn = self.cell(in_size, o.hidden_size, num_layers=o.num_layers, batch_first=True,
+                             dropout=o.dropout if o.num_layers > 1 else 0.0,
+                             bidirectional=o.bidirectional, **kwargs)
+        self.drop = nn.Dropout(o.dropout)
+        self.head = nn.Linear(o.hidden_size * self.directions, spec.output_size)
+        if o.tie_weights and self.embed is not None:
+            self.head.weight = self.embed.weight
+
+    # ------------------------------------------------------------------ pieces
+    def encode_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        if self.spec.input_kind != "tokens":
+            return x
+        if self.embed is None:
+            return nn.functional.one_hot(x, self.spec.input_size).float()
+        return self.drop(self.embed(x))
+
+    def run(self, x: torch.Tensor, lengths: Optional[torch.Tensor], state: State
+            ) -> tuple[torch.Tensor, State]:
+        if lengths is None:
+            return self.rnn(x, state)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, state = self.rnn(packed, state)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        return out, state
+
+    def summary(self, out: torch.Tensor, state: State, lengths: Optional[torch.Tensor]) -> torch.Tensor:
+        """One vector per sequence for last-step tasks."""
+        pooling = self.options.pooling
+        if pooling == "last":
+            h_n = state[0] if isinstance(state, tuple) else state
+            layers = self.options.num_layers
+            last = h_n.view(layers, self.directions, h_n.shape[1], h_n.shape[2])[-1]
+            return torch.cat(list(last), dim=-1)  # (B, dirs*H): forward, then backward
+        if lengths is None:
+            return out.mean(1) if pooling == "mean" else out.amax(1)
+        steps = torch.arange(out.shape[1], device=out.device)
+        mask = (steps[None, :] < lengths.to(out.device)[:, None]).unsqueeze(-1)
+        if pooling == "mean":
+            return (out * mask).sum(1) / lengths.to(out.device, out.dtype).clamp(min=1)[:, None]
+        return out.masked_fill(~mask, float("-inf")).amax(1)
+
+    # ------------------------------------------------------------------ API
+    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None, state: State = None
+                ) -> tuple[torch.Tensor, State]:
+        out, state = self.run(self.encode_inputs(x), lengths, state)
+        if self.spec.output == "sequence":
+            return self.head(self.drop(out)), state
+        return self.head(self.drop(self.summary(out, state, lengths))), state
+
+    def forecast(self, x: torch.Tensor, horizon: int) -> torch.Tensor:
+        """Read the window once, then feed each prediction back as the next input, carrying state."""
+        out, state = self.rnn(x)
+        pred = self.head(self.drop(out[:, -1:]))
+        preds = [pred]
+        for _ in range(horizon - 1):
+            out, state = self.rnn(pred, state)
+            pred = self.head(self.drop(out))
+            preds.append(pred)
+        return torch.cat(preds, dim=1)
+
+
+@MODELS.register("rnn", "vanilla (Elman) RNN, tanh or relu; num_layers, bidirectional, dropout")
+class VanillaRNN(Recurrent):
+    Options = RNNOptions
+    cell = nn.RNN
+
+
+@MODELS.register("lstm", "LSTM; num_layers, bidirectional, dropout")
+class LSTM(Recurrent):
+    cell = nn.LSTM
+
+
+@MODELS.register("gru", "GRU; num_layers, bidirectional, dropout")
+class GRU(Recurrent):
+    cell = nn.GRU

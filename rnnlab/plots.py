@@ -1,0 +1,88 @@
+"""Matplotlib figures (headless, Agg). Each function writes one PNG and returns its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _save(fig: Any, path: Path) -> Path:
+    from .runs import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+    plt.close(fig)
+    return path
+
+
+def learning_curves(history: list[dict[str, Any]], path: Path, metric: str,
+                    clip: Optional[float]) -> Path:
+    """Loss, the task metric, learning rate and the pre-clip gradient norm, per epoch."""
+    epochs = [row["epoch"] for row in history]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    ax = axes[0][0]
+    ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    ax.plot(epochs, [r["val_loss"] for r in history], "o-", label="val")
+    ax.set(title="loss", xlabel="epoch")
+    ax.legend()
+    ax = axes[0][1]
+    ax.plot(epochs, [r.get(f"val_{metric}") for r in history], "o-", color="C1")
+    ax.set(title=f"val {metric}", xlabel="epoch")
+    ax = axes[1][0]
+    ax.plot(epochs, [r["lr"] for r in history], "o-", color="C2")
+    ax.set(title="learning rate (end of epoch)", xlabel="epoch")
+    ax = axes[1][1]
+    ax.plot(epochs, [r["grad_norm_mean"] for r in history], "o-", label="mean")
+    ax.plot(epochs, [r["grad_norm_max"] for r in history], "o-", label="max")
+    if clip:
+        ax.axhline(clip, color="red", linestyle="--", label=f"clip {clip:g}")
+        ax2 = ax.twinx()
+        ax2.bar(epochs, [r["clip_frac"] for r in history], alpha=0.15, color="red")
+        ax2.set_ylim(0, 1)
+        ax2.set_ylabel("fraction of steps clipped")
+    ax.set(title="gradient norm before clipping", xlabel="epoch", yscale="log")
+    ax.legend()
+    return _save(fig, path)
+
+
+def sine_forecast_plot(task: Any, p: dict[str, "torch.Tensor"], path: Path) -> Path:
+    """One-step (or first-step) predictions against the noisy and clean series on the test split."""
+    pos = p["pos"][:, 0].cpu().numpy()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    start, stop = task.bounds["test"]
+    ax.plot(range(start, stop), task.series[start:stop].numpy(), ".", color="0.6", label="observed")
+    ax.plot(range(start, stop), task.clean[start:stop].numpy(), "-", color="black", label="sin(ωt)")
+    if p["pos"].shape[1] > 1 and task.options.mode == "seq2seq":
+        pos = p["pos"][0].cpu().numpy()
+        pred = p["pred"][0, :, 0].cpu().numpy()
+    else:
+        pred = p["pred"][:, 0, 0].cpu().numpy()
+    ax.plot(pos, pred, "-", color="C3", label="prediction (1 step ahead)")
+    ax.set(title="test split: one-step forecast", xlabel="t", ylabel="y")
+    ax.legend()
+    return _save(fig, path)
+
+
+def sine_rollout_plot(task: Any, p: dict[str, "torch.Tensor"], path: Path) -> Path:
+    """A few multi-step forecasts from different starting points against the truth."""
+    n = p["pred"].shape[0]
+    picks = sorted({int(i) for i in (0, n // 3, 2 * n // 3, n - 1)})
+    start, stop = task.bounds["test"]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.plot(range(start, stop), task.series[start:stop].numpy(), ".", color="0.6", label="observed")
+    ax.plot(range(start, stop), task.clean[start:stop].numpy(), "-", color="black", label="sin(ωt)")
+    for k, i in enumerate(picks):
+        ax.plot(p["pos"][i].cpu().numpy(), p["pred"][i, :, 0].cpu().numpy(), "-", lw=2,
+                color=f"C{k + 1}", label=f"rollout from t={int(p['pos'][i, 0]) - 1}")
+    ax.set(title=f"test split: {task.options.horizon}-step rollouts", xlabel="t", ylabel="y")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

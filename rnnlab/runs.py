@@ -1,0 +1,192 @@
+"""The run directory, the unit of truth: ``config.yaml``, ``metrics.jsonl``, ``summary.json``,
+``checkpoints/{last,best}.pt``, ``plots/``. Every file is written whole (temp file, fsync, rename)
+or appended one whole line at a time, so a crash never leaves a half-written file behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+from .errors import RnnlabError, RunDirError
+
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+CHECKPOINTS = "checkpoints"
+PLOTS = "plots"
+
+
+# ----------------------------------------------------------------------------- atomic files
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write through ``write(fileobj)`` into a temp file beside ``path``, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def append_jsonl(path: Path, obj: Any) -> None:
+    line = json.dumps(obj, default=_json_default) + "\n"
+    with open(path, "ab") as fh:
+        fh.write(line.encode("utf-8"))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """All complete lines. A torn last line (no final newline: the process died mid-write) is
+    dropped; a broken line in the middle is corruption and an error."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    complete, _, _torn = path.read_text(encoding="utf-8").rpartition("\n")
+    rows = []
+    for number, line in enumerate(complete.split("\n") if complete else [], 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise RunDirError(path, f"line {number} is not valid JSON") from None
+    return rows
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# ----------------------------------------------------------------------------- run directories
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str) -> str:
+    cleaned = _SAFE.sub("-", name).strip(".-") or "run"
+    return cleaned[:80]
+
+
+def check_name(name: str, where: str = "--name") -> str:
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        raise RnnlabError(where, f"invalid run name {name!r}: use letters, digits, '.', '_' and '-'")
+    return name
+
+
+def create_run_dir(runs_dir: Path, name: str, now: datetime | None = None) -> Path:
+    """``runs_dir/<UTC timestamp>_<name>``, with ``-2``, ``-3``... when taken; never reused."""
+    runs_dir = Path(runs_dir)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RnnlabError(runs_dir, f"cannot create the runs directory: {exc.strerror}") from None
+    if not runs_dir.is_dir():
+        raise RnnlabError(runs_dir, "runs directory is not a directory")
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}_{safe_name(name)}"
+    for attempt in range(1, 10_000):
+        path = runs_dir / (base if attempt == 1 else f"{base}-{attempt}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        (path / CHECKPOINTS).mkdir()
+        (path / PLOTS).mkdir()
+        return path
+    raise RnnlabError(runs_dir, "could not find a free run directory name")
+
+
+def resolve_run(path: str | os.PathLike[str]) -> Path:
+    run = Path(path)
+    if not run.exists():
+        raise RunDirError(run, "run directory not found")
+    if not run.is_dir():
+        raise RunDirError(run, "not a directory (expected a run directory such as runs/<id>)")
+    if not (run / CONFIG).is_file():
+        raise RunDirError(run, f"not a run directory: {CONFIG} is missing")
+    return run.resolve()
+
+
+def read_summary(run: Path) -> dict[str, Any]:
+    path = Path(run) / SUMMARY
+    if not path.is_file():
+        raise RunDirError(path, "summary.json is missing (the run may not have started training)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RunDirError(path, "summary.json is corrupted (not valid JSON)") from None
+    if not isinstance(data, dict):
+        raise RunDirError(path, "summary.json is not a JSON object")
+    return data
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Load with ``weights_only=True`` (no arbitrary code) onto ``device``."""
+    if not path.is_file():
+        raise RunDirError(path, "checkpoint not found")
+    try:
+        obj = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # truncated zip, bad pickle, wrong magic...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunDirError(path, f"checkpoint is corrupted or unreadable ({reason[:120]})") from None
+    if not isinstance(obj, dict) or "model" not in obj:
+        raise RunDirError(path, "not an rnnlab checkpoint (no 'model' state dict)")
+    return obj
+
+
+def iter_runs(runs_dir: Path) -> Iterable[Path]:
+    if not runs_dir.is_dir():
+        return []
+    return sorted((p for p in runs_dir.iterdir() if (p / CONFIG).is_file()), reverse=True)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

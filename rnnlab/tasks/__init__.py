@@ -1,0 +1,12 @@
+"""Tasks register here by name; see ``base.Task`` for the interface."""
+
+from __future__ import annotations
+
+from ..registry import Registry
+
+TASKS: Registry = Registry("task")
+
+from . import sine  # noqa: E402,F401  (registration side effects)
+from .base import Batch, Task, TaskSpec  # noqa: E402
+
+__all__ = ["TASKS", "Batch", "Task", "TaskSpec"]

@@ -1,0 +1,134 @@
+"""What a task is: data for each split, a spec the model is built against, a loss, metrics."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional
+
+import torch
+from pydantic import Field
+
+from ..config import Strict
+
+if TYPE_CHECKING:
+    from ..config import Experiment
+    from ..models.base import Model
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a model must accept and produce for a task."""
+
+    input_kind: Literal["features", "tokens"]
+    input_size: int  # features per step, or vocabulary size for tokens
+    output_size: int  # per prediction: features, classes or vocabulary size
+    output: Literal["last", "sequence", "horizon"]  # one per sequence, one per step, H future steps
+    causal: bool  # predictions may only depend on the past (forbids bidirectional models)
+    metric: str  # validation metric that selects the best checkpoint and drives early stopping
+    mode: Literal["min", "max"]
+    window: Optional[int] = None  # fixed input length, when there is one (needed by the MLP)
+    horizon: Optional[int] = None  # steps to forecast when output == "horizon"
+    stateful: bool = False  # carry (detached) hidden state across consecutive training batches
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor
+    y: torch.Tensor
+    lengths: Optional[torch.Tensor] = None  # CPU int64, for variable-length batches
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(self.x.shape[0])
+
+
+class TaskOptions(Strict):
+    name: str
+
+
+class DataOptions(Strict):
+    root: Optional[str] = Field(None, description="data folder (default: $RNNLAB_DATA, then the cache)")
+    seed: Optional[int] = Field(None, description="seed for data generation/splits (default: train.seed)")
+
+
+def data_root(options: DataOptions) -> Optional[Path]:
+    """``data.root``, else ``$RNNLAB_DATA``, else None (the caller picks its cache)."""
+    if options.root:
+        return Path(options.root).expanduser()
+    env = os.environ.get("RNNLAB_DATA")
+    return Path(env).expanduser() if env else None
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "rnnlab"
+
+
+class Task:
+    """Base class. A task builds its data in ``__init__`` (from its options, the data section and a
+    seed) and keeps it as tensors on ``device``; batches are made by indexing, never item by item."""
+
+    Options: type[TaskOptions] = TaskOptions
+    DataOptions: type[DataOptions] = DataOptions
+    spec: TaskSpec
+
+    def __init__(self, exp: "Experiment", device: torch.device, run_dir: Optional[Path] = None) -> None:
+        self.exp = exp
+        self.options = exp.task
+        self.data = exp.data
+        self.device = device
+        self.run_dir = run_dir
+        self.seed = exp.data.seed if exp.data.seed is not None else exp.train.seed  # type: ignore[attr-defined]
+
+    # ---------------------------------------------------------------- validation
+    @classmethod
+    def check_compatible(cls, exp: "Experiment", where: str) -> None:
+        """Cross-section checks that need no data (e.g. task options vs model options)."""
+
+    # ---------------------------------------------------------------- training
+    def steps_per_epoch(self, batch_size: int) -> int:
+        raise NotImplementedError
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        """One pass over the training data in an order drawn from ``generator``."""
+        raise NotImplementedError
+
+    def loss(self, model: "Model", batch: Batch, state: Any = None) -> tuple[torch.Tensor, Any]:
+        out, state = model(batch.x, batch.lengths, state)
+        return self.criterion(out, batch), state
+
+    def criterion(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def tokens(self, batch: Batch) -> int:
+        """Predictions scored in a batch (for throughput); default one per sample."""
+        return batch.size
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(self, model: "Model", split: str, batch_size: int) -> dict[str, float]:
+        """Metrics on a split. Called by ``rnnlab.train.evaluate`` in eval mode under no_grad."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- artifacts
+    def save_artifacts(self, run_dir: Path) -> None:
+        """Write what evaluation must reuse exactly (vocabularies, label maps) into the run."""
+
+    def plots(self, model: "Model", run_dir: Path) -> list[Path]:
+        """Task-specific figures into ``run_dir/plots``. Called in eval mode under no_grad."""
+        return []
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the data worth recording in the summary (sizes, vocabulary, ...)."""
+        return {}
+
+
+def batch_indices(n: int, batch_size: int, generator: torch.Generator | None,
+                  drop_last: bool = False) -> Iterator[torch.Tensor]:
+    """Shuffled (or ordered) index batches; the permutation is drawn on the CPU generator."""
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        yield order[start:start + batch_size]
