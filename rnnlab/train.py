@@ -303,6 +303,8 @@ class Trainer:
         self.reporter.epoch_start(epoch, self.cfg.epochs, self.steps_per_epoch)
         start = time.perf_counter()
         for i, batch in enumerate(self.batches(), 1):
+            if batch.extra.get("reset_state"):  # e.g. a new pass of sequential BPTT
+                state = None
             loss, state = task.loss(model, batch, state if task.spec.stateful else None)
             opt.zero_grad(set_to_none=True)
             loss.backward()
