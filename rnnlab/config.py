@@ -241,24 +241,29 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for item in overrides:
         parts, value = parse_override(item)
-        if parts[0] not in SECTIONS:
-            raise ConfigError(
-                "--set", f"{'.'.join(parts)}: unknown section '{parts[0]}'"
-                f"{did_you_mean(parts[0], list(SECTIONS))}; sections: {', '.join(SECTIONS)}"
-            )
-        node = raw
-        for depth, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None or not isinstance(child, dict):
-                if child is not None and not isinstance(child, dict):
-                    # e.g. train.scheduler=cosine then train.scheduler.min_lr_ratio=0.1
-                    child = {"name": child} if isinstance(child, str) else {}
-                else:
-                    child = {}
-                node[part] = child
-            node = child
-        node[parts[-1]] = value
+        set_dotted(raw, parts, value)
     return raw
+
+
+def set_dotted(raw: dict[str, Any], parts: list[str], value: Any, where: str = "--set") -> None:
+    """Set ``raw[a][b][c] = value`` for the key ``a.b.c``, creating mappings on the way."""
+    if parts[0] not in SECTIONS:
+        raise ConfigError(
+            where, f"{'.'.join(parts)}: unknown section '{parts[0]}'"
+            f"{did_you_mean(parts[0], list(SECTIONS))}; sections: {', '.join(SECTIONS)}"
+        )
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None or not isinstance(child, dict):
+            if child is not None and not isinstance(child, dict):
+                # e.g. train.scheduler=cosine then train.scheduler.min_lr_ratio=0.1
+                child = {"name": child} if isinstance(child, str) else {}
+            else:
+                child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -121,7 +121,8 @@ def check_name(name: str, where: str = "--name") -> str:
     return name
 
 
-def create_run_dir(runs_dir: Path, name: str, now: datetime | None = None) -> Path:
+def create_run_dir(runs_dir: Path, name: str, now: datetime | None = None,
+                   subdirs: tuple[str, ...] = (CHECKPOINTS, PLOTS)) -> Path:
     """``runs_dir/<UTC timestamp>_<name>``, with ``-2``, ``-3``... when taken; never reused."""
     runs_dir = Path(runs_dir)
     try:
@@ -138,8 +139,8 @@ def create_run_dir(runs_dir: Path, name: str, now: datetime | None = None) -> Pa
             path.mkdir()
         except FileExistsError:
             continue
-        (path / CHECKPOINTS).mkdir()
-        (path / PLOTS).mkdir()
+        for sub in subdirs:
+            (path / sub).mkdir()
         return path
     raise RnnlabError(runs_dir, "could not find a free run directory name")
 
