@@ -124,6 +124,93 @@ def list_() -> None:
         console.print(table)
 
 
+@app.command()
+@user_errors
+def sweep(
+    sweep_file: Optional[Path] = typer.Argument(
+        None, metavar="[SWEEP]", help="sweep file, e.g. configs/sweep_sine_families.yaml (optional with --resume)"),
+    workers: int = typer.Option(1, "--workers", "-w", help="trials run at a time"),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="where the sweep directory goes [default: runs]"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="a sweep directory: run its trials not completed"),
+    backend: str = typer.Option("local", "--backend", help="local | ray"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: a local Ray)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no per-trial lines; only the table and the best run"),
+) -> None:
+    """Run a grid/random sweep as separate runs, N at a time; rank them; print the best run last."""
+    from .sweep.runner import Options, run_sweep
+
+    if sweep_file is None and resume is None:
+        fail("give a sweep file, or --resume DIR to continue a sweep")
+    if resume is not None and runs_dir is not None:
+        fail("--runs-dir: not used with --resume (the sweep directory is given)")
+    if ray_address is not None and backend != "ray":
+        fail("--ray-address: needs --backend ray")
+    say = (lambda line: None) if quiet else (lambda line: print(line, flush=True))  # flushed: logs tail it
+    outcome = run_sweep(sweep_file, runs_dir or Path("runs"), resume,
+                        Options(workers, backend, ray_address), say)
+    _console().print(outcome.table)
+    typer.echo(f"summary: {outcome.sweep_dir / 'summary.csv'}")
+    if outcome.status == "interrupted":
+        typer.echo(f"interrupted; continue with: rnnlab sweep --resume {outcome.sweep_dir}", err=True)
+    elif outcome.status != "completed":
+        typer.echo(f"some trials did not complete (see the table); rerun them with: "
+                   f"rnnlab sweep --resume {outcome.sweep_dir}", err=True)
+    typer.echo(str(outcome.best.run) if outcome.best is not None else str(outcome.sweep_dir))
+    if outcome.status != "completed":
+        raise typer.Exit(130 if outcome.status == "interrupted" else 1)
+
+
+def _console() -> Any:
+    """Rich output; wide when not a terminal, so piped tables are not squeezed to 80 columns."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=200)
+
+
+@app.command("runs")
+@user_errors
+def runs_(
+    runs_dir: Path = typer.Argument(Path("runs"), metavar="[DIR]", help="folder of runs (sweeps included)"),
+    task: Optional[str] = typer.Option(None, "--task", help="only runs of this task"),
+    model: Optional[str] = typer.Option(None, "--model", help="only runs of this model"),
+    status: Optional[str] = typer.Option(None, "--status", help="only runs with this status, e.g. completed"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """List runs, newest first: id, task, model, status, key metric, time."""
+    from .compare import list_runs, runs_table
+
+    infos = list_runs(runs_dir, task, model, status)
+    if as_json:
+        typer.echo(json.dumps({"runs": [{"id": i.id, "path": str(i.path), "task": i.summary.get("task"),
+                                         "model": i.summary.get("model"), "status": i.status,
+                                         "metric": i.key_metric()[0], "value": i.key_metric()[1],
+                                         "split": i.key_metric()[2] or None,
+                                         "train_seconds": i.summary.get("train_seconds"),
+                                         "started": i.started or None} for i in infos]}))
+        return
+    filters = ", ".join(f"{k}={v}" for k, v in (("task", task), ("model", model), ("status", status)) if v)
+    _console().print(runs_table(infos, f"{len(infos)} run(s) in {runs_dir}" + (f" ({filters})" if filters else "")))
+
+
+@app.command()
+@user_errors
+def compare(
+    runs: List[Path] = typer.Argument(..., metavar="RUN RUN...", help="run directories (or a sweep directory)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Config differences and metrics of runs side by side."""
+    from .compare import compare_runs, comparison_tables
+
+    comparison = compare_runs(runs)
+    if as_json:
+        typer.echo(json.dumps(comparison.to_json()))
+        return
+    console = _console()
+    for table in comparison_tables(comparison):
+        console.print(table)
+
+
 def main() -> None:
     app(prog_name="rnnlab")
 

@@ -1,0 +1,220 @@
+"""Looking across runs: ``rnnlab runs`` (a table of run directories, newest first, filterable) and
+``rnnlab compare`` (config differences and metrics side by side). Both only read run directories."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from . import runs
+from .config import read_yaml
+from .errors import RnnlabError, RunDirError
+
+MAX_DEPTH = 3  # runs/<run>, runs/<sweep>/<run>, and one level more for folders of sweeps
+SKIP = {runs.CHECKPOINTS, runs.PLOTS, "logs", "trials", "tensorboard"}
+
+
+@dataclass
+class RunInfo:
+    path: Path
+    id: str  # the path relative to the listed folder
+    summary: dict[str, Any]
+    problem: Optional[str] = None  # why the summary could not be read
+
+    @property
+    def status(self) -> str:
+        return self.summary.get("status", "unreadable" if self.problem else "unknown")
+
+    @property
+    def started(self) -> str:
+        return str(self.summary.get("started") or "")
+
+    def key_metric(self) -> tuple[Optional[str], Optional[float], str]:
+        """(metric, value, split): the task's metric on test, or at the best validation epoch."""
+        metric = self.summary.get("metric")
+        for split, values in (("test", self.summary.get("test")), ("val", self.summary.get("best_val"))):
+            if metric and isinstance(values, dict) and isinstance(values.get(metric), (int, float)):
+                return metric, float(values[metric]), split
+        return metric, None, ""
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run directories (those with a config.yaml) under ``root``, sweeps' trial runs included."""
+    if (root / runs.CONFIG).is_file():
+        return [root]
+    found: list[Path] = []
+
+    def walk(folder: Path, depth: int) -> None:
+        try:
+            children = sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in SKIP)
+        except OSError:
+            return
+        for child in children:
+            if (child / runs.CONFIG).is_file():
+                found.append(child)
+            elif depth < MAX_DEPTH:
+                walk(child, depth + 1)
+
+    walk(root, 1)
+    return found
+
+
+def read_run(path: Path, root: Path) -> RunInfo:
+    rel = str(path.relative_to(root)) if path != root else path.name
+    try:
+        return RunInfo(path, rel, runs.read_summary(path))
+    except RnnlabError as exc:  # one broken run must not hide the others
+        return RunInfo(path, rel, {}, exc.what)
+
+
+def list_runs(root: Path, task: Optional[str] = None, model: Optional[str] = None,
+              status: Optional[str] = None) -> list[RunInfo]:
+    """Runs under ``root``, newest first, keeping those matching every filter given."""
+    if not root.exists():
+        raise RunDirError(root, "runs directory not found")
+    if not root.is_dir():
+        raise RunDirError(root, "not a directory")
+    infos = [read_run(p, root) for p in find_runs(root)]
+    keep = [i for i in infos
+            if (task is None or i.summary.get("task") == task)
+            and (model is None or i.summary.get("model") == model)
+            and (status is None or i.status == status)]
+    # ISO timestamps sort as text; runs without one (unreadable) by their directory name
+    return sorted(keep, key=lambda i: (i.started or i.path.name[:15], i.path.name), reverse=True)
+
+
+def runs_table(infos: list[RunInfo], title: str) -> Any:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .progress import fmt
+
+    table = Table(title=title, title_justify="left")
+    for name, justify in (("id", "left"), ("task", "left"), ("model", "left"), ("status", "left"),
+                          ("metric", "right"), ("train s", "right"), ("started (UTC)", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for info in infos:
+        s = info.summary
+        metric, value, split = info.key_metric()
+        shown = f"{split} {metric} {fmt(value)}" if value is not None else "-"
+        seconds = s.get("train_seconds")
+        status = info.status if not info.problem else f"{info.status} ({info.problem})"
+        table.add_row(escape(info.id), str(s.get("task", "-")), str(s.get("model", "-")), escape(status), shown,
+                      f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "-",
+                      info.started.replace("T", " ")[:19] or "-")
+    return table
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict) and tree:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: tree}
+
+
+def expand_args(paths: list[Path]) -> list[Path]:
+    """Each argument is a run directory, or a folder of runs (a sweep directory) standing for
+    every run in it."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir() and not (path / runs.CONFIG).is_file():
+            found = find_runs(path)
+            if not found:
+                raise RunDirError(path, f"neither a run directory ({runs.CONFIG} is missing) nor a "
+                                  "folder of runs")
+            out.extend(found)
+        else:
+            out.append(runs.resolve_run(path))
+    return out
+
+
+@dataclass
+class Comparison:
+    ids: list[str]
+    differences: dict[str, list[Any]]  # dotted config key -> value per run (only keys that differ)
+    metrics: dict[str, list[Any]]  # row name -> value per run
+    best: dict[str, int]  # metric row -> index of the best run on it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"runs": self.ids, "differences": self.differences, "metrics": self.metrics,
+                "best": {row: self.ids[i] for row, i in self.best.items()}}
+
+
+SUMMARY_ROWS = ("status", "best_epoch", "epochs_completed", "train_seconds", "parameters", "threads",
+                "device")
+
+
+def compare_runs(paths: list[Path]) -> Comparison:
+    dirs = expand_args(paths)
+    if len(dirs) < 2:
+        raise RunDirError(paths[0] if paths else "compare", "give at least two runs to compare")
+    configs = [flatten(read_yaml(d / runs.CONFIG)) for d in dirs]
+    summaries = [read_run(d, d).summary for d in dirs]
+    keys = list(dict.fromkeys(k for c in configs for k in c if k != "name"))
+    missing = object()
+    differences = {k: [c.get(k) for c in configs] for k in keys
+                   if len({repr(c.get(k, missing)) for c in configs}) > 1}
+    metrics: dict[str, list[Any]] = {}
+    best: dict[str, int] = {}
+    for split, field in (("test", "test"), ("val", "best_val")):
+        names = list(dict.fromkeys(k for s in summaries for k in (s.get(field) or {})))
+        for name in names:
+            row = f"{split} {name}"
+            metrics[row] = [(s.get(field) or {}).get(name) for s in summaries]
+            index = _best(metrics[row], name, summaries)
+            if index is not None:
+                best[row] = index
+    for key in SUMMARY_ROWS:
+        metrics[key] = [s.get(key) for s in summaries]
+    ids = [_short_id(d, dirs) for d in dirs]
+    return Comparison(ids, differences, metrics, best)
+
+
+def _best(values: list[Any], metric: str, summaries: list[dict[str, Any]]) -> Optional[int]:
+    """The best run on the task's own metric (its mode says which way is better)."""
+    modes = {s.get("mode") for s in summaries if s.get("metric") == metric}
+    if len(modes) != 1 or None in modes:
+        return None
+    scored = [(v, i) for i, v in enumerate(values) if isinstance(v, (int, float)) and math.isfinite(v)]
+    if len(scored) < 2:
+        return None
+    pick = min if modes == {"min"} else max
+    return pick(scored)[1]
+
+
+def _short_id(path: Path, all_paths: list[Path]) -> str:
+    """The run directory's name, with its parent's when two share a name."""
+    names = [p.name for p in all_paths]
+    return path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}"
+
+
+def comparison_tables(comp: Comparison) -> list[Any]:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .progress import fmt
+
+    tables = []
+    for title, rows, best in (("config differences", comp.differences, {}),
+                              ("metrics (bold: best on the task's metric)", comp.metrics, comp.best)):
+        table = Table(title=title, title_justify="left")
+        table.add_column("")
+        for run_id in comp.ids:
+            table.add_column(run_id, overflow="fold")
+        for key, values in rows.items():
+            cells = ["-" if v is None else escape(fmt(v)) for v in values]
+            if key in best:
+                cells[best[key]] = f"[bold]{cells[best[key]]}[/bold]"
+            table.add_row(key, *cells)
+        if not rows:
+            table.add_row("(none: the configs are identical)" if title.startswith("config") else "(none)",
+                          *[""] * len(comp.ids))
+        tables.append(table)
+    return tables

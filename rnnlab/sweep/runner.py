@@ -1,0 +1,367 @@
+"""Running a sweep: create (or reopen) the sweep directory, run the trials not yet completed N at a
+time, record each as it ends, stop cleanly on Ctrl-C/SIGTERM, rank, write the summaries.
+
+Sweep directory ``<runs-dir>/<UTC stamp>_<name>/``:
+``sweep.yaml`` (the sweep file as resolved, base inline), ``command.txt`` (how it was started, how
+to rerun it, how to resume it), ``trials/<trial>.yaml`` (each trial's resolved config), one normal
+run directory per trial attempt, ``logs/<run name>.log`` (each trial's output), ``summary.json``,
+``summary.csv``, ``plots/<key>.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import yaml
+
+from .. import runs
+from ..errors import ConfigError, RnnlabError, RunDirError
+from .backends import STOP_GRACE_S, LocalBackend, RayBackend, train_args
+from .results import (FINISHED, Ranking, TrialRecord, read_records, ranked_table, write_plots,
+                      write_summaries)
+from .spec import Sweep, Trial, expand, load_sweep
+
+SWEEP_FILE = "sweep.yaml"
+COMMAND_FILE = "command.txt"
+TRIALS, LOGS = "trials", "logs"
+LOCK, STOP = ".lock", ".stop"
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class Outcome:
+    sweep_dir: Path
+    status: str  # completed (every trial), incomplete (some did not complete), interrupted
+    ordered: list[TrialRecord]  # best first
+    table: Any  # a rich Table
+    best: Optional[TrialRecord]
+
+
+@dataclass
+class Options:
+    workers: int = 1
+    backend: str = "local"
+    address: Optional[str] = None  # Ray cluster address (default: a local Ray instance)
+
+
+def run_sweep(sweep_file: Optional[Path], runs_dir: Path, resume: Optional[Path], options: Options,
+              say: Callable[[str], None] = print) -> Outcome:
+    """``rnnlab sweep``: a new sweep from ``sweep_file`` in ``runs_dir``, or ``resume`` an existing
+    sweep directory (running only its trials not completed)."""
+    if options.workers < 1:
+        raise ConfigError("--workers", f"must be >= 1, got {options.workers}")
+    if options.backend not in BACKENDS:
+        raise ConfigError("--backend", f"must be one of {', '.join(BACKENDS)}, got {options.backend!r}")
+    if resume is not None:
+        sweep_dir, sweep, trials = _reopen(resume, sweep_file)
+    else:
+        assert sweep_file is not None
+        sweep = load_sweep(sweep_file)
+        trials = expand(sweep)  # every trial validated before anything is created
+        sweep_dir = None
+    backend = _backend(options)  # a backend that cannot start fails before anything is written
+    try:
+        with _locked_dir(sweep_dir, sweep, runs_dir) as sweep_dir:
+            if resume is None:
+                _write_new(sweep_dir, sweep, trials, options)
+                records = [TrialRecord(t.id, t.values) for t in trials]
+            else:
+                records = _records(sweep_dir, trials)
+                runs.write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
+            return Driver(sweep, trials, records, sweep_dir, backend, options, say).run()
+    finally:
+        backend.close()
+
+
+# ----------------------------------------------------------------------------- the directory
+
+
+def _reopen(resume: Path, sweep_file: Optional[Path]) -> tuple[Path, Sweep, list[Trial]]:
+    if not (resume / SWEEP_FILE).is_file():
+        what = "sweep directory not found" if not resume.is_dir() else f"not a sweep directory ({SWEEP_FILE} is missing)"
+        raise RunDirError(resume, what)
+    stored = load_sweep(resume / SWEEP_FILE)
+    sweep = stored
+    if sweep_file is not None:
+        sweep = load_sweep(sweep_file)
+        if sweep.identity() != stored.identity():
+            raise ConfigError(sweep_file, f"does not match the sweep in {resume} (base, grid, random "
+                              f"or seed differ); resume it with `rnnlab sweep --resume {resume}` alone")
+        sweep.name = stored.name  # a resumed sweep may change only how it ranks
+    return resume, sweep, expand(sweep)
+
+
+@contextmanager
+def _locked_dir(sweep_dir: Optional[Path], sweep: Sweep, runs_dir: Path) -> Iterator[Path]:
+    """Create the sweep directory (new sweep) and hold its lock: two processes never drive one sweep."""
+    if sweep_dir is None:
+        sweep_dir = runs.create_run_dir(runs_dir, sweep.name, subdirs=(TRIALS, LOGS, runs.PLOTS))
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one sweep per directory is up to the user
+        yield sweep_dir
+        return
+    with open(sweep_dir / LOCK, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirError(sweep_dir, "another rnnlab sweep is running in this directory") from None
+        yield sweep_dir
+
+
+def _commands(sweep_dir: Path, options: Options) -> dict[str, str]:
+    backend = ["--backend", options.backend] if options.backend != "local" else []
+    if options.address:
+        backend += ["--ray-address", options.address]
+    where = sweep_dir.resolve()
+    common = ["--workers", str(options.workers), *backend]
+    return {
+        "command": shlex.join(["rnnlab", *sys.argv[1:]]),
+        "cwd": os.getcwd(),
+        "rerun": shlex.join(["rnnlab", "sweep", str(where / SWEEP_FILE), "--runs-dir", str(where.parent),
+                             *common]),
+        "resume": shlex.join(["rnnlab", "sweep", "--resume", str(where), *common]),
+    }
+
+
+def _write_new(sweep_dir: Path, sweep: Sweep, trials: list[Trial], options: Options) -> None:
+    runs.write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
+    for trial in trials:
+        runs.write_text(sweep_dir / TRIALS / f"{trial.id}.yaml", yaml.safe_dump(trial.config, sort_keys=False))
+    cmd = _commands(sweep_dir, options)
+    runs.write_text(sweep_dir / COMMAND_FILE,
+                    f"# started with (from {cmd['cwd']}):\n{cmd['command']}\n"
+                    f"# rerun it from the resolved sweep file kept here (makes a new sweep directory):\n"
+                    f"{cmd['rerun']}\n"
+                    f"# run only the trials not completed, in this directory:\n{cmd['resume']}\n")
+
+
+def _records(sweep_dir: Path, trials: list[Trial]) -> list[TrialRecord]:
+    """The state of a sweep directory, checked against its trials and reconciled with the run
+    directories: a trial whose run completed after the sweep process died counts as completed."""
+    _, records = read_records(sweep_dir)
+    if [(r.trial, r.values) for r in records] != [(t.id, t.values) for t in trials]:
+        raise RunDirError(sweep_dir / "summary.json", f"its trials do not match {SWEEP_FILE}")
+    for trial, record in zip(trials, records):
+        if record.status == "completed" or record.attempts == 0:
+            continue
+        run = find_run(sweep_dir, trial.run_name(record.attempts))
+        summary = _run_summary(run)
+        if summary.get("status") == "completed":
+            record.adopt(summary)
+            record.run = str(run.resolve()) if run is not None else None
+        elif record.status == "running":  # the sweep process died under it
+            record.status = "interrupted"
+    for trial in trials:
+        path = sweep_dir / TRIALS / f"{trial.id}.yaml"
+        if not path.is_file():
+            runs.write_text(path, yaml.safe_dump(trial.config, sort_keys=False))
+    return records
+
+
+def _backend(options: Options) -> Any:
+    if options.backend == "ray":
+        return RayBackend(options.workers, options.address)
+    return LocalBackend(options.workers)
+
+
+def _run_summary(run: Optional[Path]) -> dict[str, Any]:
+    try:
+        return runs.read_summary(run) if run is not None else {}
+    except RnnlabError:
+        return {}
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """``kill PID`` stops a sweep as cleanly as Ctrl-C does."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+@dataclass
+class Running:
+    record: TrialRecord
+    trial: Trial
+    run_name: str
+    log: Path
+    started: float
+
+
+class Driver:
+    def __init__(self, sweep: Sweep, trials: list[Trial], records: list[TrialRecord], sweep_dir: Path,
+                 backend: Any, options: Options, say: Callable[[str], None]) -> None:
+        self.sweep, self.trials, self.records = sweep, trials, records
+        self.sweep_dir, self.backend, self.options, self.say = sweep_dir, backend, options, say
+        self.ranking = Ranking.of(sweep)
+        self.meta: dict[str, Any] = {
+            "sweep": sweep.name, "id": sweep_dir.name, "status": "running", "backend": backend.name,
+            "workers": options.workers, "threads_per_trial": backend.threads, "cores": backend.cores,
+            **_commands(sweep_dir, options), "started": runs.now_iso(), "finished": None,
+        }
+        self.running: dict[Any, Running] = {}
+        self.done = sum(r.status == "completed" for r in records)
+
+    def save(self) -> list[TrialRecord]:
+        return write_summaries(self.sweep_dir, self.meta, self.records, self.sweep.keys, self.ranking)
+
+    def run(self) -> Outcome:
+        todo = [(t, r) for t, r in zip(self.trials, self.records) if r.status != "completed"]
+        for _, record in todo:
+            record.status = "pending"
+        self.backend.stop_file = self.sweep_dir / STOP
+        self.backend.stop_file.unlink(missing_ok=True)
+        self.say(f"sweep {self.sweep_dir}: {len(todo)} of {len(self.trials)} trials to run, "
+                 f"{self.options.workers} at a time, {self.backend.threads} thread(s) each "
+                 f"({self.backend.name}, {self.backend.cores} cores)")
+        if self.options.workers * self.backend.threads > self.backend.cores:
+            self.say(f"note: {self.options.workers} workers > {self.backend.cores} cores: "
+                     "the cores are oversubscribed")
+        self.save()
+        interrupted = False
+        with _sigterm_as_interrupt():
+            try:
+                self.loop(todo)
+            except KeyboardInterrupt:
+                interrupted = True
+                self.say("interrupted: stopping the running trials (Ctrl-C again to kill them)")
+                self.stop()
+            except BaseException:
+                self.stop()
+                raise
+        return self.finish(interrupted)
+
+    def loop(self, todo: list[tuple[Trial, TrialRecord]]) -> None:
+        queue = list(reversed(todo))
+        while queue or self.running:
+            while queue and len(self.running) < self.options.workers:
+                self.start(*queue.pop())
+            for handle, code, error in self.backend.wait(list(self.running), timeout=0.5):
+                self.ranking.check(self.end(handle, code, error, stopped=False))
+
+    def start(self, trial: Trial, record: TrialRecord) -> None:
+        record.attempts += 1
+        name = trial.run_name(record.attempts)
+        log = self.sweep_dir / LOGS / f"{name}.log"
+        args = train_args(self.sweep_dir / TRIALS / f"{trial.id}.yaml", self.sweep_dir, name,
+                          self.backend.threads)
+        handle = self.backend.start(args, log)
+        self.running[handle] = Running(record, trial, name, log, time.monotonic())
+        record.status, record.error, record.run = "running", None, None
+        self.say(f"{trial.id} started: {trial.label()}")
+        self.save()
+
+    def end(self, handle: Any, code: Optional[int], error: Optional[str], stopped: bool) -> TrialRecord:
+        job = self.running.pop(handle)
+        record = job.record
+        record.seconds = time.monotonic() - job.started
+        run = find_run(self.sweep_dir, job.run_name)
+        record.run = str(run.resolve()) if run is not None else None
+        summary = _run_summary(run)
+        if summary.get("status") in FINISHED:
+            record.adopt(summary)
+        else:  # no run directory, or the process died before closing it
+            record.status = "interrupted" if stopped else "failed"
+            record.val, record.test = {}, {}
+        if record.status == "completed":
+            self.done += 1
+        elif stopped and record.status == "interrupted":
+            record.error = "stopped with the sweep (Ctrl-C or SIGTERM)"
+        else:
+            record.error = record.error or log_error(job.log) or _exit_text(code, error)
+        self.report(job, record)
+        self.save()
+        return record
+
+    def report(self, job: Running, record: TrialRecord) -> None:
+        line = f"{job.trial.id} {record.status} in {record.seconds:.1f}s"
+        if record.status == "completed":
+            self.ranking.resolve([record])
+            metrics = record.val if self.ranking.split == "val" else record.test
+            value = metrics.get(self.ranking.metric)
+            if value is not None:
+                line += f": {self.ranking.label} {value:.4g}"
+        elif record.error:
+            line += f": {record.error}"
+        self.say(f"[{self.done}/{len(self.records)} completed] {line}")
+
+    def stop(self) -> None:
+        """Interrupt every running trial, give each time to close its run, then kill the rest."""
+        for handle in self.running:
+            self.backend.interrupt(handle)
+        deadline = time.monotonic() + STOP_GRACE_S
+        try:
+            while self.running and time.monotonic() < deadline:
+                for handle, code, error in self.backend.wait(list(self.running), timeout=0.5):
+                    self.end(handle, code, error, stopped=True)
+        except KeyboardInterrupt:
+            pass
+        for handle in list(self.running):
+            self.backend.kill(handle)
+            self.end(handle, None, "killed", stopped=True)
+
+    def finish(self, interrupted: bool) -> Outcome:
+        if interrupted:
+            status = "interrupted"
+        else:
+            status = "completed" if all(r.status == "completed" for r in self.records) else "incomplete"
+        for record in self.records:
+            if record.status == "running":  # interrupted between its end and its record
+                record.status = "interrupted"
+        self.meta.update(status=status, finished=runs.now_iso())
+        ordered = self.save()
+        write_plots(self.sweep, self.records, self.sweep_dir / runs.PLOTS, self.ranking)
+        best = ordered[0] if ordered and ordered[0].rank == 1 else None
+        mode = f" ({self.ranking.mode})" if self.ranking.mode else ""
+        title = f"{self.sweep.name}: {len(self.records)} trials, ranked by {self.ranking.label}{mode}"
+        table = ranked_table(ordered, self.sweep.keys, self.ranking, title)
+        return Outcome(self.sweep_dir, status, ordered, table, best)
+
+
+def find_run(sweep_dir: Path, run_name: str) -> Optional[Path]:
+    """The run directory ``rnnlab train --name run_name`` made (``<stamp>_<name>``, maybe ``-2``)."""
+    found = [p for p in sweep_dir.glob(f"*_{run_name}*") if p.is_dir()
+             and (p.name.endswith(f"_{run_name}") or p.name.rpartition("-")[0].endswith(f"_{run_name}"))]
+    return max(found, default=None)
+
+
+def log_error(log: Path) -> Optional[str]:
+    """The trial's own one-line error (``error: ...``), else the last line it printed."""
+    try:
+        lines = [ln.strip() for ln in log.read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        return None
+    lines = [ln for ln in lines if ln and not ln.startswith("rnnlab hit an internal error")]
+    errors = [ln for ln in lines if ln.startswith("error: ")]
+    if errors:
+        return errors[-1].removeprefix("error: ")
+    return lines[-1][:300] if lines else None
+
+
+def _exit_text(code: Optional[int], error: Optional[str]) -> str:
+    if error:
+        return error
+    if code is not None and code < 0:
+        return f"killed by signal {signal.Signals(-code).name}"
+    return f"exited with status {code}"

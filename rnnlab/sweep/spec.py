@@ -1,0 +1,294 @@
+"""Sweep files: a base config plus a grid and/or a random search over dotted config keys, expanded
+into trials whose configs are all validated before any trial starts.
+
+```yaml
+name: sine_families          # optional: names the sweep directory (default: the file's stem)
+base: lstm_sine.yaml         # a config path (relative to this file) or an inline config mapping
+grid:                        # every combination; the first key varies slowest
+  model.name: [rnn, lstm, gru]
+  model.hidden_size: [16, 64]
+random:                      # `trials` draws, each crossed with every grid point
+  trials: 8
+  train.lr: {loguniform: [1.0e-4, 1.0e-1]}
+seed: 0                      # seeds the random draws
+metric: mse                  # rank by this metric (default: the task's own) ...
+mode: min                    # ... lower (min) or higher (max) is better; required with metric
+split: val                   # ... at the best epoch on validation (default), or on test
+```
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ..config import SECTIONS, build_experiment, read_yaml, set_dotted
+from ..errors import ConfigError
+from ..registry import did_you_mean
+from ..runs import safe_name
+
+TOP_KEYS = ("name", "base", "grid", "random", "seed", "metric", "mode", "split")
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
+# keys that only change how finished trials are ranked; a resumed sweep may change them
+RANKING_KEYS = ("name", "metric", "mode", "split")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """``{choice: [a, b]}``, ``{uniform: [lo, hi]}``, ``{loguniform: [lo, hi]}``, ``{int: [lo, hi]}``
+    (both ends inclusive). Floats are rounded to 4 significant digits, so names and configs stay
+    readable and a value can be typed back exactly."""
+
+    kind: str
+    args: tuple[Any, ...]
+
+    def sample(self, rng: random.Random) -> Any:
+        if self.kind == "choice":
+            return copy.deepcopy(rng.choice(self.args))
+        lo, hi = self.args
+        if self.kind == "int":
+            return rng.randint(lo, hi)
+        if self.kind == "uniform":
+            return float(f"{rng.uniform(lo, hi):.4g}")
+        return float(f"{math.exp(rng.uniform(math.log(lo), math.log(hi))):.4g}")
+
+    @property
+    def log_scale(self) -> bool:
+        return self.kind == "loguniform"
+
+    def to_yaml(self) -> dict[str, list[Any]]:
+        return {self.kind: list(self.args)}
+
+
+@dataclass
+class Trial:
+    index: int  # 1-based, in expansion order
+    values: dict[str, Any]  # dotted key -> value, in sweep-file key order
+    config: dict[str, Any]  # the resolved config (every default written out)
+    width: int = 3
+
+    @property
+    def id(self) -> str:
+        return f"t{self.index:0{self.width}d}"
+
+    def label(self) -> str:
+        return ", ".join(f"{key}={show(value)}" for key, value in self.values.items())
+
+    def run_name(self, attempt: int = 1) -> str:
+        """The ``--name`` of the trial's run: unique per sweep and attempt, so its directory can be
+        found again (``<stamp>_<name>``) even if the trial dies before printing it."""
+        again = f"-a{attempt}" if attempt > 1 else ""
+        slug = "_".join(f"{key.rsplit('.', 1)[-1]}={show(value)}" for key, value in self.values.items())
+        return safe_name(f"{self.id}{again}_{slug}")
+
+
+def show(value: Any) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@dataclass
+class Sweep:
+    name: str
+    base: dict[str, Any]
+    source: str  # the sweep file, for error messages
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    random: dict[str, Distribution] = field(default_factory=dict)
+    trials: int = 0  # random draws (0: grid only)
+    seed: int = 0
+    metric: Optional[str] = None
+    mode: Optional[str] = None
+    split: str = "val"
+
+    @property
+    def keys(self) -> list[str]:
+        return [*self.grid, *self.random]
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every grid combination crossed with the same ``trials`` seeded random draws."""
+        grid = [dict(zip(self.grid, combo)) for combo in itertools.product(*self.grid.values())]
+        rng = random.Random(self.seed)
+        draws = [{key: dist.sample(rng) for key, dist in self.random.items()}
+                 for _ in range(self.trials)] or [{}]
+        return [{**copy.deepcopy(g), **d} for g in grid for d in draws]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sweep file as resolved: base inline, every option written out."""
+        out: dict[str, Any] = {"name": self.name, "base": self.base, "grid": self.grid}
+        if self.random:
+            out["random"] = {"trials": self.trials,
+                             **{key: dist.to_yaml() for key, dist in self.random.items()}}
+        out.update(seed=self.seed, metric=self.metric, mode=self.mode, split=self.split)
+        return out
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the trials; two sweeps with the same identity run the same trials."""
+        return {k: v for k, v in self.to_dict().items() if k not in RANKING_KEYS}
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    path = Path(path)
+    return parse_sweep(read_yaml(path), str(path), path.parent, path.stem)
+
+
+def parse_sweep(raw: dict[str, Any], where: str, base_dir: Path, default_name: str) -> Sweep:
+    for key in raw:
+        if key not in TOP_KEYS:
+            hint = did_you_mean(str(key), list(TOP_KEYS))
+            raise ConfigError(where, f"{key}: unknown key{hint}; allowed: {', '.join(TOP_KEYS)}")
+    if "base" not in raw:
+        raise ConfigError(where, "base: is required (a config path or an inline config)")
+    sweep = Sweep(name=_name(raw.get("name"), default_name, where), base=_base(raw["base"], where, base_dir),
+                  source=where, grid=_grid(raw.get("grid"), where), seed=_int(raw.get("seed", 0), "seed", where))
+    sweep.trials, sweep.random = _random(raw.get("random"), where)
+    both = set(sweep.grid) & set(sweep.random)
+    if both:
+        raise ConfigError(where, f"random.{sorted(both)[0]}: also in grid; sweep each key one way")
+    if not sweep.keys:
+        raise ConfigError(where, "nothing to sweep: give grid: and/or random: with dotted config keys")
+    _ranking(sweep, raw, where)
+    return sweep
+
+
+def _name(value: Any, default: str, where: str) -> str:
+    if value is None:
+        return safe_name(default)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(where, f"name: must be a non-empty string, got {value!r}")
+    return safe_name(value)
+
+
+def _int(value: Any, key: str, where: str, minimum: Optional[int] = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or (minimum is not None and value < minimum):
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise ConfigError(where, f"{key}: must be an integer{bound}, got {value!r}")
+    return value
+
+
+def _base(value: Any, where: str, base_dir: Path) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return copy.deepcopy(value)
+    if isinstance(value, str) and value.strip():
+        path = Path(value).expanduser()
+        return read_yaml(path if path.is_absolute() else base_dir / path)
+    raise ConfigError(where, f"base: must be a config path or an inline config mapping, got {value!r}")
+
+
+def _check_key(key: Any, where: str, section: str) -> str:
+    parts = key.split(".") if isinstance(key, str) else []
+    if not parts or any(not p.strip() for p in parts):
+        raise ConfigError(where, f"{section}: bad key {key!r}: expected a dotted config key such as "
+                          "model.hidden_size")
+    if parts[0] not in SECTIONS or parts[0] in ("name", "sweep"):
+        allowed = [s for s in SECTIONS if s not in ("name", "sweep")]
+        raise ConfigError(where, f"{section}.{key}: unknown section '{parts[0]}'"
+                          f"{did_you_mean(parts[0], allowed)}; sections: {', '.join(allowed)}")
+    return key
+
+
+def _grid(value: Any, where: str) -> dict[str, list[Any]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(where, f"grid: must map dotted config keys to lists of values, got {value!r}")
+    grid = {}
+    for key, values in value.items():
+        _check_key(key, where, "grid")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(where, f"grid.{key}: must be a non-empty list of values, got {values!r}")
+        seen = [repr(v) for v in values]
+        dup = next((v for i, v in enumerate(seen) if v in seen[:i]), None)
+        if dup is not None:
+            raise ConfigError(where, f"grid.{key}: value {dup} is listed twice")
+        grid[key] = values
+    return grid
+
+
+def _random(value: Any, where: str) -> tuple[int, dict[str, Distribution]]:
+    if value is None:
+        return 0, {}
+    if not isinstance(value, dict):
+        raise ConfigError(where, "random: must be a mapping with trials: and dotted keys -> distributions")
+    if "trials" not in value:
+        raise ConfigError(where, "random.trials: is required (how many random draws)")
+    trials = _int(value["trials"], "random.trials", where, minimum=1)
+    dists = {_check_key(k, where, "random"): _distribution(v, f"random.{k}", where)
+             for k, v in value.items() if k != "trials"}
+    if not dists:
+        raise ConfigError(where, "random: give at least one dotted key with a distribution, "
+                          "e.g. train.lr: {loguniform: [1.0e-4, 1.0e-2]}")
+    return trials, dists
+
+
+def _distribution(value: Any, key: str, where: str) -> Distribution:
+    usage = f"expected one of {{{', '.join(f'{d}: [...]' for d in DISTRIBUTIONS)}}}"
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ConfigError(where, f"{key}: {usage}, got {value!r}")
+    kind, args = next(iter(value.items()))
+    if kind not in DISTRIBUTIONS:
+        raise ConfigError(where, f"{key}: unknown distribution {kind!r}{did_you_mean(str(kind), list(DISTRIBUTIONS))}"
+                          f"; {usage}")
+    if not isinstance(args, list) or not args:
+        raise ConfigError(where, f"{key}.{kind}: must be a non-empty list, got {args!r}")
+    if kind == "choice":
+        return Distribution(kind, tuple(args))
+    numbers = (int,) if kind == "int" else (int, float)
+    if len(args) != 2 or not all(isinstance(a, numbers) and not isinstance(a, bool) for a in args):
+        what = "integers" if kind == "int" else "numbers"
+        raise ConfigError(where, f"{key}.{kind}: must be [low, high], two {what}, got {args!r}")
+    lo, hi = args
+    if lo > hi:
+        raise ConfigError(where, f"{key}.{kind}: low must be <= high, got {args!r}")
+    if kind == "loguniform" and lo <= 0:
+        raise ConfigError(where, f"{key}.loguniform: bounds must be > 0, got {args!r}")
+    return Distribution(kind, (lo, hi) if kind == "int" else (float(lo), float(hi)))
+
+
+def _ranking(sweep: Sweep, raw: dict[str, Any], where: str) -> None:
+    metric, mode, split = raw.get("metric"), raw.get("mode"), raw.get("split", "val")
+    if metric is not None and (not isinstance(metric, str) or not metric.strip()):
+        raise ConfigError(where, f"metric: must be a metric name such as mse or accuracy, got {metric!r}")
+    if mode not in (None, "min", "max"):
+        raise ConfigError(where, f"mode: must be 'min' or 'max', got {mode!r}")
+    if (metric is None) != (mode is None):
+        missing = "mode" if mode is None else "metric"
+        raise ConfigError(where, f"{missing}: required with {'metric' if mode is None else 'mode'} "
+                          "(say which metric to rank by and whether min or max is better), "
+                          "or leave both out to use the task's own")
+    if split not in ("val", "test"):
+        raise ConfigError(where, f"split: must be 'val' or 'test', got {split!r}")
+    sweep.metric, sweep.mode, sweep.split = metric, mode, split
+
+
+# ----------------------------------------------------------------------------- trials
+
+
+def expand(sweep: Sweep) -> list[Trial]:
+    """Every trial with its resolved config. All are validated first: an invalid combination is
+    reported with the trial's values, before anything runs."""
+    points = sweep.points()
+    width = max(3, len(str(len(points))))
+    trials, problems = [], []
+    for index, values in enumerate(points, 1):
+        trial = Trial(index, values, {}, width)
+        raw = copy.deepcopy(sweep.base)
+        for key, value in values.items():
+            set_dotted(raw, key.split("."), value, sweep.source)
+        raw["name"] = trial.id
+        try:
+            trial.config = build_experiment(raw, f"trial {trial.id} ({trial.label()})").to_dict()
+        except ConfigError as exc:
+            problems.append(exc)
+            continue
+        trials.append(trial)
+    if problems:
+        more = f" ({len(problems)} of {len(points)} trials are invalid)" if len(problems) > 1 else ""
+        raise ConfigError(sweep.source, problems[0].line() + more)
+    return trials
