@@ -50,8 +50,8 @@ def state(path: Path) -> dict:
 def timed_sweep(workers: int, root: Path) -> float:
     runs = root / f"w{workers}-{time.monotonic_ns()}"
     start = time.perf_counter()
-    out = subprocess.run(rnnlab("sweep", str(SWEEP), "--workers", str(workers), "--runs-dir", str(runs), "-q"),
-                         env=ENV, capture_output=True, text=True)
+    command = rnnlab("sweep", str(SWEEP), "--workers", str(workers), "--runs-dir", str(runs), "-q")
+    out = subprocess.run(command, env=ENV, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     if out.returncode != 0:
         sys.exit(f"--workers {workers} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
@@ -69,7 +69,9 @@ def timed_sweep(workers: int, root: Path) -> float:
 def kill_and_resume(root: Path, sig: signal.Signals) -> None:
     runs = root / "resume"
     proc = subprocess.Popen(rnnlab("sweep", str(SWEEP), "--workers", "2", "--runs-dir", str(runs), "-q"),
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            # SIGINT at its default in the child, whatever we inherited: Ctrl-C works
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         time.sleep(0.2)
@@ -87,7 +89,7 @@ def kill_and_resume(root: Path, sig: signal.Signals) -> None:
     done_before = {t["trial"]: t["run"] for t in before["trials"] if t["status"] == "completed"}
     print(f"killed with {sig.name} (exit {proc.returncode}): {before['counts']}", flush=True)
     out = subprocess.run(rnnlab("sweep", "--resume", str(d), "--workers", "2", "-q"), env=ENV,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     after = state(d)
     rerun = [t["trial"] for t in after["trials"] if t["trial"] not in done_before]
     kept = all(t["run"] == done_before[t["trial"]] and t["attempts"] == 1
@@ -113,13 +115,17 @@ def runs_and_compare(runs: Path, d: Path) -> None:
                            text=True, check=True).stdout
     comparison = json.loads(subprocess.run(rnnlab("compare", str(d), "--json"), env=ENV, capture_output=True,
                                            text=True, check=True).stdout)
-    assert len(comparison["runs"]) >= 6 and {"model.name", "model.hidden_size"} <= set(comparison["differences"])
-    print(f"rnnlab runs: {len(listed)} completed runs listed; rnnlab compare (best vs worst):\n{shown}", flush=True)
+    assert len(comparison["runs"]) >= 6
+    assert {"model.name", "model.hidden_size"} <= set(comparison["differences"])
+    print(f"rnnlab runs: {len(listed)} completed runs listed; rnnlab compare (best vs worst):\n{shown}",
+          flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=1, help="timing rounds, w1 and w2 alternating (0: none)")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="timing rounds, w1 and w2 alternating (0: none)")
     parser.add_argument("--kill", choices=["INT", "TERM", "KILL"], default="INT", help="signal for part 2")
     parser.add_argument("--skip-resume", action="store_true", help="only the timing part")
     args = parser.parse_args()

@@ -128,13 +128,18 @@ def list_() -> None:
 @user_errors
 def sweep(
     sweep_file: Optional[Path] = typer.Argument(
-        None, metavar="[SWEEP]", help="sweep file, e.g. configs/sweep_sine_families.yaml (optional with --resume)"),
+        None, metavar="[SWEEP]",
+        help="sweep file, e.g. configs/sweep_sine_families.yaml (optional with --resume)"),
     workers: int = typer.Option(1, "--workers", "-w", help="trials run at a time"),
-    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="where the sweep directory goes [default: runs]"),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="a sweep directory: run its trials not completed"),
+    runs_dir: Optional[Path] = typer.Option(
+        None, "--runs-dir", help="where the sweep directory goes [default: runs]"),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="a sweep directory: run its trials not completed"),
     backend: str = typer.Option("local", "--backend", help="local | ray"),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: a local Ray)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no per-trial lines; only the table and the best run"),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", help="Ray cluster address (default: a local Ray)"),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="no per-trial lines; only the table and the best run"),
 ) -> None:
     """Run a grid/random sweep as separate runs, N at a time; rank them; print the best run last."""
     from .sweep.runner import Options, run_sweep
@@ -190,13 +195,15 @@ def runs_(
                                          "started": i.started or None} for i in infos]}))
         return
     filters = ", ".join(f"{k}={v}" for k, v in (("task", task), ("model", model), ("status", status)) if v)
-    _console().print(runs_table(infos, f"{len(infos)} run(s) in {runs_dir}" + (f" ({filters})" if filters else "")))
+    title = f"{len(infos)} run(s) in {runs_dir}" + (f" ({filters})" if filters else "")
+    _console().print(runs_table(infos, title))
 
 
 @app.command()
 @user_errors
 def compare(
-    runs: List[Path] = typer.Argument(..., metavar="RUN RUN...", help="run directories (or a sweep directory)"),
+    runs: List[Path] = typer.Argument(
+        ..., metavar="RUN RUN...", help="run directories (or a sweep directory)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Config differences and metrics of runs side by side."""

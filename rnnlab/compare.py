@@ -101,7 +101,8 @@ def runs_table(infos: list[RunInfo], title: str) -> Any:
         shown = f"{split} {metric} {fmt(value)}" if value is not None else "-"
         seconds = s.get("train_seconds")
         status = info.status if not info.problem else f"{info.status} ({info.problem})"
-        table.add_row(escape(info.id), str(s.get("task", "-")), str(s.get("model", "-")), escape(status), shown,
+        table.add_row(escape(info.id), str(s.get("task", "-")), str(s.get("model", "-")), escape(status),
+                      shown,
                       f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "-",
                       info.started.replace("T", " ")[:19] or "-")
     return table

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 from rnnlab.cli import app
 from rnnlab.config import build_experiment, load_experiment
 from rnnlab.errors import ConfigError
-from rnnlab.sweep.spec import expand, load_sweep
 from rnnlab.sweep.results import Ranking, TrialRecord, to_csv
 from rnnlab.sweep.runner import log_error
+from rnnlab.sweep.spec import expand, load_sweep
 from rnnlab.tasks import TASKS
 
 from .conftest import CONFIGS, REPO, SINE_TINY
@@ -116,7 +116,8 @@ def test_invalid_combinations_are_reported_up_front_with_the_trial_values(tmp_pa
     ({"grid": {"model.hidden_size": 4}}, "grid.model.hidden_size: must be a non-empty list"),
     ({"grid": {"model.hidden_size": []}}, "grid.model.hidden_size: must be a non-empty list"),
     ({"grid": {"model.hidden_size": [4, 4]}}, "value 4 is listed twice"),
-    ({"grid": {"modle.hidden_size": [4]}}, "grid.modle.hidden_size: unknown section 'modle' (did you mean 'model'?)"),
+    ({"grid": {"modle.hidden_size": [4]}},
+     "grid.modle.hidden_size: unknown section 'modle' (did you mean 'model'?)"),
     ({"grid": {"model.": [4]}}, "grid: bad key 'model.'"),
     ({"grids": {"model.hidden_size": [4]}}, "grids: unknown key (did you mean 'grid'?)"),
     ({}, "nothing to sweep"),
@@ -157,7 +158,9 @@ def test_cli_option_errors(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("sweep*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_sweep_file_expands_into_valid_trials(path: Path) -> None:
     raw = yaml.safe_load(path.read_text())
-    base = raw["base"] if isinstance(raw["base"], dict) else yaml.safe_load((path.parent / raw["base"]).read_text())
+    base = raw["base"]
+    if not isinstance(base, dict):
+        base = yaml.safe_load((path.parent / base).read_text())
     task = base["task"]["name"]
     if task not in TASKS:  # e.g. the mnist sweep, before the mnist task is merged
         pytest.skip(f"task {task!r} is not registered in this build")
@@ -201,6 +204,12 @@ def test_log_error_prefers_the_trials_own_error_line(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- running
 
 
+def _ctrl_c_works() -> None:
+    """In the child: SIGINT at its default, whatever this process inherited (a shell that started
+    us in the background ignores it), so that the child's Python turns it into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _state(sweep_dir: Path) -> dict[str, Any]:
     return json.loads((sweep_dir / "summary.json").read_text())
 
@@ -215,11 +224,12 @@ def sweep_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     runs_dir = tmp / "runs"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen([sys.executable, "-m", "rnnlab", "sweep", str(path), "--runs-dir", str(runs_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                            preexec_fn=_ctrl_c_works)  # noqa: PLW1509 (no threads here)
     deadline = time.monotonic() + 120
     sweep_dir = None
     while time.monotonic() < deadline and proc.poll() is None:
-        found = [p for p in runs_dir.glob("*_tiny") if (p / "summary.json").is_file()] if runs_dir.is_dir() else []
+        found = [p for p in runs_dir.glob("*_tiny") if (p / "summary.json").is_file()]
         if found and _state(found[0])["counts"].get("completed", 0) >= 1:
             sweep_dir = found[0]
             break
@@ -310,6 +320,16 @@ def test_a_sweep_trial_evaluates_to_its_summary(sweep_run: dict[str, Any]) -> No
     assert json.loads(result.stdout)["metrics"] == json.loads((best / "summary.json").read_text())["test"]
 
 
+def test_a_metric_the_trials_lack_stops_the_sweep_after_the_first_trial(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, {"grid": {"model.hidden_size": [4, 6, 8]}, "metric": "accuracy",
+                                  "mode": "max"})
+    result = cli("sweep", str(path), "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    assert_user_error(result, "metric: trial t001 has no val metric 'accuracy' (it has: loss, mse")
+    state = _state(next((tmp_path / "runs").glob("*_sw")))
+    assert state["status"] == "interrupted" and state["counts"]["completed"] == 1
+    assert state["counts"].get("pending", 0) >= 1  # the rest never started
+
+
 def test_resume_refuses_a_different_sweep(sweep_run: dict[str, Any], tmp_path: Path) -> None:
     other = write_sweep(tmp_path, {"grid": {"model.hidden_size": [4, 5], "train.max_loss": [None, 1.0e-9]}})
     result = cli("sweep", str(other), "--resume", str(sweep_run["dir"]))
@@ -337,7 +357,8 @@ def test_compare_shows_config_differences_and_metrics(sweep_run: dict[str, Any])
     assert data["differences"]["model.hidden_size"] == [4, 6]
     # the first trial may have run with the 2 threads of a 1-worker sweep before the resume
     assert set(data["differences"]) <= {"model.hidden_size", "train.threads"}
-    assert data["metrics"]["test mse"] == [t["test"]["mse"] for t in final["trials"] if t["status"] == "completed"]
+    completed = [t for t in final["trials"] if t["status"] == "completed"]
+    assert data["metrics"]["test mse"] == [t["test"]["mse"] for t in completed]
     assert data["best"]["val mse"] == Path(final["best"]["run"]).name
     text = cli("compare", *runs)
     assert text.exit_code == 0 and "model.hidden_size" in text.stdout and "test mse" in text.stdout

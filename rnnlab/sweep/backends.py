@@ -62,7 +62,9 @@ def launch(args: list[str], log: Path, threads: int, die_with_parent: bool = Fal
         return subprocess.Popen(
             [sys.executable, *args], stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
             env=child_env(threads, stop_file), start_new_session=True,
-            preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None)
+            # only the local backend asks for it, from the sweep's single-threaded driver
+            preexec_fn=(_die_with_parent  # noqa: PLW1509
+                        if die_with_parent and sys.platform == "linux" else None))
 
 
 class LocalBackend:
@@ -134,7 +136,8 @@ class RayBackend:
                          logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"--ray-address {address}" if address else "--backend ray"
-            raise ConfigError(where, f"cannot start or reach Ray: {str(exc).strip().splitlines()[0]}") from None
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(where, f"cannot start or reach Ray: {reason}") from None
         total = int(ray.cluster_resources().get("CPU", 1))
         per_node = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")),
                        default=total)
@@ -154,7 +157,7 @@ class RayBackend:
         for ref in ready:
             try:
                 done.append((ref, int(self.ray.get(ref)), None))
-            except Exception as exc:  # the task or its worker died; a trial failure, not ours
+            except Exception as exc:  # noqa: BLE001 - the task or its worker died: a trial failure
                 text = str(exc).strip().splitlines()
                 done.append((ref, None, f"Ray task failed: {text[0] if text else type(exc).__name__}"))
         return done

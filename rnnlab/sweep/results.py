@@ -39,7 +39,7 @@ class TrialRecord:
     mode: Optional[str] = None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrialRecord":
+    def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -64,7 +64,7 @@ class Ranking:
     source: str  # the sweep file, for errors
 
     @classmethod
-    def of(cls, sweep: Sweep) -> "Ranking":
+    def of(cls, sweep: Sweep) -> Ranking:
         return cls(sweep.metric, sweep.mode, sweep.split, sweep.source)
 
     def resolve(self, records: list[TrialRecord]) -> None:
@@ -114,7 +114,7 @@ def read_records(sweep_dir: Path) -> tuple[dict[str, Any], list[TrialRecord]]:
     except FileNotFoundError:
         raise RunDirError(path, "missing: not a sweep directory, or the sweep never started") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
-        raise RunDirError(path, "corrupted: not a sweep summary (expected a JSON object with 'trials')") from None
+        raise RunDirError(path, "corrupted: not a sweep summary (a JSON object with 'trials')") from None
 
 
 def write_summaries(sweep_dir: Path, meta: dict[str, Any], records: list[TrialRecord],

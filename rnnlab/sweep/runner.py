@@ -25,8 +25,7 @@ import yaml
 from .. import runs
 from ..errors import ConfigError, RnnlabError, RunDirError
 from .backends import STOP_GRACE_S, LocalBackend, RayBackend, train_args
-from .results import (FINISHED, Ranking, TrialRecord, read_records, ranked_table, write_plots,
-                      write_summaries)
+from .results import FINISHED, Ranking, TrialRecord, ranked_table, read_records, write_plots, write_summaries
 from .spec import Sweep, Trial, expand, load_sweep
 
 SWEEP_FILE = "sweep.yaml"
@@ -72,11 +71,15 @@ def run_sweep(sweep_file: Optional[Path], runs_dir: Path, resume: Optional[Path]
         with _locked_dir(sweep_dir, sweep, runs_dir) as sweep_dir:
             if resume is None:
                 _write_new(sweep_dir, sweep, trials, options)
-                records = [TrialRecord(t.id, t.values) for t in trials]
+                records, before = [TrialRecord(t.id, t.values) for t in trials], {}
             else:
-                records = _records(sweep_dir, trials)
+                before, records = _records(sweep_dir, trials)
                 runs.write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
-            return Driver(sweep, trials, records, sweep_dir, backend, options, say).run()
+            driver = Driver(sweep, trials, records, sweep_dir, backend, options, say)
+            if before:  # keep when the sweep first started, and note each resumption
+                driver.meta.update(started=before.get("started"),
+                                   resumed=[*before.get("resumed", []), driver.meta["started"]])
+            return driver.run()
     finally:
         backend.close()
 
@@ -86,8 +89,9 @@ def run_sweep(sweep_file: Optional[Path], runs_dir: Path, resume: Optional[Path]
 
 def _reopen(resume: Path, sweep_file: Optional[Path]) -> tuple[Path, Sweep, list[Trial]]:
     if not (resume / SWEEP_FILE).is_file():
-        what = "sweep directory not found" if not resume.is_dir() else f"not a sweep directory ({SWEEP_FILE} is missing)"
-        raise RunDirError(resume, what)
+        if not resume.is_dir():
+            raise RunDirError(resume, "sweep directory not found")
+        raise RunDirError(resume, f"not a sweep directory ({SWEEP_FILE} is missing)")
     stored = load_sweep(resume / SWEEP_FILE)
     sweep = stored
     if sweep_file is not None:
@@ -135,7 +139,7 @@ def _commands(sweep_dir: Path, options: Options) -> dict[str, str]:
 def _write_new(sweep_dir: Path, sweep: Sweep, trials: list[Trial], options: Options) -> None:
     runs.write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
     for trial in trials:
-        runs.write_text(sweep_dir / TRIALS / f"{trial.id}.yaml", yaml.safe_dump(trial.config, sort_keys=False))
+        _write_trial(sweep_dir, trial)
     cmd = _commands(sweep_dir, options)
     runs.write_text(sweep_dir / COMMAND_FILE,
                     f"# started with (from {cmd['cwd']}):\n{cmd['command']}\n"
@@ -144,10 +148,10 @@ def _write_new(sweep_dir: Path, sweep: Sweep, trials: list[Trial], options: Opti
                     f"# run only the trials not completed, in this directory:\n{cmd['resume']}\n")
 
 
-def _records(sweep_dir: Path, trials: list[Trial]) -> list[TrialRecord]:
+def _records(sweep_dir: Path, trials: list[Trial]) -> tuple[dict[str, Any], list[TrialRecord]]:
     """The state of a sweep directory, checked against its trials and reconciled with the run
     directories: a trial whose run completed after the sweep process died counts as completed."""
-    _, records = read_records(sweep_dir)
+    meta, records = read_records(sweep_dir)
     if [(r.trial, r.values) for r in records] != [(t.id, t.values) for t in trials]:
         raise RunDirError(sweep_dir / "summary.json", f"its trials do not match {SWEEP_FILE}")
     for trial, record in zip(trials, records):
@@ -161,10 +165,13 @@ def _records(sweep_dir: Path, trials: list[Trial]) -> list[TrialRecord]:
         elif record.status == "running":  # the sweep process died under it
             record.status = "interrupted"
     for trial in trials:
-        path = sweep_dir / TRIALS / f"{trial.id}.yaml"
-        if not path.is_file():
-            runs.write_text(path, yaml.safe_dump(trial.config, sort_keys=False))
-    return records
+        if not (sweep_dir / TRIALS / f"{trial.id}.yaml").is_file():
+            _write_trial(sweep_dir, trial)
+    return meta, records
+
+
+def _write_trial(sweep_dir: Path, trial: Trial) -> None:
+    runs.write_text(sweep_dir / TRIALS / f"{trial.id}.yaml", yaml.safe_dump(trial.config, sort_keys=False))
 
 
 def _backend(options: Options) -> Any:
@@ -247,8 +254,9 @@ class Driver:
                 interrupted = True
                 self.say("interrupted: stopping the running trials (Ctrl-C again to kill them)")
                 self.stop()
-            except BaseException:
+            except BaseException:  # e.g. the ranking metric is not one the trials report
                 self.stop()
+                self.finish(interrupted=True)
                 raise
         return self.finish(interrupted)
 
@@ -287,7 +295,7 @@ class Driver:
         if record.status == "completed":
             self.done += 1
         elif stopped and record.status == "interrupted":
-            record.error = "stopped with the sweep (Ctrl-C or SIGTERM)"
+            record.error = "stopped with the sweep"
         else:
             record.error = record.error or log_error(job.log) or _exit_text(code, error)
         self.report(job, record)

@@ -146,11 +146,12 @@ def parse_sweep(raw: dict[str, Any], where: str, base_dir: Path, default_name: s
     if "base" not in raw:
         raise ConfigError(where, "base: is required (a config path or an inline config)")
     sweep = Sweep(name=_name(raw.get("name"), default_name, where), base=_base(raw["base"], where, base_dir),
-                  source=where, grid=_grid(raw.get("grid"), where), seed=_int(raw.get("seed", 0), "seed", where))
+                  source=where, grid=_grid(raw.get("grid"), where),
+                  seed=_int(raw.get("seed", 0), "seed", where))
     sweep.trials, sweep.random = _random(raw.get("random"), where)
     both = set(sweep.grid) & set(sweep.random)
     if both:
-        raise ConfigError(where, f"random.{sorted(both)[0]}: also in grid; sweep each key one way")
+        raise ConfigError(where, f"random.{min(both)}: also in grid; sweep each key one way")
     if not sweep.keys:
         raise ConfigError(where, "nothing to sweep: give grid: and/or random: with dotted config keys")
     _ranking(sweep, raw, where)
@@ -233,8 +234,8 @@ def _distribution(value: Any, key: str, where: str) -> Distribution:
         raise ConfigError(where, f"{key}: {usage}, got {value!r}")
     kind, args = next(iter(value.items()))
     if kind not in DISTRIBUTIONS:
-        raise ConfigError(where, f"{key}: unknown distribution {kind!r}{did_you_mean(str(kind), list(DISTRIBUTIONS))}"
-                          f"; {usage}")
+        hint = did_you_mean(str(kind), list(DISTRIBUTIONS))
+        raise ConfigError(where, f"{key}: unknown distribution {kind!r}{hint}; {usage}")
     if not isinstance(args, list) or not args:
         raise ConfigError(where, f"{key}.{kind}: must be a non-empty list, got {args!r}")
     if kind == "choice":
