@@ -75,6 +75,9 @@ class TrainConfig(Strict):
     steps_per_epoch: Optional[int] = Field(
         None, gt=0, description="fixed number of optimizer steps per epoch (default: one pass)"
     )
+    tokens_per_epoch: Optional[int] = Field(
+        None, gt=0, description="an epoch is this many tokens (rounded up to whole steps; passes are chained)"
+    )
     lr: float = Field(1e-3, gt=0)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     weight_decay: float = Field(0.0, ge=0)
@@ -89,6 +92,12 @@ class TrainConfig(Strict):
     max_loss: Optional[float] = Field(
         None, gt=0, description="stop as diverged when a training loss exceeds this")
     log_every: int = Field(50, gt=0, description="steps between plain progress lines")
+
+    @model_validator(mode="after")
+    def _one_epoch_definition(self) -> "TrainConfig":
+        if self.steps_per_epoch is not None and self.tokens_per_epoch is not None:
+            raise ValueError("tokens_per_epoch: set either steps_per_epoch or tokens_per_epoch, not both")
+        return self
 
     @field_validator("early_stopping", mode="before")
     @classmethod

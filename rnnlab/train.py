@@ -170,6 +170,16 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_ste
         div_factor=s.div_factor or 25.0, final_div_factor=s.final_div_factor or 1e4), True
 
 
+def epoch_steps(cfg: TrainConfig, task: Task) -> int:
+    """Optimizer steps per epoch: ``steps_per_epoch``, else ``tokens_per_epoch`` rounded up to
+    whole steps, else one pass over the training data."""
+    if cfg.steps_per_epoch is not None:
+        return cfg.steps_per_epoch
+    if cfg.tokens_per_epoch is not None:
+        return math.ceil(cfg.tokens_per_epoch / task.tokens_per_step(cfg.batch_size))
+    return task.steps_per_epoch(cfg.batch_size)
+
+
 def detach_state(state: Any) -> Any:
     """Cut the graph between BPTT windows while keeping the values."""
     if state is None:
@@ -225,7 +235,9 @@ class Trainer:
         self.exp, self.cfg = exp, exp.train
         self.task, self.model, self.run_dir = task, model, run_dir
         self.reporter, self.device, self.threads = reporter, device, threads
-        self.steps_per_epoch = self.cfg.steps_per_epoch or task.steps_per_epoch(self.cfg.batch_size)
+        self.steps_per_epoch = epoch_steps(self.cfg, task)
+        # a fixed epoch length (steps or tokens) chains passes over the data instead of one pass
+        self.chained = self.cfg.steps_per_epoch is not None or self.cfg.tokens_per_epoch is not None
         self.optimizer = make_optimizer(self.cfg, model)
         self.scheduler, self.per_step = make_scheduler(
             self.cfg, self.optimizer, self.steps_per_epoch * self.cfg.epochs)
@@ -269,9 +281,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def batches(self) -> Iterator[Batch]:
-        """An epoch's batches. With ``steps_per_epoch`` set, passes over the data are chained and
-        an epoch ends after that many steps (the next epoch continues the pass)."""
-        if self.cfg.steps_per_epoch is None:
+        """An epoch's batches. With ``steps_per_epoch`` (or ``tokens_per_epoch``) set, passes over
+        the data are chained and an epoch ends after that many steps (the next epoch continues the
+        pass)."""
+        if not self.chained:
             yield from self.task.train_batches(self.cfg.batch_size, self.generator)
             return
         for _ in range(self.steps_per_epoch):
@@ -427,6 +440,9 @@ def finish_run(trainer: Trainer, summary: dict[str, Any]) -> Path:
     summary["test"] = evaluate(trainer.task, trainer.model, "test", trainer.eval_batch_size)
     summary["best_val"] = best["val"]
     trainer.reporter.plots(write_plots(trainer, run_dir))
+    trainer.model.eval()  # task outputs beyond figures (e.g. text samples), written even without plots
+    with torch.no_grad():
+        trainer.task.final_outputs(trainer.model, run_dir)
     close_run(trainer, summary, "completed")
     trainer.reporter.run_end(run_dir, summary)
     del state
