@@ -63,7 +63,8 @@ class CharLMOptions(TaskOptions):
     eval_chunk: int = Field(512, gt=0, description="val/test: characters per forward call, state carried")
     samples: int = Field(3, ge=0, description="samples written to samples.txt after training")
     sample_length: int = Field(300, ge=0, description="new characters per sample")
-    sample_prefix: str = Field("\n", min_length=1, description="text the samples continue")
+    sample_prefix: Optional[str] = Field(
+        None, min_length=1, description="text the samples continue (default: a newline, if the text has one)")
 
     @model_validator(mode="after")
     def _check(self) -> "CharLMOptions":
@@ -226,10 +227,17 @@ class CharLM(Task):
         self.spec = TaskSpec(input_kind="tokens", input_size=size, output_size=size, output="sequence",
                              causal=True, metric="loss", mode="min",
                              stateful=self.options.batching == "sequential")
-        unknown = self.vocab.unknown(self.options.sample_prefix)
+        unknown = self.vocab.unknown(self.options.sample_prefix or "")
         if unknown:
             raise ConfigError("task.sample_prefix", f"character {describe_char(unknown[0])} is not in "
                               f"the vocabulary of the training text")
+
+    def sample_prefix(self) -> str:
+        """``task.sample_prefix``, else a newline (samples start a line), else the first known
+        character."""
+        if self.options.sample_prefix:
+            return self.options.sample_prefix
+        return "\n" if "\n" in self.vocab.chars else self.vocab.chars[0]
 
     # ------------------------------------------------------------------ data
     def read_corpus(self) -> corpora.Corpus:
@@ -248,9 +256,10 @@ class CharLM(Task):
 
     def _load(self) -> None:
         corpus = self.read_corpus()
-        if self.corpus_info and self.corpus_info.get("sha256") != corpus.sha256:
+        trained_on = self.corpus_info.get("sha256")
+        if trained_on is not None and trained_on != corpus.sha256:
             raise DataError(corpus.source, "this text differs from the one the run was trained on "
-                            f"(SHA-256 {corpus.sha256[:12]}..., the run's {self.corpus_info.get('sha256', '?')[:12]}...)")
+                            f"(SHA-256 {corpus.sha256[:12]}..., the run's {trained_on[:12]}...)")
         text, o = corpus.text, self.options
         n = len(text)
         n_val, n_test = round(n * o.val_fraction), round(n * o.test_fraction)
@@ -353,11 +362,11 @@ class CharLM(Task):
         o = self.options
         if o.samples == 0:
             return []
-        temperature = 0.8
+        temperature, prefix = 0.8, self.sample_prefix()
         parts = []
         for seed in range(o.samples):
-            text = sample(model, self.vocab, o.sample_prefix, o.sample_length, temperature, None, seed)
-            command = (f"rnnlab generate {shlex.quote(str(run_dir))} --prefix {shell_quote(o.sample_prefix)} "
+            text = sample(model, self.vocab, prefix, o.sample_length, temperature, None, seed)
+            command = (f"rnnlab generate {shlex.quote(str(run_dir))} --prefix {shell_quote(prefix)} "
                        f"--length {o.sample_length} --temperature {temperature} --seed {seed}")
             parts.append(f"# {command}\n{text}\n")
         path = run_dir / SAMPLES
