@@ -181,6 +181,32 @@ def test_epoch_by_tokens(tmp_path: Path) -> None:
         build_experiment(charlm_raw(path, {"train": {"tokens_per_epoch": 1000, "steps_per_epoch": 3}}))
 
 
+@pytest.mark.parametrize("model", [
+    {"name": "rnn", "one_hot": True},  # the tutorial's one-hot inputs
+    {"name": "gru", "num_layers": 2, "dropout": 0.2},
+    {"name": "lstm", "hidden_size": 8, "tie_weights": True, "embedding_dropout": 0},
+])
+def test_model_variants_train_on_the_task(tmp_path: Path, model: dict[str, Any]) -> None:
+    path = text_file(tmp_path, WORDS * 20)
+    exp = build_experiment(charlm_raw(path, {"model": model, "train": {"steps_per_epoch": 3}}))
+    task, net = build(exp, torch.device("cpu"))
+    if model.get("tie_weights"):
+        assert net.head.weight is net.embed.weight
+    if model.get("one_hot"):
+        assert net.embed is None and net.rnn.input_size == len(task.vocab)
+    batch = next(iter(task.train_batches(8, torch.Generator().manual_seed(0))))
+    out, _ = net(batch.x)
+    assert out.shape == (8, 16, len(task.vocab))
+    row = Trainer(exp, task, net, tmp_path, Reporter(quiet=True), torch.device("cpu"), 1).train_epoch()
+    assert math.isfinite(row["train_loss"]) and row["steps"] == 3
+
+
+def test_weight_tying_needs_matching_sizes(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="model.tie_weights: needs hidden_size"):
+        build(build_experiment(charlm_raw(text_file(tmp_path, WORDS * 10), {"model": {"tie_weights": True}})),
+              torch.device("cpu"))
+
+
 # ----------------------------------------------------------------------------- metrics
 
 
