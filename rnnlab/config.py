@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationInfo
 
 from .errors import ConfigError
 from .registry import did_you_mean
@@ -93,11 +94,12 @@ class TrainConfig(Strict):
         None, gt=0, description="stop as diverged when a training loss exceeds this")
     log_every: int = Field(50, gt=0, description="steps between plain progress lines")
 
-    @model_validator(mode="after")
-    def _one_epoch_definition(self) -> "TrainConfig":
-        if self.steps_per_epoch is not None and self.tokens_per_epoch is not None:
-            raise ValueError("tokens_per_epoch: set either steps_per_epoch or tokens_per_epoch, not both")
-        return self
+    @field_validator("tokens_per_epoch")
+    @classmethod
+    def _one_epoch_definition(cls, value: Optional[int], info: ValidationInfo) -> Optional[int]:
+        if value is not None and info.data.get("steps_per_epoch") is not None:
+            raise ValueError("set either steps_per_epoch or tokens_per_epoch, not both")
+        return value
 
     @field_validator("early_stopping", mode="before")
     @classmethod

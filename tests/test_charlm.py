@@ -177,7 +177,7 @@ def test_epoch_by_tokens(tmp_path: Path) -> None:
     assert trainer.steps_per_epoch == math.ceil(1000 / (8 * 16))
     row = trainer.train_epoch()
     assert row["steps"] == 8 and row["tokens_per_s"] > 0
-    with pytest.raises(ConfigError, match="not both"):
+    with pytest.raises(ConfigError, match="train.tokens_per_epoch: set either"):
         build_experiment(charlm_raw(path, {"train": {"tokens_per_epoch": 1000, "steps_per_epoch": 3}}))
 
 
@@ -241,6 +241,20 @@ def test_training_learns_and_eval_reproduces_the_summary(trained_run: Path) -> N
     assert evaluate_run(trained_run, "val") == summary["best_val"]
 
 
+@pytest.mark.parametrize("batching", ["random", "sequential"])
+def test_same_seed_same_run(tmp_path: Path, batching: str) -> None:
+    path = text_file(tmp_path, WORDS * 20)
+    raw = charlm_raw(path, {"task": {"batching": batching, "samples": 1},
+                            "model": {"dropout": 0.2, "num_layers": 2},
+                            "train": {"epochs": 2, "steps_per_epoch": 3}})
+    a, b = (train_run(build_experiment(raw), tmp_path / "runs", Reporter(quiet=True)) for _ in range(2))
+    timing = ("seconds", "train_seconds", "samples_per_s", "tokens_per_s")
+    rows = [[{k: v for k, v in r.items() if k not in timing} for r in runs.read_jsonl(run / runs.METRICS)]
+            for run in (a, b)]
+    assert rows[0] == rows[1]
+    assert (a / "samples.txt").read_text().split("\n", 1)[1] == (b / "samples.txt").read_text().split("\n", 1)[1]
+
+
 # ----------------------------------------------------------------------------- generate
 
 
@@ -265,6 +279,21 @@ def test_generate_rejects_bad_settings(trained_run: Path) -> None:
         generate_run(trained_run, "the", 5, 0.5, top_k=0)
     with pytest.raises(ConfigError, match="--prefix: must not be empty"):
         generate_run(trained_run, "", 5, 0.5)
+
+
+def test_generate_needs_only_the_run_and_eval_notices_a_changed_corpus(tmp_path: Path) -> None:
+    path = text_file(tmp_path, WORDS * 20)
+    exp = build_experiment(charlm_raw(path, {"train": {"epochs": 1, "steps_per_epoch": 2},
+                                             "task": {"samples": 0}}))
+    run = train_run(exp, tmp_path / "runs", Reporter(quiet=True))
+    assert not (run / "samples.txt").exists()
+    path.unlink()
+    assert len(generate_run(run, "the", 10, 0.5, seed=0)) == 13  # vocab.json + checkpoint suffice
+    with pytest.raises(DataError, match="text file not found"):
+        evaluate_run(run, "val")
+    path.write_text(WORDS * 19 + "x" * len(WORDS))
+    with pytest.raises(DataError, match="differs from the one the run was trained on"):
+        evaluate_run(run, "val")
 
 
 def test_samples_written_after_training_are_what_generate_prints(trained_run: Path) -> None:
