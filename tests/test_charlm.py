@@ -252,7 +252,8 @@ def test_same_seed_same_run(tmp_path: Path, batching: str) -> None:
     rows = [[{k: v for k, v in r.items() if k not in timing} for r in runs.read_jsonl(run / runs.METRICS)]
             for run in (a, b)]
     assert rows[0] == rows[1]
-    assert (a / "samples.txt").read_text().split("\n", 1)[1] == (b / "samples.txt").read_text().split("\n", 1)[1]
+    samples = [(run / "samples.txt").read_text().split("\n", 1)[1] for run in (a, b)]  # past the header
+    assert samples[0] == samples[1]
 
 
 # ----------------------------------------------------------------------------- generate
