@@ -24,8 +24,8 @@ from .conftest import deep_merge
 
 DATA = os.environ.get("RNNLAB_DATA")
 SHAKESPEARE = Path(DATA) / "tinyshakespeare" / "input.txt" if DATA else None
-realdata = pytest.mark.skipif(SHAKESPEARE is None or not SHAKESPEARE.is_file(),
-                              reason="needs RNNLAB_DATA with tinyshakespeare/input.txt")
+needs_shakespeare = pytest.mark.skipif(SHAKESPEARE is None or not SHAKESPEARE.is_file(),
+                                       reason="needs RNNLAB_DATA with tinyshakespeare/input.txt")
 
 WORDS = ("the quick brown fox jumps over a lazy dog while seven zebras quietly watch; "
          "ROMEO: but soft, what light through yonder window breaks?\n")
@@ -407,7 +407,8 @@ def test_download_is_verified_before_anything_is_saved(tmp_path: Path,
     assert not (tmp_path / "cache" / "tinyshakespeare" / "input.txt").exists()
 
 
-@realdata
+@pytest.mark.realdata
+@needs_shakespeare
 def test_tinyshakespeare_download_path_caches_the_verified_file(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     assert SHAKESPEARE is not None
@@ -425,7 +426,8 @@ def test_tinyshakespeare_download_path_caches_the_verified_file(tmp_path: Path,
     assert first == second and len(first.text) == corpora.TINY_SHAKESPEARE_BYTES
 
 
-@realdata
+@pytest.mark.realdata
+@needs_shakespeare
 def test_lstm_shakespeare_config_reads_the_real_corpus_with_a_90_10_split() -> None:
     configs = Path(__file__).resolve().parents[1] / "configs"
     exp = load_experiment(configs / "lstm_shakespeare.yaml")
