@@ -27,8 +27,16 @@ from .config import Experiment
 from .models.base import Model
 from .progress import Reporter
 from .tasks.base import Batch, Task
-from .train import (Trainer, available_cores, build, check_runtime, open_run, resolve_device,
-                    set_threads, start_run)
+from .train import (
+    Trainer,
+    available_cores,
+    build,
+    check_runtime,
+    open_run,
+    resolve_device,
+    set_threads,
+    start_run,
+)
 
 
 def launched() -> bool:
@@ -69,7 +77,7 @@ def init_group(device_name: str) -> Group:
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, rank=rank, world_size=world)
     if rank != 0:  # one voice: the run directory is printed once, by rank 0
-        sys.stdout = open(os.devnull, "w", encoding="utf-8")
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (for the process's life)
     return Group(rank, world, local_rank, local_world, device, backend)
 
 

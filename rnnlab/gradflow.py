@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -43,23 +42,6 @@ class Curve:
     norms: list[float]
 
 
-class Recorder:
-    """Every h_t of every layer, in the order the model computed them."""
-
-    def __init__(self) -> None:
-        self.segments: dict[str, list[Segment]] = {}
-
-    def keep(self, layer: str, segment: "Segment") -> None:
-        for h in segment.hs:
-            h.retain_grad()
-        self.segments.setdefault(layer, []).append(segment)
-
-    def norms(self) -> dict[str, list[float]]:
-        """Per layer, per step: the mean over the batch's real samples of ||dL/dh_t||."""
-        return {layer: [value for segment in segments for value in segment.norms()]
-                for layer, segments in self.segments.items()}
-
-
 @dataclass
 class Segment:
     """The states of one call of one layer (and direction): ``hs[s]`` (B, H) at step s; ``real``
@@ -79,6 +61,23 @@ class Segment:
             return per_sample.mean(0).tolist()
         real = self.real.to(per_sample.dtype)
         return ((per_sample * real).sum(0) / real.sum(0)).tolist()  # NaN where all are padding
+
+
+class Recorder:
+    """Every h_t of every layer, in the order the model computed them."""
+
+    def __init__(self) -> None:
+        self.segments: dict[str, list[Segment]] = {}
+
+    def keep(self, layer: str, segment: Segment) -> None:
+        for h in segment.hs:
+            h.retain_grad()
+        self.segments.setdefault(layer, []).append(segment)
+
+    def norms(self) -> dict[str, list[float]]:
+        """Per layer, per step: the mean over the batch's real samples of ||dL/dh_t||."""
+        return {layer: [value for segment in segments for value in segment.norms()]
+                for layer, segments in self.segments.items()}
 
 
 class Unrolled(nn.Module):

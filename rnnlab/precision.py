@@ -64,7 +64,9 @@ class Precision:
         if self.scaler is None:
             return norms
         finite = norms[norms.isfinite()]
-        return finite if len(finite) else torch.full((1,), float("nan"), dtype=norms.dtype, device=norms.device)
+        if len(finite):
+            return finite
+        return torch.full((1,), float("nan"), dtype=norms.dtype, device=norms.device)
 
     def state_dict(self) -> Optional[dict[str, Any]]:
         return self.scaler.state_dict() if self.scaler is not None else None
