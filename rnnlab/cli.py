@@ -101,6 +101,28 @@ def eval_(
             typer.echo(f"{split} {key} {value!r}")
 
 
+@app.command()
+@user_errors
+def generate(
+    run: Path = typer.Argument(..., help="a charlm run directory, e.g. runs/<id>"),
+    prefix: str = typer.Option("\n", "--prefix", help="text to continue (printed first)"),
+    length: int = typer.Option(500, "--length", help="new characters to generate"),
+    temperature: float = typer.Option(0.8, "--temperature", help="0 = greedy; higher = more random"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="sample among the k most likely characters"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="same seed, same text (default: random)"),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+) -> None:
+    """Sample text from a trained character-level language model."""
+    from .generate import generate_run
+
+    if checkpoint not in ("best", "last"):
+        fail(f"--checkpoint: must be 'best' or 'last', got {checkpoint!r}")
+    if device not in ("cpu", "cuda", "auto"):
+        fail(f"--device: must be cpu, cuda or auto, got {device!r}")
+    typer.echo(generate_run(run, prefix, length, temperature, top_k, seed, checkpoint, device))
+
+
 @app.command("list")
 @user_errors
 def list_() -> None:
@@ -122,6 +144,61 @@ def list_() -> None:
         for name, text in items:
             table.add_row(name, text)
         console.print(table)
+
+
+@app.command()
+@user_errors
+def show(run: Path = typer.Argument(..., help="a run directory, e.g. runs/<id>")) -> None:
+    """Print a run's summary, config, last epoch's metrics and its plots."""
+    from .report import show_lines
+
+    typer.echo("\n".join(show_lines(run)))
+
+
+@app.command()
+@user_errors
+def plot(
+    run: Path = typer.Argument(..., help="a run directory, e.g. runs/<id>"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+) -> None:
+    """Redraw every plot of a run from its own files (metrics and best checkpoint)."""
+    from .report import replot
+
+    for path in replot(run, device):
+        typer.echo(str(path))
+
+
+@app.command()
+@user_errors
+def gradflow(
+    sources: List[Path] = typer.Argument(..., help="configs and/or run directories, overlaid"),
+    steps: int = typer.Option(0, "--steps", min=0,
+                              help="configs: also measure after K training steps (runs: best checkpoint)"),
+    set_: List[str] = typer.Option([], "--set", "-s", help="override KEY=VALUE for every config"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="PNG to write, CSV beside it (default: RUN/plots/gradflow.png for one "
+        "run, else ./gradflow.png)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
+                                             help="batch measured (default: train.batch_size)"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+) -> None:
+    """Gradient norm ||dL/dh_t|| at every time step and layer (log scale), at initialisation and
+    trained; several configs or runs are overlaid (e.g. RNN vs LSTM on 784-pixel MNIST)."""
+    from .gradflow import gradflow as measure, write_csv
+    from .plots import gradflow_plot
+
+    if out is None:
+        one_run = len(sources) == 1 and sources[0].is_dir()
+        out = sources[0] / "plots" / "gradflow.png" if one_run else Path("gradflow.png")
+    if out.suffix.lower() != ".png":
+        fail(f"--out: must name a .png file, got {str(out)!r}")
+    curves = measure(sources, set_, steps, device, batch_size)
+    for c in curves:
+        first, last = c.norms[0], c.norms[-1]
+        typer.echo(f"{c.label} {c.stage} {c.layer}: {len(c.norms)} steps, |dL/dh| first "
+                   f"{first:.3g}, last {last:.3g}, first/last {first / last if last else float('nan'):.3g}")
+    typer.echo(str(gradflow_plot(curves, out)))
+    typer.echo(str(write_csv(curves, out.with_suffix(".csv"))))
 
 
 @app.command()

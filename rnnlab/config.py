@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 from .registry import did_you_mean
@@ -75,12 +83,17 @@ class TrainConfig(Strict):
     steps_per_epoch: Optional[int] = Field(
         None, gt=0, description="fixed number of optimizer steps per epoch (default: one pass)"
     )
+    tokens_per_epoch: Optional[int] = Field(
+        None, gt=0, description="an epoch is this many tokens (rounded up to whole steps; passes are chained)"
+    )
     lr: float = Field(1e-3, gt=0)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast dtype for training steps (fp16 adds a gradient scaler; CUDA only)")
     threads: Optional[int] = Field(None, gt=0, description="torch CPU threads (default: all cores)")
     clip_grad_norm: Optional[float] = Field(1.0, ge=0, description="0 or null disables")
     clip_grad_value: Optional[float] = Field(None, gt=0)
@@ -90,6 +103,13 @@ class TrainConfig(Strict):
         None, gt=0, description="stop as diverged when a training loss exceeds this")
     log_every: int = Field(50, gt=0, description="steps between plain progress lines")
 
+    @field_validator("tokens_per_epoch")
+    @classmethod
+    def _one_epoch_definition(cls, value: Optional[int], info: ValidationInfo) -> Optional[int]:
+        if value is not None and info.data.get("steps_per_epoch") is not None:
+            raise ValueError("set either steps_per_epoch or tokens_per_epoch, not both")
+        return value
+
     @field_validator("early_stopping", mode="before")
     @classmethod
     def _zero_disables(cls, value: Any) -> Any:
@@ -98,6 +118,8 @@ class TrainConfig(Strict):
 
 class LoggingConfig(Strict):
     plots: bool = True
+    tensorboard: bool = Field(False, description="write TensorBoard scalars into <run>/tensorboard "
+                              "(needs the 'tensorboard' extra)")
 
 
 class Config(Strict):

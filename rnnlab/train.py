@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from .config import Experiment, TrainConfig
 from .errors import ConfigError, RnnlabError
 from .models import build_model
 from .models.base import Model
+from .precision import Precision, check_precision
 from .progress import Reporter
 from .tasks import TASKS
 from .tasks.base import Batch, Task
@@ -125,10 +126,15 @@ def build(exp: Experiment, device: torch.device, run_dir: Optional[Path] = None
           ) -> tuple[Task, Model]:
     """Task, then the model against the task's spec (seeded, so init is reproducible)."""
     task = build_task(exp, device, run_dir)
+    return task, init_model(exp, task, device)
+
+
+def init_model(exp: Experiment, task: Task, device: torch.device) -> Model:
+    """The model as a run of ``exp`` starts: initialised from ``train.seed`` alone."""
     seed_everything(exp.train.seed)
     model = build_model(exp.model, task.spec, where="config").to(device)
     model.flatten_parameters()
-    return task, model
+    return model
 
 
 def make_optimizer(cfg: TrainConfig, model: Model) -> torch.optim.Optimizer:
@@ -168,6 +174,16 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_ste
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.lr, total_steps=max(2, total_steps), pct_start=s.pct_start or 0.3,
         div_factor=s.div_factor or 25.0, final_div_factor=s.final_div_factor or 1e4), True
+
+
+def epoch_steps(cfg: TrainConfig, task: Task) -> int:
+    """Optimizer steps per epoch: ``steps_per_epoch``, else ``tokens_per_epoch`` rounded up to
+    whole steps, else one pass over the training data."""
+    if cfg.steps_per_epoch is not None:
+        return cfg.steps_per_epoch
+    if cfg.tokens_per_epoch is not None:
+        return math.ceil(cfg.tokens_per_epoch / task.tokens_per_step(cfg.batch_size))
+    return task.steps_per_epoch(cfg.batch_size)
 
 
 def detach_state(state: Any) -> Any:
@@ -225,7 +241,9 @@ class Trainer:
         self.exp, self.cfg = exp, exp.train
         self.task, self.model, self.run_dir = task, model, run_dir
         self.reporter, self.device, self.threads = reporter, device, threads
-        self.steps_per_epoch = self.cfg.steps_per_epoch or task.steps_per_epoch(self.cfg.batch_size)
+        self.steps_per_epoch = epoch_steps(self.cfg, task)
+        # a fixed epoch length (steps or tokens) chains passes over the data instead of one pass
+        self.chained = self.cfg.steps_per_epoch is not None or self.cfg.tokens_per_epoch is not None
         self.optimizer = make_optimizer(self.cfg, model)
         self.scheduler, self.per_step = make_scheduler(
             self.cfg, self.optimizer, self.steps_per_epoch * self.cfg.epochs)
@@ -236,6 +254,12 @@ class Trainer:
         self.stop_requested = False
         self._batches: Optional[Iterator[Batch]] = None
         self.check_every = 1 if device.type == "cpu" else self.cfg.log_every
+        self.amp = Precision(self.cfg.precision, device)
+        # (batch, state) -> (loss, state); DistributedTrainer routes it through DDP
+        self.compute_loss: Callable[[Batch, Any], tuple[torch.Tensor, Any]] = \
+            lambda batch, state: task.loss(model, batch, state)
+        self.tensorboard: Optional[Any] = None  # a tblog.TensorBoardLog when logging.tensorboard
+        self.step_norms = torch.zeros(0)  # the last epoch's per-step pre-clip norms (for loggers)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> dict[str, Any]:
@@ -248,6 +272,7 @@ class Trainer:
                         "bad_epochs": s.bad_epochs, "train_seconds": s.train_seconds,
                         "stopped_early": s.stopped_early},
             "rng": rng_state(self.generator),
+            "scaler": self.amp.state_dict(),
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:
@@ -259,6 +284,7 @@ class Trainer:
         for key, value in ckpt["trainer"].items():
             setattr(self.state, key, value)
         set_rng_state(ckpt["rng"], self.generator)
+        self.amp.load_state_dict(ckpt.get("scaler"))
 
     def save_last(self) -> None:
         runs.save_torch(self.run_dir / runs.CHECKPOINTS / "last.pt", self.checkpoint())
@@ -267,11 +293,26 @@ class Trainer:
         runs.save_torch(self.run_dir / runs.CHECKPOINTS / "best.pt",
                         {"model": self.model.state_dict(), "epoch": self.state.epoch, "val": val})
 
+    def save_epoch(self, row: dict[str, Any]) -> None:
+        runs.append_jsonl(self.run_dir / runs.METRICS, row)
+        if self.tensorboard is not None:
+            self.tensorboard.epoch(row, self.step_norms)
+
+    # ------------------------------------------------------------------ hooks (see distributed.py)
+    def validate(self) -> dict[str, float]:
+        return evaluate(self.task, self.model, "val", self.eval_batch_size)
+
+    def reduce_totals(self, loss_sum: torch.Tensor, samples: int, tokens: int
+                      ) -> tuple[torch.Tensor, int, int]:
+        """An epoch's totals over every process (one process: as they are)."""
+        return loss_sum, samples, tokens
+
     # ------------------------------------------------------------------ the loop
     def batches(self) -> Iterator[Batch]:
-        """An epoch's batches. With ``steps_per_epoch`` set, passes over the data are chained and
-        an epoch ends after that many steps (the next epoch continues the pass)."""
-        if self.cfg.steps_per_epoch is None:
+        """An epoch's batches. With ``steps_per_epoch`` (or ``tokens_per_epoch``) set, passes over
+        the data are chained and an epoch ends after that many steps (the next epoch continues the
+        pass)."""
+        if not self.chained:
             yield from self.task.train_batches(self.cfg.batch_size, self.generator)
             return
         for _ in range(self.steps_per_epoch):
@@ -305,13 +346,15 @@ class Trainer:
         for i, batch in enumerate(self.batches(), 1):
             if batch.extra.get("reset_state"):  # e.g. a new pass of sequential BPTT
                 state = None
-            loss, state = task.loss(model, batch, state if task.spec.stateful else None)
+            with self.amp.autocast():
+                loss, state = self.compute_loss(batch, state if task.spec.stateful else None)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            self.amp.backward(loss)
+            self.amp.unscale_(opt)  # clipping and the recorded norm see the true gradients
             norm = self.clip()
             if i % self.check_every == 0:
                 self.check_finite(loss, norm, epoch, i)
-            opt.step()
+            self.amp.step(opt)
             if self.per_step:
                 self.scheduler.step()
             state = detach_state(state)
@@ -327,7 +370,9 @@ class Trainer:
         if self.scheduler is not None and not self.per_step:
             self.scheduler.step()
         seconds = time.perf_counter() - start
-        all_norms = torch.stack(norms).double()
+        loss_sum, samples, tokens = self.reduce_totals(loss_sum, samples, tokens)
+        self.step_norms = torch.stack(norms).double()
+        all_norms = self.amp.taken(self.step_norms)
         self.check_finite(loss_sum, all_norms.max(), epoch, len(norms))
         max_norm = self.cfg.clip_grad_norm
         return {
@@ -347,7 +392,7 @@ class Trainer:
         reason = None
         if not math.isfinite(value):
             reason = f"loss became {value}"
-        elif not math.isfinite(float(norm)):
+        elif not math.isfinite(float(norm)) and self.amp.scaler is None:  # fp16 overflow: step skipped
             reason = f"gradient norm became {float(norm)}"
         elif limit is not None and value > limit:
             reason = f"loss {value:.4g} exceeded train.max_loss={limit:g}"
@@ -361,7 +406,7 @@ class Trainer:
         while s.epoch < cfg.epochs and not s.stopped_early:
             train = self.train_epoch()
             t0 = time.perf_counter()
-            val = evaluate(self.task, self.model, "val", self.eval_batch_size)
+            val = self.validate()
             s.epoch += 1
             s.train_seconds += train["train_seconds"]
             row: dict[str, Any] = {"epoch": s.epoch, "step": s.step,
@@ -377,7 +422,7 @@ class Trainer:
                 s.bad_epochs += 1
                 if es is not None and s.bad_epochs >= es.patience:
                     s.stopped_early = True
-            runs.append_jsonl(self.run_dir / runs.METRICS, row)
+            self.save_epoch(row)
             s.history.append(row)
             self.save_last()
             self.reporter.epoch_end(row, spec.metric)
@@ -389,17 +434,47 @@ class Trainer:
 
 def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
     """Validate, build, create the run directory, train, test, write the summary. Everything that
-    can fail because of user input fails before the run directory exists."""
+    can fail because of user input fails before the run directory exists. Under torchrun (more
+    than one process) the run is trained data-parallel by ``rnnlab.distributed``."""
+    from . import distributed
+
+    if distributed.launched():
+        return distributed.train_run(exp, runs_dir, reporter)
     device = resolve_device(exp.train.device)
+    check_runtime(exp, device)
     threads = set_threads(exp.train.threads)
     task, model = build(exp, device)
+    run_dir = open_run(exp, runs_dir, task)
+    return start_run(Trainer(exp, task, model, run_dir, reporter, device, threads))
+
+
+def check_runtime(exp: Experiment, device: torch.device) -> None:
+    """Checks that need the device or optional packages, before anything is written."""
+    from .tblog import require_tensorboard
+
+    check_precision(exp.train.precision, device)
+    if exp.config.logging.tensorboard:
+        require_tensorboard()
+
+
+def open_run(exp: Experiment, runs_dir: Path, task: Task) -> Path:
+    """A new run directory holding the resolved config and the task's artifacts."""
     run_dir = runs.create_run_dir(runs_dir, exp.name)
     runs.write_text(run_dir / runs.CONFIG, exp.to_yaml())
     task.save_artifacts(run_dir)
-    trainer = Trainer(exp, task, model, run_dir, reporter, device, threads)
-    summary = base_summary(exp, run_dir, task, model, device, threads)
-    runs.write_json(run_dir / runs.SUMMARY, summary)
-    reporter.run_start(run_dir, summary)
+    return run_dir
+
+
+def start_run(trainer: Trainer, extra: Optional[dict[str, Any]] = None) -> Path:
+    """Write the initial summary (plus ``extra`` facts), open the loggers, train and finish."""
+    from .tblog import open_tensorboard
+
+    summary = base_summary(trainer.exp, trainer.run_dir, trainer.task, trainer.model, trainer.device,
+                           trainer.threads)
+    summary.update(extra or {})
+    runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
+    trainer.tensorboard = open_tensorboard(trainer.exp, trainer.run_dir)
+    trainer.reporter.run_start(trainer.run_dir, summary)
     return finish_run(trainer, summary)
 
 
@@ -426,7 +501,12 @@ def finish_run(trainer: Trainer, summary: dict[str, Any]) -> Path:
     trainer.model.flatten_parameters()
     summary["test"] = evaluate(trainer.task, trainer.model, "test", trainer.eval_batch_size)
     summary["best_val"] = best["val"]
-    trainer.reporter.plots(write_plots(trainer, run_dir))
+    if trainer.exp.config.logging.plots:
+        trainer.reporter.plots(write_plots(trainer.exp, trainer.task, trainer.model,
+                                           trainer.state.history, run_dir))
+    trainer.model.eval()  # task outputs beyond figures (e.g. text samples), written even without plots
+    with torch.no_grad():
+        trainer.task.final_outputs(trainer.model, run_dir)
     close_run(trainer, summary, "completed")
     trainer.reporter.run_end(run_dir, summary)
     del state
@@ -445,6 +525,8 @@ def close_run(trainer: Trainer, summary: dict[str, Any], status: str) -> Path:
         "finished": runs.now_iso(),
     })
     runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
+    if trainer.tensorboard is not None:
+        trainer.tensorboard.close()
     return trainer.run_dir
 
 
@@ -463,6 +545,7 @@ def base_summary(exp: Experiment, run_dir: Path, task: Task, model: Model, devic
         "train_seconds": 0.0,
         "parameters": sum(p.numel() for p in model.parameters()),
         "seed": exp.train.seed,
+        "precision": exp.train.precision,
         "determinism": {
             "cpu": "bit-reproducible for a given seed, thread count and torch build",
             "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
@@ -475,17 +558,17 @@ def base_summary(exp: Experiment, run_dir: Path, task: Task, model: Model, devic
     }
 
 
-def write_plots(trainer: Trainer, run_dir: Path) -> list[Path]:
-    if not trainer.exp.config.logging.plots:
-        return []
+def write_plots(exp: Experiment, task: Task, model: Model, history: list[dict[str, Any]],
+                run_dir: Path) -> list[Path]:
+    """Every figure of a run: the learning curves from its metrics, then the task's own from the
+    model (in eval mode under no_grad). Training and ``rnnlab plot`` both call this."""
     from .plots import learning_curves
 
-    paths = [learning_curves(trainer.state.history, run_dir / runs.PLOTS / "learning_curves.png",
-                             trainer.task.spec.metric, trainer.cfg.clip_grad_norm)]
-    model = trainer.model
+    paths = [learning_curves(history, run_dir / runs.PLOTS / "learning_curves.png",
+                             task.spec.metric, exp.train.clip_grad_norm)]
     model.eval()
     with torch.no_grad():
-        paths += trainer.task.plots(model, run_dir)
+        paths += task.plots(model, run_dir)
     return paths
 
 

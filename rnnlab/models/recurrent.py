@@ -28,6 +28,8 @@ class RecurrentOptions(ModelOptions):
         description="between stacked layers and on the last layer's output (so it acts with 1 layer too)")
     bidirectional: bool = Field(False, description="not allowed for causal tasks")
     embedding_dim: int = Field(64, gt=0, description="token tasks: embedding size")
+    embedding_dropout: Optional[float] = Field(
+        None, ge=0, lt=1, description="token tasks: dropout on the embeddings (default: model.dropout)")
     one_hot: bool = Field(False, description="token tasks: one-hot inputs instead of an embedding")
     tie_weights: bool = Field(False, description="token->token tasks: share embedding and output weights")
     pooling: Literal["last", "mean", "max"] = Field(
@@ -36,6 +38,12 @@ class RecurrentOptions(ModelOptions):
 
 class RNNOptions(RecurrentOptions):
     nonlinearity: Literal["tanh", "relu"] = "tanh"
+
+
+class LSTMOptions(RecurrentOptions):
+    forget_bias: Optional[float] = Field(
+        None, description="initial forget-gate bias (e.g. 1.0: gates start open, so memory and "
+        "gradients last longer); default: PyTorch's init")
 
 
 class Recurrent(Model):
@@ -75,6 +83,7 @@ class Recurrent(Model):
                              dropout=o.dropout if o.num_layers > 1 else 0.0,
                              bidirectional=o.bidirectional, **kwargs)
         self.drop = nn.Dropout(o.dropout)
+        self.embed_drop = nn.Dropout(o.dropout if o.embedding_dropout is None else o.embedding_dropout)
         self.head = nn.Linear(o.hidden_size * self.directions, spec.output_size)
         if o.tie_weights and self.embed is not None:
             self.head.weight = self.embed.weight
@@ -85,7 +94,7 @@ class Recurrent(Model):
             return x
         if self.embed is None:
             return nn.functional.one_hot(x, self.spec.input_size).float()
-        return self.drop(self.embed(x))
+        return self.embed_drop(self.embed(x))
 
     def run(self, x: torch.Tensor, lengths: Optional[torch.Tensor], state: State
             ) -> tuple[torch.Tensor, State]:
@@ -140,7 +149,20 @@ class VanillaRNN(Recurrent):
 
 @MODELS.register("lstm", "LSTM; num_layers, bidirectional, dropout")
 class LSTM(Recurrent):
+    Options = LSTMOptions
     cell = nn.LSTM
+
+    def reset_parameters_(self) -> None:
+        super().reset_parameters_()
+        bias = self.options.forget_bias  # type: ignore[attr-defined]
+        if bias is None:
+            return
+        # gates are stacked i, f, g, o; the two bias vectors add up, so one carries the value
+        size = self.options.hidden_size  # type: ignore[attr-defined]
+        with torch.no_grad():
+            for name, param in self.rnn.named_parameters():
+                if name.startswith("bias_"):
+                    param[size:2 * size] = bias if name.startswith("bias_ih") else 0.0
 
 
 @MODELS.register("gru", "GRU; num_layers, bidirectional, dropout")

@@ -3,11 +3,13 @@
 Modes
 - ``window``:  ``window`` past values -> the next value (the MLP baseline and RNNs).
 - ``seq2seq``: read a long window and predict the next value at every step (state carried along the
-  window); validation/test read each split from its start and score every step after ``warmup``.
+  window; the first ``warmup`` steps are burn-in); validation/test predict each target from the
+  ``seq_len`` values before it (``eval_context``: ``window``, ``series`` or ``split``).
 - ``rollout``: ``window`` past values -> the next ``horizon`` values, predictions fed back
   (autoregressive RNNs/MLP) or produced by the encoder-decoder (``model.name: seq2seq``).
 
-No window, input or target, crosses a split boundary. Metrics: ``mse`` against the noisy targets,
+Training windows (inputs and targets) lie inside the training split; in window/rollout modes no
+val/test window crosses its split either. Metrics: ``mse`` against the noisy targets,
 ``mse_clean`` against the noise-free signal and ``mse_over_noise`` = mse / mean(eps^2) over the
 same targets, so 1.0 is the floor no forecaster can beat on that sample.
 """
@@ -43,6 +45,9 @@ class SineOptions(TaskOptions):
     seq_len: int = Field(200, gt=1, description="seq2seq: training window length")
     stride: int = Field(1, gt=0, description="seq2seq: step between training windows")
     warmup: int = Field(10, ge=0, description="seq2seq: steps read from a zero state before scoring")
+    eval_context: Literal["window", "series", "split"] = Field(
+        "window", description="seq2seq val/test: each target predicted from the seq_len values before "
+        "it (as in training), from the whole observed past, or from the split alone")
     val_fraction: float = Field(0.2, gt=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
 
@@ -75,7 +80,7 @@ class Sine(Task):
         sizes = {"train": n - round(n * o.val_fraction) - round(n * o.test_fraction),
                  "val": round(n * o.val_fraction), "test": round(n * o.test_fraction)}
         need = {"window": o.window + 1, "rollout": o.window + o.horizon,
-                "seq2seq": o.warmup + 2}[o.mode]
+                "seq2seq": o.warmup + 2 if o.eval_context == "split" else 1}[o.mode]
         for split, size in sizes.items():
             if size < need + 1:
                 raise ConfigError(where, f"task: the {split} split has {size} points, too few for "
@@ -113,13 +118,22 @@ class Sine(Task):
         if o.mode == "seq2seq":
             if split == "train":
                 win = idx.unfold(0, o.seq_len + 1, o.stride)
-            else:  # the whole split as one sequence
+            elif o.eval_context == "window":  # each target from the seq_len values just before it
+                targets = torch.arange(max(start, o.seq_len), stop)
+                x_idx = targets.unsqueeze(1) + torch.arange(-o.seq_len, 0).unsqueeze(0)
+                return self._gather(x_idx, targets.unsqueeze(1))
+            elif o.eval_context == "series":  # read the whole observed past; score this split only
+                win = torch.arange(0, stop).unsqueeze(0)
+            else:  # the split alone, from a zero state
                 win = idx.unsqueeze(0)
             x_idx, y_idx = win[:, :-1], win[:, 1:]
         else:
             ahead = o.horizon if o.mode == "rollout" else 1
             win = idx.unfold(0, o.window + ahead, 1)
             x_idx, y_idx = win[:, :o.window], win[:, o.window:]
+        return self._gather(x_idx, y_idx)
+
+    def _gather(self, x_idx: torch.Tensor, y_idx: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
             "x": self.series[x_idx].unsqueeze(-1).to(self.device),
             "y": self.series[y_idx].unsqueeze(-1).to(self.device),
@@ -159,7 +173,13 @@ class Sine(Task):
         preds = [self.predict(model, data["x"][i:i + batch_size])
                  for i in range(0, len(data["x"]), batch_size)]
         pred = torch.cat(preds)
-        skip = self.options.warmup if (self.options.mode == "seq2seq") else 0
+        if pred.shape[1] != data["y"].shape[1]:  # seq2seq "window" context: score the last step
+            pred = pred[:, -1:]
+        skip = 0
+        if self.options.mode == "seq2seq" and split != "train" and self.options.eval_context != "window":
+            # series context: the target at position p is predicted at input index p - 1
+            series = self.options.eval_context == "series"
+            skip = self.bounds[split][0] - 1 if series else self.options.warmup
         return {"pred": pred[:, skip:], "y": data["y"][:, skip:], "clean": data["clean"][:, skip:],
                 "pos": data["pos"][:, skip:]}
 
