@@ -9,7 +9,6 @@ processes, reports when they exit and can stop them.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -22,7 +21,7 @@ import rnnlab
 
 from ..errors import ConfigError
 from ..train import available_cores
-from .trial import STOP_FILE_ENV
+from .trial import PARENT_ENV, STOP_FILE_ENV
 
 STOP_GRACE_S = 60.0  # how long an interrupted trial may take to write its summary
 
@@ -33,25 +32,20 @@ def train_args(config: Path, runs_dir: Path, name: str, threads: int) -> list[st
             "--quiet", "--set", f"train.threads={threads}"]
 
 
-def child_env(threads: int, stop_file: Optional[Path]) -> dict[str, str]:
-    """Pin the thread pools to the trial's share of the cores; make the child import this very
-    rnnlab when it runs from a source checkout rather than an installed package."""
+def child_env(threads: int, stop_file: Optional[Path], die_with_parent: bool) -> dict[str, str]:
+    """Pin the thread pools to the trial's share of the cores; tell the trial how it is stopped
+    (see ``trial``); make it import this very rnnlab when it runs from a source checkout."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env.pop(STOP_FILE_ENV, None)
+    env.pop(PARENT_ENV, None)
     if stop_file is not None:
         env[STOP_FILE_ENV] = str(stop_file)
+    if die_with_parent:
+        env[PARENT_ENV] = str(os.getpid())
     root = str(Path(rnnlab.__file__).resolve().parent.parent)
     if "site-packages" not in root and "dist-packages" not in root:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    """Linux: if the sweep process dies (even by SIGKILL), its trials get SIGINT and close their runs
-    as interrupted instead of running on unwatched."""
-    try:
-        ctypes.CDLL(None).prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def launch(args: list[str], log: Path, threads: int, die_with_parent: bool = False,
@@ -61,10 +55,7 @@ def launch(args: list[str], log: Path, threads: int, die_with_parent: bool = Fal
     with open(log, "ab") as fh:
         return subprocess.Popen(
             [sys.executable, *args], stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-            env=child_env(threads, stop_file), start_new_session=True,
-            # only the local backend asks for it, from the sweep's single-threaded driver
-            preexec_fn=(_die_with_parent  # noqa: PLW1509
-                        if die_with_parent and sys.platform == "linux" else None))
+            env=child_env(threads, stop_file, die_with_parent), start_new_session=True)
 
 
 class LocalBackend:

@@ -2,13 +2,17 @@
 
 The sweep stops a trial by SIGINT (the run then closes as ``interrupted``). A process started by a
 Ray worker inherits SIGINT ignored, and a signal sent before the handler is back would be lost, so
-the handler is restored first thing, and where the sweep names a stop file (Ray: the sweep
-directory is shared with the nodes) a watcher raises KeyboardInterrupt once it appears, however
-early or late that is."""
+the handler is restored first thing. Then, as the sweep asks through the environment:
+- local trials get SIGINT when the sweep process dies, even by SIGKILL (Linux), so none runs on
+  unwatched;
+- Ray trials watch a stop file in the shared sweep directory and stop once it appears, however early
+  or late that is.
+"""
 
 from __future__ import annotations
 
 import _thread
+import ctypes
 import os
 import signal
 import sys
@@ -17,6 +21,8 @@ import time
 from pathlib import Path
 
 STOP_FILE_ENV = "RNNLAB_SWEEP_STOP_FILE"
+PARENT_ENV = "RNNLAB_SWEEP_PARENT"
+PR_SET_PDEATHSIG = 1
 
 
 def watch(stop_file: Path, every: float = 0.25) -> None:
@@ -25,8 +31,23 @@ def watch(stop_file: Path, every: float = 0.25) -> None:
     _thread.interrupt_main()
 
 
+def die_with_parent(parent: int) -> None:
+    """SIGINT to this process when ``parent`` exits. Set here rather than in a ``preexec_fn``: that
+    would make every fork in the sweep run Python at-fork hooks, where a Ctrl-C is swallowed."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the sweep died before we asked
+        os.kill(os.getpid(), signal.SIGINT)
+
+
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    if os.environ.get(PARENT_ENV):
+        die_with_parent(int(os.environ[PARENT_ENV]))
     if os.environ.get(STOP_FILE_ENV):
         threading.Thread(target=watch, args=(Path(os.environ[STOP_FILE_ENV]),), daemon=True).start()
     from ..cli import main
