@@ -66,16 +66,17 @@ def is_safe(key: str) -> bool:
     return any(key == safe or key.startswith(safe + ".") for safe in SAFE_TO_CHANGE)
 
 
-def check_changes(saved: dict[str, Any], exp: Experiment, where: str) -> None:
-    """Refuse a config that differs from the checkpoint's in anything but safe keys."""
+def check_changes(saved: dict[str, Any], exp: Experiment, where: str, source: str) -> None:
+    """Refuse a config that differs from the checkpoint's in anything but safe keys; ``source``
+    says where the difference comes from."""
     changes = changed_keys(saved, exp.to_dict())
     unsafe = [key for key in changes if not is_safe(key)]
     if unsafe:
         key = unsafe[0]
         was, now = changes[key]
         more = f" (and {len(unsafe) - 1} more)" if len(unsafe) > 1 else ""
-        raise ConfigError(where, f"{key}: cannot change when resuming ({was!r} -> {now!r}){more}; "
-                          f"safe to change: {', '.join(SAFE_TO_CHANGE)}")
+        raise ConfigError(where, f"{key}: cannot change when resuming ({was!r} in the checkpoint, "
+                          f"{now!r} {source}){more}; safe to change: {', '.join(SAFE_TO_CHANGE)}")
     schedule = exp.train.scheduler.name
     if "train.epochs" in changes and schedule in SCHEDULES_SPANNING_EPOCHS:
         was, now = changes["train.epochs"]
@@ -85,14 +86,15 @@ def check_changes(saved: dict[str, Any], exp: Experiment, where: str) -> None:
 
 def load_config(run_dir: Path, overrides: list[str], ckpt: dict[str, Any]) -> Experiment:
     """The run's config.yaml with ``overrides`` applied, checked against the checkpoint's config:
-    an edited config.yaml is reported against the file, a bad ``--set`` against ``--set``."""
+    a config.yaml that disagrees is reported against the file, a bad ``--set`` against ``--set``."""
     path = run_dir / runs.CONFIG
     raw = read_yaml(path)
     on_file = build_experiment(dict(raw), str(path))
     saved = ckpt.get("config") or on_file.to_dict()  # checkpoints before format 2 carry none
-    check_changes(saved, on_file, f"{path} (edited since the checkpoint)")
+    check_changes(saved, on_file, str(path),
+                  "in this file: edited since, or the checkpoint comes from another run")
     exp = build_experiment(apply_overrides(raw, overrides), str(path))
-    check_changes(saved, exp, "--set")
+    check_changes(saved, exp, "--set", "asked")
     return exp
 
 

@@ -462,11 +462,13 @@ class Trainer:
             self.scheduler.step()
         seconds = time.perf_counter() - start
         all_norms = torch.stack(p.norms).double()
-        self.check_finite(p.loss_sum, all_norms.max(), epoch, p.steps)
+        train_loss = p.loss_sum / max(p.samples, 1)
+        # catches what sparse per-step checks (on GPU) missed; the mean, as max_loss is per step
+        self.check_finite(train_loss, all_norms.max(), epoch, p.steps)
         max_norm = self.cfg.clip_grad_norm
         self.progress = EpochProgress.start(self.device)
         return {
-            "train_loss": (p.loss_sum / max(p.samples, 1)).item(),
+            "train_loss": train_loss.item(),
             "grad_norm_mean": all_norms.mean().item(),
             "grad_norm_max": all_norms.max().item(),
             "clip_frac": (all_norms > max_norm).double().mean().item() if max_norm else 0.0,
@@ -490,7 +492,8 @@ class Trainer:
             clip = self.cfg.clip_grad_norm
             hint = (f"try a lower train.lr (now {self.cfg.lr:g}) or "
                     + (f"a smaller train.clip_grad_norm (now {clip:g})" if clip
-                       else "gradient clipping (train.clip_grad_norm, e.g. 1.0)"))
+                       else "gradient clipping (train.clip_grad_norm, e.g. 1.0)")
+                    + (", or raise train.max_loss" if "max_loss" in reason else ""))
             raise Diverged(epoch, step, reason, hint)
 
     def fit(self) -> TrainState:
