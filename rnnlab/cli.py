@@ -80,7 +80,9 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except BrokenPipeError:  # `rnnlab ... | head`: the reader left; not an error of ours
             sys.stderr.close()
             raise typer.Exit(0)
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, OSError) and exc.filename is not None:  # a path the system refuses:
+                fail(f"{exc.filename}: {exc.strerror or exc}")  # name too long, permission, disk full
             traceback.print_exc()
             typer.echo("rnnlab hit an internal error (a bug, not your input); please report it "
                        "with the traceback above.", err=True)

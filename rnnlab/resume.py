@@ -19,8 +19,16 @@ from . import runs
 from .config import Experiment, apply_overrides, build_experiment, read_yaml
 from .errors import ConfigError, RunDirError
 from .progress import Reporter
-from .train import (Trainer, build, determinism, environment, finish_run, require_training_state,
-                    resolve_device, set_threads)
+from .train import (
+    Trainer,
+    build,
+    determinism,
+    environment,
+    finish_run,
+    require_training_state,
+    resolve_device,
+    set_threads,
+)
 
 SAFE_TO_CHANGE = (
     "train.epochs",  # extend or shorten a run (not with a per-step cosine/onecycle schedule)

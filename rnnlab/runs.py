@@ -226,10 +226,10 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
         raise RunDirError(path, "checkpoint is empty (0 bytes)")
     try:
         obj = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError:
-        raise RunDirError(path, "checkpoint holds objects other than tensors and plain data; refused "
-                          "(rnnlab loads checkpoints with weights_only=True)") from None
-    except Exception:  # truncated zip, garbage bytes, wrong magic... (torch's messages vary)
+    except Exception as exc:  # truncated zip, garbage bytes, wrong magic... (torch's messages vary)
+        if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
+            raise RunDirError(path, "checkpoint holds objects other than tensors and plain data; "
+                              "refused (rnnlab loads checkpoints with weights_only=True)") from None
         raise RunDirError(path, "checkpoint is truncated or corrupted (torch.load cannot read it)") from None
     if not isinstance(obj, dict) or "model" not in obj:
         raise RunDirError(path, "not an rnnlab checkpoint (no 'model' state dict)")
