@@ -102,9 +102,10 @@ def training_outcomes(reporter: "Reporter") -> Iterator[None]:
         yield
     except Interrupted as exc:
         reporter.close()
-        typer.echo(f"interrupted: {exc.run_dir}: checkpoint saved {exc.saved}; continue with: "
-                   f"rnnlab train --resume {exc.run_dir}", err=True)
-        typer.echo(str(exc.run_dir))
+        if exc.run_dir is not None:  # None: a torchrun worker beside rank 0, which reports
+            typer.echo(f"interrupted: {exc.run_dir}: checkpoint saved {exc.saved}; continue with: "
+                       f"rnnlab train --resume {exc.run_dir}", err=True)
+            typer.echo(str(exc.run_dir))
         raise typer.Exit(exit_status(exc.signum)) from None
     except Diverged as exc:
         reporter.close()
@@ -212,6 +213,61 @@ def list_() -> None:
         for name, text in items:
             table.add_row(name, text)
         console.print(table)
+
+
+@app.command()
+@user_errors
+def show(run: Path = typer.Argument(..., help="a run directory, e.g. runs/<id>")) -> None:
+    """Print a run's summary, config, last epoch's metrics and its plots."""
+    from .report import show_lines
+
+    typer.echo("\n".join(show_lines(run)))
+
+
+@app.command()
+@user_errors
+def plot(
+    run: Path = typer.Argument(..., help="a run directory, e.g. runs/<id>"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+) -> None:
+    """Redraw every plot of a run from its own files (metrics and best checkpoint)."""
+    from .report import replot
+
+    for path in replot(run, device):
+        typer.echo(str(path))
+
+
+@app.command()
+@user_errors
+def gradflow(
+    sources: List[Path] = typer.Argument(..., help="configs and/or run directories, overlaid"),
+    steps: int = typer.Option(0, "--steps", min=0,
+                              help="configs: also measure after K training steps (runs: best checkpoint)"),
+    set_: List[str] = typer.Option([], "--set", "-s", help="override KEY=VALUE for every config"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="PNG to write, CSV beside it (default: RUN/plots/gradflow.png for one "
+        "run, else ./gradflow.png)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
+                                             help="batch measured (default: train.batch_size)"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+) -> None:
+    """Gradient norm ||dL/dh_t|| at every time step and layer (log scale), at initialisation and
+    trained; several configs or runs are overlaid (e.g. RNN vs LSTM on 784-pixel MNIST)."""
+    from .gradflow import gradflow as measure, write_csv
+    from .plots import gradflow_plot
+
+    if out is None:
+        one_run = len(sources) == 1 and sources[0].is_dir()
+        out = sources[0] / "plots" / "gradflow.png" if one_run else Path("gradflow.png")
+    if out.suffix.lower() != ".png":
+        fail(f"--out: must name a .png file, got {str(out)!r}")
+    curves = measure(sources, set_, steps, device, batch_size)
+    for c in curves:
+        first, last = c.norms[0], c.norms[-1]
+        typer.echo(f"{c.label} {c.stage} {c.layer}: {len(c.norms)} steps, |dL/dh| first "
+                   f"{first:.3g}, last {last:.3g}, first/last {first / last if last else float('nan'):.3g}")
+    typer.echo(str(gradflow_plot(curves, out)))
+    typer.echo(str(write_csv(curves, out.with_suffix(".csv"))))
 
 
 def main() -> None:

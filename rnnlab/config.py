@@ -115,6 +115,8 @@ class TrainConfig(Strict):
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast dtype for training steps (fp16 adds a gradient scaler; CUDA only)")
     threads: Optional[int] = Field(None, gt=0, description="torch CPU threads (default: all cores)")
     clip_grad_norm: Optional[float] = Field(1.0, ge=0, description="0 or null disables")
     clip_grad_value: Optional[float] = Field(None, gt=0)
@@ -134,6 +136,8 @@ class TrainConfig(Strict):
 
 class LoggingConfig(Strict):
     plots: bool = True
+    tensorboard: bool = Field(False, description="write TensorBoard scalars into <run>/tensorboard "
+                              "(needs the 'tensorboard' extra)")
 
 
 class Config(Strict):

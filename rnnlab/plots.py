@@ -24,15 +24,24 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _spans_decades(values: list[Any]) -> bool:
+    finite = [v for v in values if isinstance(v, (int, float)) and v > 0 and v == v]
+    return bool(finite) and max(finite) / min(finite) > 30
+
+
 def learning_curves(history: list[dict[str, Any]], path: Path, metric: str,
                     clip: Optional[float]) -> Path:
-    """Loss, the task metric, learning rate and the pre-clip gradient norm, per epoch."""
+    """Loss (train/val), the task metric, learning rate and the pre-clip gradient norm with the
+    clip threshold and the fraction of steps clipped, per epoch."""
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [row["epoch"] for row in history]
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     ax = axes[0][0]
-    ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
-    ax.plot(epochs, [r["val_loss"] for r in history], "o-", label="val")
-    ax.set(title="loss", xlabel="epoch")
+    train, val = [r["train_loss"] for r in history], [r.get("val_loss") for r in history]
+    ax.plot(epochs, train, "o-", label="train")
+    ax.plot(epochs, val, "o-", label="val")
+    ax.set(title="loss", xlabel="epoch", yscale="log" if _spans_decades(train + val) else "linear")
     ax.legend()
     ax = axes[0][1]
     ax.plot(epochs, [r.get(f"val_{metric}") for r in history], "o-", color="C1")
@@ -40,17 +49,27 @@ def learning_curves(history: list[dict[str, Any]], path: Path, metric: str,
     ax = axes[1][0]
     ax.plot(epochs, [r["lr"] for r in history], "o-", color="C2")
     ax.set(title="learning rate (end of epoch)", xlabel="epoch")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     ax = axes[1][1]
     ax.plot(epochs, [r["grad_norm_mean"] for r in history], "o-", label="mean")
     ax.plot(epochs, [r["grad_norm_max"] for r in history], "o-", label="max")
     if clip:
-        ax.axhline(clip, color="red", linestyle="--", label=f"clip {clip:g}")
-        ax2 = ax.twinx()
-        ax2.bar(epochs, [r["clip_frac"] for r in history], alpha=0.15, color="red")
-        ax2.set_ylim(0, 1)
-        ax2.set_ylabel("fraction of steps clipped")
+        ax.axhline(clip, color="red", linestyle="--", label=f"clip threshold {clip:g}")
+        rate = ax.twinx()
+        rate.bar(epochs, [r["clip_frac"] for r in history], width=0.6, alpha=0.2, color="red",
+                 label="steps clipped (right)")
+        rate.set(ylim=(0, 1), ylabel="fraction of steps clipped")
+        ax.set_zorder(rate.get_zorder() + 1)  # lines over the bars
+        ax.patch.set_visible(False)
+        handles, labels = ax.get_legend_handles_labels()
+        extra, extra_labels = rate.get_legend_handles_labels()
+        ax.legend(handles + extra, labels + extra_labels, fontsize=8)
+    else:
+        ax.legend(fontsize=8)
     ax.set(title="gradient norm before clipping", xlabel="epoch", yscale="log")
-    ax.legend()
+    for ax in axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
     return _save(fig, path)
 
 
@@ -85,4 +104,22 @@ def sine_rollout_plot(task: Any, p: dict[str, "torch.Tensor"], path: Path) -> Pa
                 color=f"C{k + 1}", label=f"rollout from t={int(p['pos'][i, 0]) - 1}")
     ax.set(title=f"test split: {task.options.horizon}-step rollouts", xlabel="t", ylabel="y")
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def gradflow_plot(curves: list[Any], path: Path) -> Path:
+    """||dL/dh_t|| against t on a log scale, one panel per layer; a colour per config or run,
+    dashed at initialisation and solid after training."""
+    layers = sorted({c.layer for c in curves})
+    labels = list(dict.fromkeys(c.label for c in curves))
+    fig, axes = plt.subplots(len(layers), 1, figsize=(10, 3.6 * len(layers)), squeeze=False)
+    for ax, layer in zip(axes[:, 0], layers):
+        for c in (c for c in curves if c.layer == layer):
+            style = "--" if c.stage == "init" else "-"
+            ax.plot(range(len(c.norms)), c.norms, style, lw=1.6, color=f"C{labels.index(c.label)}",
+                    label=f"{c.label} ({c.stage})")
+        ax.set(yscale="log", xlabel="time step t", ylabel="mean ‖∂L/∂h_t‖",
+               title=f"gradient reaching each time step: {layer}")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=8)
     return _save(fig, path)

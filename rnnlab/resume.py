@@ -19,9 +19,11 @@ from . import runs
 from .config import Experiment, apply_overrides, build_experiment, read_yaml
 from .errors import ConfigError, RunDirError
 from .progress import Reporter
+from .tblog import open_tensorboard
 from .train import (
     Trainer,
     build,
+    check_runtime,
     determinism,
     environment,
     finish_run,
@@ -39,6 +41,7 @@ SAFE_TO_CHANGE = (
     "train.threads",  # results may differ in the last bits with another thread count
     "train.device",  # e.g. finish a GPU run on a CPU; not bit-exact across devices
     "logging.plots",
+    "logging.tensorboard",
 )
 SCHEDULES_SPANNING_EPOCHS = ("cosine", "onecycle")  # their shape is fixed by the total step count
 
@@ -122,6 +125,11 @@ def resume_run(run: str | os.PathLike[str], overrides: list[str], runs_dir: Path
                reporter: Reporter) -> tuple[Path, Optional[str]]:
     """Continue ``run`` (a path, or a run id under ``runs_dir``) to the end of its training.
     Returns the run directory and, when the run was already complete, a note saying so."""
+    from . import distributed
+
+    if distributed.launched():
+        raise ConfigError("--resume", "not supported under torchrun yet; resume the run in one "
+                          "process (its checkpoint is an ordinary one)")
     run_dir = runs.find_run(run, runs_dir)
     with runs.RunLock(run_dir):
         summary = runs.read_summary(run_dir)
@@ -137,6 +145,7 @@ def resume_run(run: str | os.PathLike[str], overrides: list[str], runs_dir: Path
             return run_dir, note
         trainer = rebuild(exp, run_dir, ckpt, last, reporter)
         restart_files(trainer, summary, exp)
+        trainer.tensorboard = open_tensorboard(exp, run_dir)
         if not reporter.quiet:
             reporter.print(f"resuming {run_dir} {trainer.saved}")
         reporter.run_start(run_dir, summary)
@@ -147,6 +156,7 @@ def rebuild(exp: Experiment, run_dir: Path, ckpt: dict[str, Any], path: Path,
             reporter: Reporter) -> Trainer:
     """Task, model and trainer from the config, then the checkpoint's state on top."""
     device = resolve_device(exp.train.device)
+    check_runtime(exp, device)
     threads = set_threads(exp.train.threads)
     task, model = build(exp, device, run_dir)
     reporter.log_every = exp.train.log_every

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from .config import Experiment, TrainConfig
 from .errors import ConfigError, DataError, RnnlabError, RunDirError
 from .models import build_model
 from .models.base import Model
+from .precision import Precision, check_precision
 from .progress import Reporter
 from .tasks import TASKS
 from .tasks.base import Batch, Task
@@ -125,10 +126,15 @@ def build(exp: Experiment, device: torch.device, run_dir: Optional[Path] = None
           ) -> tuple[Task, Model]:
     """Task, then the model against the task's spec (seeded, so init is reproducible)."""
     task = build_task(exp, device, run_dir)
+    return task, init_model(exp, task, device)
+
+
+def init_model(exp: Experiment, task: Task, device: torch.device) -> Model:
+    """The model as a run of ``exp`` starts: initialised from ``train.seed`` alone."""
     seed_everything(exp.train.seed)
     model = build_model(exp.model, task.spec, where="config").to(device)
     model.flatten_parameters()
-    return task, model
+    return model
 
 
 def make_optimizer(cfg: TrainConfig, model: Model) -> torch.optim.Optimizer:
@@ -302,6 +308,12 @@ class Trainer:
         self.pass_rng: Optional[torch.Tensor] = None
         self.pass_batches = 0
         self.check_every = 1 if device.type == "cpu" else self.cfg.log_every
+        self.amp = Precision(self.cfg.precision, device)
+        # (batch, state) -> (loss, state); DistributedTrainer routes it through DDP
+        self.compute_loss: Callable[[Batch, Any], tuple[torch.Tensor, Any]] = \
+            lambda batch, state: task.loss(model, batch, state)
+        self.tensorboard: Optional[Any] = None  # a tblog.TensorBoardLog when logging.tensorboard
+        self.step_norms = torch.zeros(0)  # the last epoch's per-step pre-clip norms (for loggers)
         self.saved: Optional[str] = None  # what last.pt holds, for messages
         self._saved_at = time.monotonic()
 
@@ -322,6 +334,7 @@ class Trainer:
             "data_pass": ({"rng": self.pass_rng, "batches": self.pass_batches}
                           if self._pass is not None else None),
             "rng": rng_state(self.generator),
+            "scaler": self.amp.state_dict(),
         }
 
     def restore(self, ckpt: dict[str, Any], path: Path) -> None:
@@ -355,6 +368,7 @@ class Trainer:
             self.pass_batches = data_pass["batches"]
         # after the replay, which may have drawn from any RNG: every RNG exactly as it was saved
         set_rng_state(ckpt["rng"], self.generator)
+        self.amp.load_state_dict(ckpt.get("scaler"))
 
     def save_last(self) -> None:
         runs.save_torch(self.run_dir / runs.CHECKPOINTS / "last.pt", self.checkpoint())
@@ -371,6 +385,10 @@ class Trainer:
         """Stop after the current step (with a checkpoint); called from a signal handler."""
         self.stop_requested = True
 
+    def should_stop(self, step: int) -> bool:
+        """Whether to stop after ``step`` (hook: DistributedTrainer makes all processes agree)."""
+        return self.stop_requested
+
     def checkpoint_due(self) -> bool:
         """``train.checkpoint_every``: by optimizer steps (counted over the whole run, so resumes
         keep the same schedule) or by wall time since the last save."""
@@ -385,6 +403,20 @@ class Trainer:
     def save_best(self, val: dict[str, float]) -> None:
         runs.save_torch(self.run_dir / runs.CHECKPOINTS / "best.pt",
                         {"model": self.model.state_dict(), "epoch": self.state.epoch, "val": val})
+
+    def save_epoch(self, row: dict[str, Any]) -> None:
+        runs.append_jsonl(self.run_dir / runs.METRICS, row)
+        if self.tensorboard is not None:
+            self.tensorboard.epoch(row, self.step_norms)
+
+    # ------------------------------------------------------------------ hooks (see distributed.py)
+    def validate(self) -> dict[str, float]:
+        return evaluate(self.task, self.model, "val", self.eval_batch_size)
+
+    def reduce_totals(self, loss_sum: torch.Tensor, samples: int, tokens: int
+                      ) -> tuple[torch.Tensor, int, int]:
+        """An epoch's totals over every process (one process: as they are)."""
+        return loss_sum, samples, tokens
 
     # ------------------------------------------------------------------ the loop
     def new_pass(self) -> Iterator[Batch]:
@@ -434,13 +466,15 @@ class Trainer:
             i = p.steps + 1
             if batch.extra.get("reset_state"):  # e.g. a new pass of sequential BPTT
                 p.carry = None
-            loss, carry = task.loss(model, batch, p.carry if task.spec.stateful else None)
+            with self.amp.autocast():
+                loss, carry = self.compute_loss(batch, p.carry if task.spec.stateful else None)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            self.amp.backward(loss)
+            self.amp.unscale_(opt)  # clipping and the recorded norm see the true gradients
             norm = self.clip()
             if i % self.check_every == 0:
                 self.check_finite(loss, norm, epoch, i)
-            opt.step()
+            self.amp.step(opt)
             if self.per_step:
                 self.scheduler.step()
             p.carry = detach_state(carry)
@@ -452,17 +486,20 @@ class Trainer:
             p.tokens += task.tokens(batch)
             if self.reporter.wants_step(i):
                 self.reporter.step(i, loss.item(), time.perf_counter() - start)
-            if self.stop_requested or self.checkpoint_due():
+            stop = self.should_stop(i)
+            if stop or self.checkpoint_due():
                 self.check_finite(loss, norm, epoch, i)  # never save a diverged state
                 p.seconds = time.perf_counter() - start
                 self.save_last()
-                if self.stop_requested:
+                if stop:
                     raise Interrupted()
         if self.scheduler is not None and not self.per_step:
             self.scheduler.step()
         seconds = time.perf_counter() - start
-        all_norms = torch.stack(p.norms).double()
-        train_loss = p.loss_sum / max(p.samples, 1)
+        loss_sum, samples, tokens = self.reduce_totals(p.loss_sum, p.samples, p.tokens)
+        self.step_norms = torch.stack(p.norms).double()
+        all_norms = self.amp.taken(self.step_norms)
+        train_loss = loss_sum / max(samples, 1)
         # catches what sparse per-step checks (on GPU) missed; the mean, as max_loss is per step
         self.check_finite(train_loss, all_norms.max(), epoch, p.steps)
         max_norm = self.cfg.clip_grad_norm
@@ -474,8 +511,8 @@ class Trainer:
             "clip_frac": (all_norms > max_norm).double().mean().item() if max_norm else 0.0,
             "steps": len(p.norms),
             "train_seconds": seconds,
-            "samples_per_s": p.samples / seconds,
-            "tokens_per_s": p.tokens / seconds,
+            "samples_per_s": samples / seconds,
+            "tokens_per_s": tokens / seconds,
         }
 
     def check_finite(self, loss: torch.Tensor, norm: torch.Tensor, epoch: int, step: int) -> None:
@@ -484,7 +521,7 @@ class Trainer:
         reason = None
         if not math.isfinite(value):
             reason = f"loss became {value}"
-        elif not math.isfinite(float(norm)):
+        elif not math.isfinite(float(norm)) and self.amp.scaler is None:  # fp16 overflow: step skipped
             reason = f"gradient norm became {float(norm)}"
         elif limit is not None and value > limit:
             reason = f"loss {value:.4g} exceeded train.max_loss={limit:g}"
@@ -499,11 +536,11 @@ class Trainer:
     def fit(self) -> TrainState:
         s, cfg, spec = self.state, self.cfg, self.task.spec
         while s.epoch < cfg.epochs and not s.stopped_early:
-            if self.stop_requested:  # asked between epochs: last.pt already holds this state
+            if self.should_stop(0):  # asked between epochs: last.pt already holds this state
                 raise Interrupted()
             train = self.train_epoch()
             t0 = time.perf_counter()
-            val = evaluate(self.task, self.model, "val", self.eval_batch_size)
+            val = self.validate()
             s.epoch += 1
             s.train_seconds += train["train_seconds"]
             row: dict[str, Any] = {"epoch": s.epoch, "step": s.step,
@@ -523,7 +560,7 @@ class Trainer:
             # between any two leaves files a resume from last.pt makes consistent again
             s.history.append(row)
             self.save_last()
-            runs.append_jsonl(self.run_dir / runs.METRICS, row)
+            self.save_epoch(row)
             self.reporter.epoch_end(row, spec.metric)
         return s
 
@@ -533,19 +570,50 @@ class Trainer:
 
 def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
     """Validate, build, create the run directory, train, test, write the summary. Everything that
-    can fail because of user input fails before the run directory exists."""
+    can fail because of user input fails before the run directory exists. Under torchrun (more
+    than one process) the run is trained data-parallel by ``rnnlab.distributed``."""
+    from . import distributed
+
+    if distributed.launched():
+        return distributed.train_run(exp, runs_dir, reporter)
     runs.check_runs_dir(runs_dir)
     device = resolve_device(exp.train.device)
+    check_runtime(exp, device)
     threads = set_threads(exp.train.threads)
     task, model = build(exp, device)
+    run_dir = open_run(exp, runs_dir, task)
+    return start_run(Trainer(exp, task, model, run_dir, reporter, device, threads))
+
+
+def check_runtime(exp: Experiment, device: torch.device) -> None:
+    """Checks that need the device or optional packages, before anything is written."""
+    from .tblog import require_tensorboard
+
+    check_precision(exp.train.precision, device)
+    if exp.config.logging.tensorboard:
+        require_tensorboard()
+
+
+def open_run(exp: Experiment, runs_dir: Path, task: Task) -> Path:
+    """A new run directory holding the resolved config and the task's artifacts."""
     run_dir = runs.create_run_dir(runs_dir, exp.name)
-    with runs.RunLock(run_dir):
-        runs.write_text(run_dir / runs.CONFIG, exp.to_yaml())
-        task.save_artifacts(run_dir)
-        trainer = Trainer(exp, task, model, run_dir, reporter, device, threads)
-        summary = base_summary(exp, run_dir, task, model, device, threads)
-        runs.write_json(run_dir / runs.SUMMARY, summary)
-        reporter.run_start(run_dir, summary)
+    runs.write_text(run_dir / runs.CONFIG, exp.to_yaml())
+    task.save_artifacts(run_dir)
+    return run_dir
+
+
+def start_run(trainer: Trainer, extra: Optional[dict[str, Any]] = None) -> Path:
+    """Write the initial summary (plus ``extra`` facts), open the loggers, train and finish,
+    holding the run's lock throughout."""
+    from .tblog import open_tensorboard
+
+    with runs.RunLock(trainer.run_dir):
+        summary = base_summary(trainer.exp, trainer.run_dir, trainer.task, trainer.model,
+                               trainer.device, trainer.threads)
+        summary.update(extra or {})
+        runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
+        trainer.tensorboard = open_tensorboard(trainer.exp, trainer.run_dir)
+        trainer.reporter.run_start(trainer.run_dir, summary)
         return finish_run(trainer, summary)
 
 
@@ -582,7 +650,9 @@ def finish_run(trainer: Trainer, summary: dict[str, Any]) -> Path:
     load_weights(trainer.model, best["model"], best_path)
     summary["test"] = evaluate(trainer.task, trainer.model, "test", trainer.eval_batch_size)
     summary["best_val"] = best["val"]
-    trainer.reporter.plots(write_plots(trainer, run_dir))
+    if trainer.exp.config.logging.plots:
+        trainer.reporter.plots(write_plots(trainer.exp, trainer.task, trainer.model,
+                                           trainer.state.history, run_dir))
     close_run(trainer, summary, "completed")
     trainer.reporter.run_end(run_dir, summary)
     return run_dir
@@ -600,6 +670,8 @@ def close_run(trainer: Trainer, summary: dict[str, Any], status: str) -> Path:
         "finished": runs.now_iso(),
     })
     runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
+    if trainer.tensorboard is not None:
+        trainer.tensorboard.close()
     return trainer.run_dir
 
 
@@ -618,6 +690,7 @@ def base_summary(exp: Experiment, run_dir: Path, task: Task, model: Model, devic
         "train_seconds": 0.0,
         "parameters": sum(p.numel() for p in model.parameters()),
         "seed": exp.train.seed,
+        "precision": exp.train.precision,
         "determinism": determinism(exp, device),
         **environment(device, threads),
         "data": task.describe(),
@@ -644,17 +717,17 @@ def determinism(exp: Experiment, device: torch.device) -> dict[str, Any]:
     }
 
 
-def write_plots(trainer: Trainer, run_dir: Path) -> list[Path]:
-    if not trainer.exp.config.logging.plots:
-        return []
+def write_plots(exp: Experiment, task: Task, model: Model, history: list[dict[str, Any]],
+                run_dir: Path) -> list[Path]:
+    """Every figure of a run: the learning curves from its metrics, then the task's own from the
+    model (in eval mode under no_grad). Training and ``rnnlab plot`` both call this."""
     from .plots import learning_curves
 
-    paths = [learning_curves(trainer.state.history, run_dir / runs.PLOTS / "learning_curves.png",
-                             trainer.task.spec.metric, trainer.cfg.clip_grad_norm)]
-    model = trainer.model
+    paths = [learning_curves(history, run_dir / runs.PLOTS / "learning_curves.png",
+                             task.spec.metric, exp.train.clip_grad_norm)]
     model.eval()
     with torch.no_grad():
-        paths += trainer.task.plots(model, run_dir)
+        paths += task.plots(model, run_dir)
     return paths
 
 

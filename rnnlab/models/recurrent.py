@@ -38,6 +38,12 @@ class RNNOptions(RecurrentOptions):
     nonlinearity: Literal["tanh", "relu"] = "tanh"
 
 
+class LSTMOptions(RecurrentOptions):
+    forget_bias: Optional[float] = Field(
+        None, description="initial forget-gate bias (e.g. 1.0: gates start open, so memory and "
+        "gradients last longer); default: PyTorch's init")
+
+
 class Recurrent(Model):
     Options = RecurrentOptions
     cell: type[nn.RNNBase] = nn.LSTM
@@ -140,7 +146,20 @@ class VanillaRNN(Recurrent):
 
 @MODELS.register("lstm", "LSTM; num_layers, bidirectional, dropout")
 class LSTM(Recurrent):
+    Options = LSTMOptions
     cell = nn.LSTM
+
+    def reset_parameters_(self) -> None:
+        super().reset_parameters_()
+        bias = self.options.forget_bias  # type: ignore[attr-defined]
+        if bias is None:
+            return
+        # gates are stacked i, f, g, o; the two bias vectors add up, so one carries the value
+        size = self.options.hidden_size  # type: ignore[attr-defined]
+        with torch.no_grad():
+            for name, param in self.rnn.named_parameters():
+                if name.startswith("bias_"):
+                    param[size:2 * size] = bias if name.startswith("bias_ih") else 0.0
 
 
 @MODELS.register("gru", "GRU; num_layers, bidirectional, dropout")

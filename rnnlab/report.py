@@ -1,0 +1,58 @@
+"""Looking at a finished (or running) run: ``rnnlab show RUN`` and ``rnnlab plot RUN``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from . import runs
+from .progress import fmt
+from .tblog import TENSORBOARD
+
+FACTS = ("task", "model", "parameters", "device", "gpu", "precision", "threads", "seed",
+         "epochs_completed", "best_epoch", "stopped_early", "steps", "train_seconds",
+         "started", "finished")
+
+
+def show_lines(run: str | os.PathLike[str]) -> list[str]:
+    """The summary, the config, the last epoch's metrics and the plots, as text lines."""
+    run_dir = runs.resolve_run(run)
+    summary = runs.read_summary(run_dir)
+    lines = [f"run {run_dir}", f"status {summary.get('status', '?')}"
+             + (f": {summary['error']}" if summary.get("error") else "")]
+    lines += [f"  {key} {fmt(summary[key])}" for key in FACTS if summary.get(key) is not None]
+    if summary.get("distributed"):
+        d = summary["distributed"]
+        lines.append(f"  distributed {d['world_size']} processes ({d['backend']})")
+    for title, key in (("test", "test"), ("best val", "best_val")):
+        if summary.get(key):
+            lines.append(f"{title} " + " ".join(f"{k}={fmt(v)}" for k, v in summary[key].items()))
+    lines += ["", f"config ({runs.CONFIG})"]
+    lines += ["  " + line for line in (run_dir / runs.CONFIG).read_text(encoding="utf-8").splitlines()]
+    rows = runs.read_jsonl(run_dir / runs.METRICS)
+    lines.append("")
+    if rows:
+        lines.append(f"last epoch ({runs.METRICS}, {len(rows)} epoch(s))")
+        lines += [f"  {key} {fmt(value)}" for key, value in rows[-1].items()]
+    else:
+        lines.append(f"last epoch: none recorded in {runs.METRICS}")
+    plots = sorted((run_dir / runs.PLOTS).glob("*.png"))
+    lines += ["", f"plots ({len(plots)})" if plots else f"plots: none (rnnlab plot {run} writes them)"]
+    lines += [f"  {p}" for p in plots]
+    tensorboard = run_dir / TENSORBOARD
+    if tensorboard.is_dir():
+        lines += ["", f"tensorboard --logdir {tensorboard}"]
+    return lines
+
+
+def replot(run: str | os.PathLike[str], device: str = "cpu") -> list[Path]:
+    """Rebuild the run's task and best model from its files and redraw every plot, with the
+    same code training uses."""
+    from .train import load_run, write_plots
+
+    run_dir, exp, task, model, _ = load_run(run, "best", device)
+    history: list[dict[str, Any]] = runs.read_jsonl(run_dir / runs.METRICS)
+    if not history:
+        raise runs.RunDirError(run_dir / runs.METRICS, "no epochs recorded, nothing to plot")
+    return write_plots(exp, task, model, history, run_dir)
