@@ -185,6 +185,8 @@ CASES: dict[str, tuple[Callable[[Env], list[str]], str]] = {
     "mlp zero width": (cfg(extra={"model": {"name": "mlp",
                        "hidden_sizes": [4, 0]}}, drop=("model.hidden_size",)),
                        "model.hidden_sizes: every width must be > 0"),
+    "fp16 on cpu": (cfg(extra={"train": {"precision": "fp16", "device": "cpu"}}),
+                    "train.precision: fp16 needs a CUDA device"),
     "unknown data key": (cfg(extra={"data": {"foo": 1}}), "data.foo: unknown key"),
     "plots not a bool": (cfg(extra={"logging": {"plots": "maybe"}}), "logging.plots: must be true or false"),
     "name not a string": (cfg(extra={"name": [1]}), "name: must be a string"),

@@ -3,6 +3,7 @@ graceful stops on signals, divergence, and the checks a resume makes before writ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -22,6 +23,8 @@ from rnnlab.cli import app
 from rnnlab.config import load_experiment
 from rnnlab.progress import Reporter
 from rnnlab.resume import resume_run
+from rnnlab.tasks import TASKS
+from rnnlab.tasks.base import Batch, batch_indices
 from rnnlab.tasks.sine import Sine
 from rnnlab.train import Diverged, Interrupted, train_run
 
@@ -142,6 +145,42 @@ def test_checkpoint_every_steps_survives_a_crash(write_config, tmp_path) -> None
     (run / "checkpoints" / ".last.pt.abc.tmp").write_bytes(b"partial")
     resume(run)
     assert not list(run.glob("**/.*.tmp"))
+    assert_same_results(run, alone)
+
+
+class CarrySine(Sine):
+    """Sine seq2seq as a stateful task (like truncated BPTT): each batch starts from the recurrent
+    state the previous batch ended with, so a mid-epoch resume needs that state too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spec = dataclasses.replace(self.spec, stateful=True)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return len(self.windows["train"]["x"]) // batch_size
+
+    def train_batches(self, batch_size: int, generator: torch.Generator):
+        data = self.windows["train"]
+        for idx in batch_indices(len(data["x"]), batch_size, generator, drop_last=True):
+            yield Batch(data["x"][idx], data["y"][idx])
+
+    def loss(self, model, batch, state=None):
+        out, state = model(batch.x, None, state)
+        return torch.nn.functional.mse_loss(out, batch.y), state
+
+
+def test_mid_epoch_resume_restores_the_carried_recurrent_state(write_config, tmp_path,
+                                                               monkeypatch) -> None:
+    monkeypatch.setitem(TASKS._items, "sine", (CarrySine, "stateful sine"))
+    path = write_config({"task": {"mode": "seq2seq", "seq_len": 20, "stride": 5, "warmup": 0},
+                         "model": {"name": "gru"}, "train": {"batch_size": 4}})
+    alone = train(path, tmp_path / "alone")
+    with pytest.raises(Interrupted) as info:
+        train(path, tmp_path / "cut", Hook(epoch=2, step=3))
+    run = info.value.run_dir
+    carry = torch.load(run / "checkpoints/last.pt", weights_only=True)["progress"]["carry"]
+    assert carry.shape == (1, 4, 8)
+    resume(run)
     assert_same_results(run, alone)
 
 
