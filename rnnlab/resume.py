@@ -179,8 +179,9 @@ def restart_files(trainer: Trainer, summary: dict[str, Any], exp: Experiment) ->
     runs.write_jsonl(run_dir / runs.METRICS, trainer.state.history)
     if read_yaml(run_dir / runs.CONFIG) != exp.to_dict():  # safe --set changes become the config
         runs.write_text(run_dir / runs.CONFIG, exp.to_yaml())
-    for key in ("error", "finished"):
+    for key in ("error", "finished", "best_val"):  # a completed run given more epochs: stale
         summary.pop(key, None)
+    summary["test"] = {}
     summary.update(environment(trainer.device, trainer.threads))
     summary["determinism"] = determinism(exp, trainer.device)
     summary["status"] = "running"

@@ -193,6 +193,9 @@ def require_training_state(ckpt: dict[str, Any], path: Path) -> None:
     if missing:
         raise RunDirError(path, f"not a full training checkpoint (no {', '.join(missing)}); "
                           "only last.pt can be resumed from")
+    for key in ("trainer", "config"):
+        if key in ckpt and not isinstance(ckpt[key], dict):
+            raise RunDirError(path, f"checkpoint is corrupted ('{key}' is not a mapping)")
 
 
 def detach_state(state: Any) -> Any:
