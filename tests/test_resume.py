@@ -23,6 +23,7 @@ from rnnlab.cli import app
 from rnnlab.config import load_experiment
 from rnnlab.progress import Reporter
 from rnnlab.resume import resume_run
+from rnnlab.signals import GracefulStop
 from rnnlab.tasks import TASKS
 from rnnlab.tasks.base import Batch, batch_indices
 from rnnlab.tasks.sine import Sine
@@ -230,6 +231,28 @@ def test_resuming_a_completed_run_says_so_and_changes_nothing(write_config, tmp_
     assert result.exit_code == 0, result.output
     assert "already completed (1 epochs); nothing to do" in result.stdout
     assert snapshot(run) == before
+
+
+def test_second_signal_exits_at_once(monkeypatch) -> None:
+    events: list[Any] = []
+
+    def hard_exit(status: int) -> None:  # os._exit never returns
+        events.append(status)
+        raise SystemExit(status)
+
+    monkeypatch.setattr(os, "_exit", hard_exit)
+    stop = GracefulStop(lambda: events.append("stop requested"))
+    stop._handle(signal.SIGTERM, None)
+    assert stop.signum == signal.SIGTERM and events == ["stop requested"]
+    with pytest.raises(SystemExit):
+        stop._handle(signal.SIGINT, None)
+    assert events == ["stop requested", 130]
+
+
+def test_files_get_the_umask_mode_not_mkstemps_0600(write_config, tmp_path) -> None:
+    run = train(write_config({"train": {"epochs": 1}}), tmp_path / "r")
+    for name in ("config.yaml", "summary.json", "checkpoints/last.pt"):
+        assert (run / name).stat().st_mode & 0o777 == runs.FILE_MODE
 
 
 # ----------------------------------------------------------------------------- refusals
