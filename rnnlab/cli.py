@@ -192,6 +192,28 @@ def eval_(
             typer.echo(f"{split} {key} {value!r}")
 
 
+@app.command()
+@user_errors
+def generate(
+    run: Path = typer.Argument(..., help="a charlm run directory, e.g. runs/<id>"),
+    prefix: str = typer.Option("\n", "--prefix", help="text to continue (printed first)"),
+    length: int = typer.Option(500, "--length", help="new characters to generate"),
+    temperature: float = typer.Option(0.8, "--temperature", help="0 = greedy; higher = more random"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="sample among the k most likely characters"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="same seed, same text (default: random)"),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+) -> None:
+    """Sample text from a trained character-level language model."""
+    from .generate import generate_run
+
+    if checkpoint not in ("best", "last"):
+        fail(f"--checkpoint: must be 'best' or 'last', got {checkpoint!r}")
+    if device not in ("cpu", "cuda", "auto"):
+        fail(f"--device: must be cpu, cuda or auto, got {device!r}")
+    typer.echo(generate_run(run, prefix, length, temperature, top_k, seed, checkpoint, device))
+
+
 @app.command("list")
 @user_errors
 def list_() -> None:

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 from .registry import did_you_mean
@@ -109,6 +117,9 @@ class TrainConfig(Strict):
     steps_per_epoch: Optional[int] = Field(
         None, gt=0, description="fixed number of optimizer steps per epoch (default: one pass)"
     )
+    tokens_per_epoch: Optional[int] = Field(
+        None, gt=0, description="an epoch is this many tokens (rounded up to whole steps; passes are chained)"
+    )
     lr: float = Field(1e-3, gt=0)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     weight_decay: float = Field(0.0, ge=0)
@@ -127,6 +138,13 @@ class TrainConfig(Strict):
     log_every: int = Field(50, gt=0, description="steps between plain progress lines")
     checkpoint_every: Optional[CheckpointEvery] = Field(
         None, description="also checkpoint mid-epoch, every N steps or M minutes (null: epoch ends only)")
+
+    @field_validator("tokens_per_epoch")
+    @classmethod
+    def _one_epoch_definition(cls, value: Optional[int], info: ValidationInfo) -> Optional[int]:
+        if value is not None and info.data.get("steps_per_epoch") is not None:
+            raise ValueError("set either steps_per_epoch or tokens_per_epoch, not both")
+        return value
 
     @field_validator("early_stopping", "checkpoint_every", mode="before")
     @classmethod

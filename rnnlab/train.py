@@ -198,6 +198,16 @@ def require_training_state(ckpt: dict[str, Any], path: Path) -> None:
             raise RunDirError(path, f"checkpoint is corrupted ('{key}' is not a mapping)")
 
 
+def epoch_steps(cfg: TrainConfig, task: Task) -> int:
+    """Optimizer steps per epoch: ``steps_per_epoch``, else ``tokens_per_epoch`` rounded up to
+    whole steps, else one pass over the training data."""
+    if cfg.steps_per_epoch is not None:
+        return cfg.steps_per_epoch
+    if cfg.tokens_per_epoch is not None:
+        return math.ceil(cfg.tokens_per_epoch / task.tokens_per_step(cfg.batch_size))
+    return task.steps_per_epoch(cfg.batch_size)
+
+
 def detach_state(state: Any) -> Any:
     """Cut the graph between BPTT windows while keeping the values."""
     if state is None:
@@ -295,7 +305,9 @@ class Trainer:
         self.exp, self.cfg = exp, exp.train
         self.task, self.model, self.run_dir = task, model, run_dir
         self.reporter, self.device, self.threads = reporter, device, threads
-        self.steps_per_epoch = self.cfg.steps_per_epoch or task.steps_per_epoch(self.cfg.batch_size)
+        self.steps_per_epoch = epoch_steps(self.cfg, task)
+        # a fixed epoch length (steps or tokens) chains passes over the data instead of one pass
+        self.chained = self.cfg.steps_per_epoch is not None or self.cfg.tokens_per_epoch is not None
         self.optimizer = make_optimizer(self.cfg, model)
         self.scheduler, self.per_step = make_scheduler(
             self.cfg, self.optimizer, self.steps_per_epoch * self.cfg.epochs)
@@ -428,8 +440,9 @@ class Trainer:
 
     def batches(self) -> Iterator[Batch]:
         """The rest of this epoch's batches: one pass over the data, or with ``steps_per_epoch``
-        set, that many steps from chained passes (the next epoch continues the pass)."""
-        remaining = None if self.cfg.steps_per_epoch is None else self.steps_per_epoch - self.progress.steps
+        (or ``tokens_per_epoch``) set, that many steps from chained passes (the next epoch
+        continues the pass)."""
+        remaining = self.steps_per_epoch - self.progress.steps if self.chained else None
         while remaining is None or remaining > 0:
             fresh = self._pass is None
             if self._pass is None:
@@ -656,6 +669,9 @@ def finish_run(trainer: Trainer, summary: dict[str, Any]) -> Path:
     if trainer.exp.config.logging.plots:
         trainer.reporter.plots(write_plots(trainer.exp, trainer.task, trainer.model,
                                            trainer.state.history, run_dir))
+    trainer.model.eval()  # task outputs beyond figures (e.g. text samples), written even without plots
+    with torch.no_grad():
+        trainer.task.final_outputs(trainer.model, run_dir)
     close_run(trainer, summary, "completed")
     trainer.reporter.run_end(run_dir, summary)
     return run_dir

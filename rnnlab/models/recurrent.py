@@ -28,6 +28,8 @@ class RecurrentOptions(ModelOptions):
         description="between stacked layers and on the last layer's output (so it acts with 1 layer too)")
     bidirectional: bool = Field(False, description="not allowed for causal tasks")
     embedding_dim: int = Field(64, gt=0, description="token tasks: embedding size")
+    embedding_dropout: Optional[float] = Field(
+        None, ge=0, lt=1, description="token tasks: dropout on the embeddings (default: model.dropout)")
     one_hot: bool = Field(False, description="token tasks: one-hot inputs instead of an embedding")
     tie_weights: bool = Field(False, description="token->token tasks: share embedding and output weights")
     pooling: Literal["last", "mean", "max"] = Field(
@@ -81,6 +83,7 @@ class Recurrent(Model):
                              dropout=o.dropout if o.num_layers > 1 else 0.0,
                              bidirectional=o.bidirectional, **kwargs)
         self.drop = nn.Dropout(o.dropout)
+        self.embed_drop = nn.Dropout(o.dropout if o.embedding_dropout is None else o.embedding_dropout)
         self.head = nn.Linear(o.hidden_size * self.directions, spec.output_size)
         if o.tie_weights and self.embed is not None:
             self.head.weight = self.embed.weight
@@ -91,7 +94,7 @@ class Recurrent(Model):
             return x
         if self.embed is None:
             return nn.functional.one_hot(x, self.spec.input_size).float()
-        return self.drop(self.embed(x))
+        return self.embed_drop(self.embed(x))
 
     def run(self, x: torch.Tensor, lengths: Optional[torch.Tensor], state: State
             ) -> tuple[torch.Tensor, State]:

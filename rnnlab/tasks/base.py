@@ -107,6 +107,12 @@ class Task:
         """Predictions scored in a batch (for throughput); default one per sample."""
         return batch.size
 
+    def tokens_per_step(self, batch_size: int) -> int:
+        """Tokens in one full training batch, for epochs defined by ``train.tokens_per_epoch``;
+        by default counted on a first batch drawn with a throwaway generator."""
+        first = next(iter(self.train_batches(batch_size, torch.Generator().manual_seed(0))))
+        return self.tokens(first)
+
     # ---------------------------------------------------------------- evaluation
     def evaluate(self, model: "Model", split: str, batch_size: int) -> dict[str, float]:
         """Metrics on a split. Called by ``rnnlab.train.evaluate`` in eval mode under no_grad."""
@@ -118,6 +124,11 @@ class Task:
 
     def plots(self, model: "Model", run_dir: Path) -> list[Path]:
         """Task-specific figures into ``run_dir/plots``. Called in eval mode under no_grad."""
+        return []
+
+    def final_outputs(self, model: "Model", run_dir: Path) -> list[Path]:
+        """Files beyond figures written once after training (e.g. text samples), whatever
+        ``logging.plots`` says. Called in eval mode under no_grad with the best checkpoint loaded."""
         return []
 
     def describe(self) -> dict[str, Any]:

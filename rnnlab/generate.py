@@ -1,0 +1,86 @@
+"""Sampling text from a trained character-level language model (``rnnlab generate``).
+
+The prefix is read in one forward call; then each new character is drawn from the model's
+distribution over the next one and fed back, carrying the recurrent state. ``<unk>`` is never
+drawn. Temperature 0 is greedy (argmax); ``top_k`` keeps the k most likely characters. Draws come
+from a CPU generator seeded with ``seed``, so the same run, prefix and seed give the same text on
+the same machine.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Optional
+
+import torch
+
+from .errors import ConfigError, RunDirError
+
+if TYPE_CHECKING:
+    from .models.base import Model
+    from .tasks.charlm import Vocab
+
+
+def check_settings(length: int, temperature: float, top_k: Optional[int]) -> None:
+    if length < 0:
+        raise ConfigError("--length", f"must be >= 0, got {length}")
+    if not temperature >= 0:  # also rejects NaN
+        raise ConfigError("--temperature", f"must be >= 0 (0 is greedy), got {temperature:g}")
+    if top_k is not None and top_k < 1:
+        raise ConfigError("--top-k", f"must be >= 1, got {top_k}")
+
+
+def next_id(logits: torch.Tensor, temperature: float, top_k: Optional[int],
+            generator: torch.Generator) -> int:
+    """One draw from (B=1) next-character logits; id 0 (``<unk>``) is excluded."""
+    logits = logits.detach().double().cpu().clone()
+    logits[0] = float("-inf")
+    if temperature == 0:
+        return int(logits.argmax())
+    logits = logits / temperature
+    if top_k is not None and top_k < len(logits) - 1:
+        kth = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=0)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def sample(model: "Model", vocab: "Vocab", prefix: str, length: int, temperature: float,
+           top_k: Optional[int] = None, seed: Optional[int] = None) -> str:
+    """``prefix`` followed by exactly ``length`` generated characters. Call in eval mode under
+    no_grad (``generate_run`` does)."""
+    check_settings(length, temperature, top_k)
+    if not prefix:
+        raise ConfigError("--prefix", "must not be empty (the model needs a character to start from)")
+    unknown = vocab.unknown(prefix)
+    if unknown:
+        from .tasks.charlm import describe_char
+
+        shown = ", ".join(describe_char(c) for c in unknown[:5])
+        raise ConfigError("--prefix", f"character(s) not in the run's vocabulary: {shown} "
+                          f"(the model knows {len(vocab) - 1} characters)")
+    generator = torch.Generator().manual_seed(seed if seed is not None else
+                                              int.from_bytes(os.urandom(8), "little") >> 1)
+    device = next(model.parameters()).device
+    out, state = model(vocab.encode(prefix).to(device)[None])
+    new: list[int] = []
+    for _ in range(length):
+        new.append(next_id(out[0, -1], temperature, top_k, generator))
+        out, state = model(torch.tensor([[new[-1]]], device=device), None, state)
+    return prefix + vocab.decode(new)
+
+
+def generate_run(run: str | os.PathLike[str], prefix: str, length: int, temperature: float,
+                 top_k: Optional[int] = None, seed: Optional[int] = None, checkpoint: str = "best",
+                 device: str = "cpu") -> str:
+    """Load a char-LM run (its vocabulary and weights; the corpus is not read) and sample."""
+    from .tasks.charlm import CharLM
+    from .train import load_run
+
+    check_settings(length, temperature, top_k)
+    run_dir, exp, task, model, _ = load_run(run, checkpoint, device)
+    if not isinstance(task, CharLM):
+        raise RunDirError(run_dir, f"task '{exp.task.name}' does not generate text (only charlm runs do)")
+    model.eval()
+    with torch.no_grad():
+        return sample(model, task.vocab, prefix, length, temperature, top_k, seed)
