@@ -27,7 +27,7 @@ from rnnlab.signals import GracefulStop
 from rnnlab.tasks import TASKS
 from rnnlab.tasks.base import Batch, batch_indices
 from rnnlab.tasks.sine import Sine
-from rnnlab.train import Diverged, Interrupted, train_run
+from rnnlab.train import Diverged, Interrupted, evaluate_run, train_run
 
 from .conftest import REPO
 
@@ -109,6 +109,7 @@ def test_sigint_after_epoch_1_of_3_then_resume_matches_run_left_alone(write_conf
     assert resume(run) == run
     assert_same_results(run, alone)
     assert summary(run)["resumed"][0]["from"] == "after epoch 1"
+    assert evaluate_run(run) == summary(run)["test"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
@@ -183,6 +184,29 @@ def test_mid_epoch_resume_restores_the_carried_recurrent_state(write_config, tmp
     assert carry.shape == (1, 4, 8)
     resume(run)
     assert_same_results(run, alone)
+
+
+@pytest.mark.parametrize("batching", ["sequential", "random"])
+def test_charlm_mid_epoch_resume_is_exact(batching: str, tmp_path) -> None:
+    """The stateful BPTT task: rows continued across batches with the state carried (sequential),
+    passes chained by tokens_per_epoch, text samples at the end."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("ROMEO: but soft, what light through yonder window breaks? " * 40)
+    path = tmp_path / "charlm.yaml"
+    path.write_text(yaml.safe_dump({
+        "task": {"name": "charlm", "bptt": 12, "batching": batching, "samples": 1, "sample_length": 20},
+        "model": {"name": "gru", "hidden_size": 8, "embedding_dim": 6, "dropout": 0.1},
+        "train": {"epochs": 3, "batch_size": 4, "lr": 0.01, "threads": 1, "tokens_per_epoch": 600},
+        "data": {"path": str(corpus)}, "logging": {"plots": False}}))
+    alone = train(path, tmp_path / "alone")
+    with pytest.raises(Interrupted) as info:
+        train(path, tmp_path / "cut", Hook(epoch=2, step=7))
+    run = info.value.run_dir
+    assert info.value.saved == "at step 7 of epoch 2"
+    resume(run)
+    assert_same_results(run, alone)
+    samples = [(r / "samples.txt").read_text().replace(str(r), "RUN") for r in (run, alone)]
+    assert samples[0] == samples[1]
 
 
 def test_checkpoint_every_minutes_parses_and_trains(write_config, tmp_path) -> None:
