@@ -3,21 +3,59 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from .errors import RnnlabError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train and compare recurrent networks from YAML configs.")
+if TYPE_CHECKING:
+    from .progress import Reporter
 
 EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+# click's UsageError, found through typer's public BadParameter: typer >= 0.26 vendors click
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+class OneLineErrors(TyperGroup):
+    """Command-line mistakes (unknown option or command, missing argument, bad value) print one
+    line, like every other user error, instead of click's usage box."""
+
+    def make_context(self, info_name: Optional[str], args: List[str], parent: Any = None,
+                     **extra: Any) -> Any:
+        with one_line_usage_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        with one_line_usage_errors():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def one_line_usage_errors() -> Iterator[None]:
+    try:
+        yield
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:  # `rnnlab` alone
+            typer.echo(exc.ctx.get_help())
+            raise typer.Exit(0) from None
+        where = exc.ctx.command_path if exc.ctx else "rnnlab"
+        what = " ".join(exc.format_message().split())
+        typer.echo(f"error: {where}: {what}", err=True)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
+                  pretty_exceptions_enable=False,
+                  help="Train and compare recurrent networks from YAML configs.")
 
 
 def fail(message: str) -> None:
@@ -34,12 +72,17 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except RnnlabError as exc:
             fail(exc.line())
-        except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+        except KeyboardInterrupt:  # outside training (which stops gracefully): nothing half-done
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
             raise
         except BrokenPipeError:  # `rnnlab ... | head`: the reader left; not an error of ours
             sys.stderr.close()
             raise typer.Exit(0)
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, OSError) and exc.filename is not None:  # a path the system refuses:
+                fail(f"{exc.filename}: {exc.strerror or exc}")  # name too long, permission, disk full
             traceback.print_exc()
             typer.echo("rnnlab hit an internal error (a bug, not your input); please report it "
                        "with the traceback above.", err=True)
@@ -48,14 +91,43 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+@contextlib.contextmanager
+def training_outcomes(reporter: "Reporter") -> Iterator[None]:
+    """How a training command ends when it does not complete: a stop (exit 130/143) or a
+    divergence (exit 3) leaves a run directory, printed last as on success."""
+    from .signals import exit_status
+    from .train import Diverged, Interrupted
+
+    try:
+        yield
+    except Interrupted as exc:
+        reporter.close()
+        if exc.run_dir is not None:  # None: a torchrun worker beside rank 0, which reports
+            typer.echo(f"interrupted: {exc.run_dir}: checkpoint saved {exc.saved}; continue with: "
+                       f"rnnlab train --resume {exc.run_dir}", err=True)
+            typer.echo(str(exc.run_dir))
+        raise typer.Exit(exit_status(exc.signum)) from None
+    except Diverged as exc:
+        reporter.close()
+        typer.echo(f"error: {exc.line()}", err=True)
+        typer.echo(str(exc.where))
+        raise typer.Exit(EXIT_DIVERGED) from None
+    finally:
+        reporter.close()
+
+
 @app.command()
 @user_errors
 def train(
-    config: Path = typer.Argument(..., help="YAML config, e.g. configs/lstm_sine.yaml"),
+    config: Optional[Path] = typer.Argument(
+        None, help="YAML config, e.g. configs/lstm_sine.yaml (omit with --resume)"),
     set_: List[str] = typer.Option([], "--set", "-s", help="dotted override KEY=VALUE (repeatable)"),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run directories go"),
     name: Optional[str] = typer.Option(None, "--name", help="run name (default: the config's name)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the run directory and final metrics"),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", metavar="RUN", help="continue RUN (a run directory, or a run id in "
+        "--runs-dir) from its last checkpoint; --set may change only safe keys such as train.epochs"),
 ) -> None:
     """Train a model on a task; writes runs/<id>/ and prints its path last."""
     from .config import load_experiment
@@ -63,14 +135,33 @@ def train(
     from .runs import check_name
     from .train import train_run
 
+    if resume is not None:
+        return resume_training(resume, config, set_, runs_dir, name, quiet)
+    if config is None:
+        fail("CONFIG: missing argument: give a YAML config file (or --resume RUN)")
     if name is not None:
         check_name(name)
     exp = load_experiment(config, set_, name)
     reporter = make_reporter(quiet, exp.train.log_every)
-    try:
+    with training_outcomes(reporter):
         run_dir = train_run(exp, runs_dir, reporter)
-    finally:
-        reporter.close()
+    typer.echo(str(run_dir))
+
+
+def resume_training(run: Path, config: Optional[Path], overrides: List[str], runs_dir: Path,
+                    name: Optional[str], quiet: bool) -> None:
+    from .progress import make_reporter
+    from .resume import resume_run
+
+    if config is not None:
+        fail(f"--resume: a resumed run keeps its own config; drop {config} (change safe keys with --set)")
+    if name is not None:
+        fail("--name: a resumed run keeps its name and directory")
+    reporter = make_reporter(quiet, 50)  # resume_run sets the run's own log_every
+    with training_outcomes(reporter):
+        run_dir, note = resume_run(run, overrides, runs_dir, reporter)
+    if note is not None:
+        typer.echo(f"{run_dir}: {note}")
     typer.echo(str(run_dir))
 
 

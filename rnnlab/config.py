@@ -8,6 +8,7 @@ errors name the field: ``model.hidden_size: must be > 0, got -3``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional
 
@@ -29,9 +30,11 @@ SECTIONS = ("name", "task", "model", "train", "data", "logging", "sweep")
 
 
 class Strict(BaseModel):
-    """Base for every config section: unknown keys are errors, assignments are validated."""
+    """Base for every config section: unknown keys are errors, assignments are validated, and
+    numbers must be finite (``.nan``/``.inf`` would only surface later as a diverged run)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(),
+                              allow_inf_nan=False)
 
 
 class Scheduler(Strict):
@@ -76,6 +79,37 @@ class EarlyStopping(Strict):
         return value
 
 
+class CheckpointEvery(Strict):
+    """Mid-epoch checkpoints (``last.pt`` is always written at each epoch end): every ``steps``
+    optimizer steps or every ``minutes`` of wall time. ``500``, ``"500 steps"``, ``"10 min"``."""
+
+    steps: Optional[int] = Field(None, gt=0)
+    minutes: Optional[float] = Field(None, gt=0)
+
+    _TEXT: ClassVar[re.Pattern[str]] = re.compile(
+        r"^\s*(\d+(?:\.\d*)?)\s*(steps?|m|mins?|minutes?)\s*$", re.IGNORECASE)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_scalar(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"steps": value}
+        if isinstance(value, str):
+            match = cls._TEXT.match(value)
+            if match is None:
+                raise ValueError(f"expected N steps or M minutes (e.g. 500, '500 steps', '10 min'), "
+                                 f"got {value!r}")
+            number, unit = match.groups()
+            return {"steps": number} if unit.lower().startswith("step") else {"minutes": number}
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "CheckpointEvery":
+        if (self.steps is None) == (self.minutes is None):
+            raise ValueError("give exactly one of 'steps' or 'minutes'")
+        return self
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(32, gt=0)
@@ -102,6 +136,8 @@ class TrainConfig(Strict):
     max_loss: Optional[float] = Field(
         None, gt=0, description="stop as diverged when a training loss exceeds this")
     log_every: int = Field(50, gt=0, description="steps between plain progress lines")
+    checkpoint_every: Optional[CheckpointEvery] = Field(
+        None, description="also checkpoint mid-epoch, every N steps or M minutes (null: epoch ends only)")
 
     @field_validator("tokens_per_epoch")
     @classmethod
@@ -110,7 +146,7 @@ class TrainConfig(Strict):
             raise ValueError("set either steps_per_epoch or tokens_per_epoch, not both")
         return value
 
-    @field_validator("early_stopping", mode="before")
+    @field_validator("early_stopping", "checkpoint_every", mode="before")
     @classmethod
     def _zero_disables(cls, value: Any) -> Any:
         return None if value in (0, False) else value
@@ -176,7 +212,7 @@ def _error_message(err: dict[str, Any], section_model: type[BaseModel] | None) -
     loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
     # pydantic puts union/tagged branches in the location; keep the field path only.
     loc = [p for p in loc if p not in ("int", "float", "str", "bool", "list[int]", "EarlyStopping",
-                                        "Scheduler", "none")]
+                                        "Scheduler", "CheckpointEvery", "none")]
     kind, ctx, given = err["type"], err.get("ctx", {}), err.get("input")
     field = ".".join(loc)
     if kind == "extra_forbidden":
@@ -203,6 +239,7 @@ def _error_message(err: dict[str, Any], section_model: type[BaseModel] | None) -
         "dict_type": "must be a mapping",
         "model_type": "must be a mapping",
         "too_short": "must have at least {min_length} item(s)",
+        "finite_number": "must be a finite number",
     }
     if kind in messages:
         text = messages[kind].format(**{k: str(v) for k, v in ctx.items()})

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .config import Experiment
 from .models.base import Model
 from .progress import Reporter
+from .signals import GracefulStop
 from .tasks.base import Batch, Task
 from .train import (
     Trainer,
@@ -135,6 +136,15 @@ class DistributedTrainer(Trainer):
     def validate(self) -> dict[str, float]:
         return self.group.broadcast(super().validate() if self.group.is_main else None)
 
+    def should_stop(self, step: int) -> bool:
+        """torchrun signals every process, each at its own step: all stop at the first step
+        where any was asked (checked every ``check_every`` steps, to spare a sync per step)."""
+        if step % self.check_every:
+            return False
+        flag = torch.tensor([float(self.stop_requested)], device=self.group.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
     def save_best(self, val: dict[str, float]) -> None:
         if self.group.is_main:
             super().save_best(val)
@@ -168,7 +178,8 @@ def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
         trainer = DistributedTrainer(exp, task, model, run_dir,
                                      reporter if group.is_main else Reporter(quiet=True), threads, group)
         if not group.is_main:
-            trainer.fit()
+            with GracefulStop(trainer.request_stop):
+                trainer.fit()
             return run_dir
         return start_run(trainer, {"distributed": {"world_size": group.world, "backend": group.backend,
                                                    "threads_per_process": threads}})

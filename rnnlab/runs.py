@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import tempfile
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 PLOTS = "plots"
+LOCK = ".lock"
 
 
 # ----------------------------------------------------------------------------- atomic files
@@ -39,12 +41,24 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask_mode() -> int:
+    """The mode ``open()`` would give a new file (mkstemp's own 0600 would hide runs from others)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _umask_mode()
+
+
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Write through ``write(fileobj)`` into a temp file beside ``path``, fsync, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()
@@ -72,11 +86,25 @@ def save_torch(path: Path, obj: Any) -> None:
 
 
 def append_jsonl(path: Path, obj: Any) -> None:
+    """One whole line in a single write(); a power cut can only tear the last line."""
     line = json.dumps(obj, default=_json_default) + "\n"
     with open(path, "ab") as fh:
         fh.write(line.encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def write_jsonl(path: Path, rows: Iterable[Any]) -> None:
+    """Replace a JSON-lines file as a whole (atomically)."""
+    write_text(path, "".join(json.dumps(row, default=_json_default) + "\n" for row in rows))
+
+
+def remove_stale_temp_files(run_dir: Path) -> None:
+    """Temp files left by a process killed mid-write (``atomic_write`` names them ``.<name>.*.tmp``);
+    the files they were meant to replace are intact."""
+    for folder in (run_dir, run_dir / CHECKPOINTS, run_dir / PLOTS):
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -121,10 +149,28 @@ def check_name(name: str, where: str = "--name") -> str:
     return name
 
 
+def check_runs_dir(runs_dir: Path) -> Path:
+    """Fail early, before anything is written, when ``--runs-dir`` cannot hold run directories."""
+    runs_dir = Path(runs_dir)
+    for parent in (runs_dir, *runs_dir.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunDirError(runs_dir, f"cannot be the runs directory: {parent} is not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise RunDirError(runs_dir, f"cannot be the runs directory: {parent} is not writable")
+            return runs_dir
+    return runs_dir
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` resolves (symlinks, ``..``) to somewhere under ``folder``."""
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
 def create_run_dir(runs_dir: Path, name: str, now: datetime | None = None,
                    subdirs: tuple[str, ...] = (CHECKPOINTS, PLOTS)) -> Path:
     """``runs_dir/<UTC timestamp>_<name>``, with ``-2``, ``-3``... when taken; never reused."""
-    runs_dir = Path(runs_dir)
+    runs_dir = check_runs_dir(runs_dir)
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -135,6 +181,8 @@ def create_run_dir(runs_dir: Path, name: str, now: datetime | None = None,
     base = f"{stamp}_{safe_name(name)}"
     for attempt in range(1, 10_000):
         path = runs_dir / (base if attempt == 1 else f"{base}-{attempt}")
+        if not inside(path, runs_dir) or path.resolve().parent != runs_dir.resolve():
+            raise RunDirError(path, f"run directory would not be directly inside {runs_dir}")
         try:
             path.mkdir()
         except FileExistsError:
@@ -143,6 +191,20 @@ def create_run_dir(runs_dir: Path, name: str, now: datetime | None = None,
             (path / sub).mkdir()
         return path
     raise RnnlabError(runs_dir, "could not find a free run directory name")
+
+
+def find_run(run: str | os.PathLike[str], runs_dir: Path) -> Path:
+    """A run given as a path, or as a bare run id under ``runs_dir``. An id must stay inside
+    ``runs_dir`` (a symlinked entry pointing elsewhere is refused)."""
+    path = Path(run)
+    if len(path.parts) == 1 and not path.exists():
+        candidate = Path(runs_dir) / path
+        if candidate.exists() and not inside(candidate, runs_dir):
+            raise RunDirError(run, f"run id resolves outside the runs directory {runs_dir}")
+        if not candidate.exists():
+            raise RunDirError(run, f"run directory not found (neither a path nor a run id in {runs_dir})")
+        path = candidate
+    return resolve_run(path)
 
 
 def resolve_run(path: str | os.PathLike[str]) -> Path:
@@ -173,14 +235,49 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     """Load with ``weights_only=True`` (no arbitrary code) onto ``device``."""
     if not path.is_file():
         raise RunDirError(path, "checkpoint not found")
+    if path.stat().st_size == 0:
+        raise RunDirError(path, "checkpoint is empty (0 bytes)")
     try:
         obj = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # truncated zip, bad pickle, wrong magic...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunDirError(path, f"checkpoint is corrupted or unreadable ({reason[:120]})") from None
+    except Exception as exc:  # truncated zip, garbage bytes, wrong magic... (torch's messages vary)
+        if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
+            raise RunDirError(path, "checkpoint holds objects other than tensors and plain data; "
+                              "refused (rnnlab loads checkpoints with weights_only=True)") from None
+        raise RunDirError(path, "checkpoint is truncated or corrupted (torch.load cannot read it)") from None
     if not isinstance(obj, dict) or "model" not in obj:
         raise RunDirError(path, "not an rnnlab checkpoint (no 'model' state dict)")
     return obj
+
+
+class RunLock:
+    """An exclusive lock on ``run_dir/.lock`` while a process trains the run, so two processes never
+    train (or resume) one run at once. The kernel drops the lock when its holder dies, even by
+    ``kill -9``. Without ``fcntl`` (Windows) runs are not locked."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        # O_CREAT leaves an existing lock file untouched: taking the lock writes nothing
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RunDirError(self.path.parent, "another rnnlab process is training this run "
+                              "right now") from None
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def iter_runs(runs_dir: Path) -> Iterable[Path]:

@@ -22,7 +22,7 @@ import torch
 
 from . import __version__, runs
 from .config import Experiment, TrainConfig
-from .errors import ConfigError, RnnlabError
+from .errors import ConfigError, DataError, RnnlabError, RunDirError
 from .models import build_model
 from .models.base import Model
 from .precision import Precision, check_precision
@@ -176,6 +176,28 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_ste
         div_factor=s.div_factor or 25.0, final_div_factor=s.final_div_factor or 1e4), True
 
 
+def load_weights(model: Model, state: dict[str, Any], path: Path) -> None:
+    """Load a checkpoint's state dict; one from another model shape is an error naming the file."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        detail = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise RunDirError(path, f"checkpoint does not match the run's model ({detail[:150]})") from None
+    model.flatten_parameters()
+
+
+def require_training_state(ckpt: dict[str, Any], path: Path) -> None:
+    """A checkpoint to resume from holds the whole training state, not just weights (best.pt)."""
+    missing = [key for key in ("model", "optimizer", "trainer", "rng") if key not in ckpt]
+    if missing:
+        raise RunDirError(path, f"not a full training checkpoint (no {', '.join(missing)}); "
+                          "only last.pt can be resumed from")
+    for key in ("trainer", "config"):
+        if key in ckpt and not isinstance(ckpt[key], dict):
+            raise RunDirError(path, f"checkpoint is corrupted ('{key}' is not a mapping)")
+
+
 def epoch_steps(cfg: TrainConfig, task: Task) -> int:
     """Optimizer steps per epoch: ``steps_per_epoch``, else ``tokens_per_epoch`` rounded up to
     whole steps, else one pass over the training data."""
@@ -213,11 +235,23 @@ def better(value: float, best: Optional[float], mode: str, min_delta: float = 0.
 
 
 class Diverged(RnnlabError):
-    """The loss or the gradient became non-finite (or exploded): status ``diverged``."""
+    """The loss or the gradient became non-finite (or exploded): status ``diverged``. The run
+    directory (``where``) and what was kept are filled in when the run is closed."""
+
+    def __init__(self, epoch: int, step: int, reason: str, hint: str) -> None:
+        self.epoch, self.step = epoch, step
+        super().__init__(None, f"training diverged at epoch {epoch}, step {step}: {reason}; {hint}")
 
 
 class Interrupted(Exception):
-    """Raised in the loop when a stop was requested (SIGINT/SIGTERM) after a step finished."""
+    """Raised in the loop when a stop was requested (SIGINT/SIGTERM) after a step finished and
+    the checkpoint was saved; re-raised by ``finish_run`` with ``run_dir`` and ``signum`` set."""
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")
+        self.run_dir: Optional[Path] = None
+        self.signum: Optional[int] = None
+        self.saved: Optional[str] = None  # where the checkpoint stands, in words
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -233,6 +267,36 @@ class TrainState:
     train_seconds: float = 0.0
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class EpochProgress:
+    """The unfinished epoch: what its metrics row accumulates and the recurrent state carried
+    between batches, so a mid-epoch checkpoint resumes to exactly the same row."""
+
+    loss_sum: torch.Tensor  # float64, on the device: summing there avoids a sync per step
+    steps: int = 0
+    norms: list[torch.Tensor] = field(default_factory=list)
+    samples: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    carry: Any = None
+
+    @classmethod
+    def start(cls, device: torch.device) -> "EpochProgress":
+        return cls(torch.zeros((), dtype=torch.float64, device=device))
+
+    def to_state(self) -> dict[str, Any]:
+        return {"loss_sum": self.loss_sum, "steps": self.steps, "norms": torch.stack(self.norms),
+                "samples": self.samples, "tokens": self.tokens, "seconds": self.seconds,
+                "carry": self.carry}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "EpochProgress":
+        return cls(**{**state, "norms": list(state["norms"].unbind())})
+
+
+CHECKPOINT_FORMAT = 2  # 2: config, history, mid-epoch progress and the data pass are included
 
 
 class Trainer:
@@ -251,8 +315,13 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.eval_batch_size = self.cfg.eval_batch_size or 4 * self.cfg.batch_size
         self.state = TrainState()
+        self.progress = EpochProgress.start(device)
         self.stop_requested = False
-        self._batches: Optional[Iterator[Batch]] = None
+        # the current pass over the training data: its order is drawn from ``generator``, whose
+        # state at the pass start is kept so a resume can replay the pass to where it was
+        self._pass: Optional[Iterator[Batch]] = None
+        self.pass_rng: Optional[torch.Tensor] = None
+        self.pass_batches = 0
         self.check_every = 1 if device.type == "cpu" else self.cfg.log_every
         self.amp = Precision(self.cfg.precision, device)
         # (batch, state) -> (loss, state); DistributedTrainer routes it through DDP
@@ -260,34 +329,91 @@ class Trainer:
             lambda batch, state: task.loss(model, batch, state)
         self.tensorboard: Optional[Any] = None  # a tblog.TensorBoardLog when logging.tensorboard
         self.step_norms = torch.zeros(0)  # the last epoch's per-step pre-clip norms (for loggers)
+        self.saved: Optional[str] = None  # what last.pt holds, for messages
+        self._saved_at = time.monotonic()
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> dict[str, Any]:
-        s = self.state
+        s, p = self.state, self.progress
         return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.exp.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "trainer": {"epoch": s.epoch, "step": s.step, "best": s.best, "best_epoch": s.best_epoch,
                         "bad_epochs": s.bad_epochs, "train_seconds": s.train_seconds,
                         "stopped_early": s.stopped_early},
+            "history": list(s.history),
+            "progress": p.to_state() if p.steps else None,
+            "data_pass": ({"rng": self.pass_rng, "batches": self.pass_batches}
+                          if self._pass is not None else None),
             "rng": rng_state(self.generator),
             "scaler": self.amp.state_dict(),
         }
 
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        self.model.flatten_parameters()
+    def restore(self, ckpt: dict[str, Any], path: Path) -> None:
+        """Continue exactly where ``checkpoint()`` (read from ``path``) left off."""
+        require_training_state(ckpt, path)
+        load_weights(self.model, ckpt["model"], path)
+        try:
+            self._restore_state(ckpt)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            raise RunDirError(path, f"checkpoint does not fit this run's optimizer, scheduler or data "
+                              f"({type(exc).__name__}: {str(exc).strip()[:120]})") from None
+        self.saved = self.position()
+
+    def _restore_state(self, ckpt: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt.get("scheduler") is not None:
             self.scheduler.load_state_dict(ckpt["scheduler"])
         for key, value in ckpt["trainer"].items():
             setattr(self.state, key, value)
+        self.state.history = list(ckpt.get("history") or [])
+        progress = ckpt.get("progress")
+        self.progress = (EpochProgress.from_state(progress) if progress
+                         else EpochProgress.start(self.device))
+        data_pass = ckpt.get("data_pass")
+        if data_pass is not None:  # replay the pass's order from its start, skipping done batches
+            self.generator.set_state(data_pass["rng"])
+            self._pass = self.new_pass()
+            for _ in range(data_pass["batches"]):
+                if next(self._pass, None) is None:
+                    raise ValueError("the training data has fewer batches than when it was saved")
+            self.pass_batches = data_pass["batches"]
+        # after the replay, which may have drawn from any RNG: every RNG exactly as it was saved
         set_rng_state(ckpt["rng"], self.generator)
         self.amp.load_state_dict(ckpt.get("scaler"))
 
     def save_last(self) -> None:
         runs.save_torch(self.run_dir / runs.CHECKPOINTS / "last.pt", self.checkpoint())
+        self.saved = self.position()
+        self._saved_at = time.monotonic()
+
+    def position(self) -> str:
+        """Where training stands, in words: ``after epoch 2`` or ``at step 7 of epoch 3``."""
+        p = self.progress
+        return (f"at step {p.steps} of epoch {self.state.epoch + 1}" if p.steps
+                else f"after epoch {self.state.epoch}")
+
+    def request_stop(self) -> None:
+        """Stop after the current step (with a checkpoint); called from a signal handler."""
+        self.stop_requested = True
+
+    def should_stop(self, step: int) -> bool:
+        """Whether to stop after ``step`` (hook: DistributedTrainer makes all processes agree)."""
+        return self.stop_requested
+
+    def checkpoint_due(self) -> bool:
+        """``train.checkpoint_every``: by optimizer steps (counted over the whole run, so resumes
+        keep the same schedule) or by wall time since the last save."""
+        every = self.cfg.checkpoint_every
+        if every is None:
+            return False
+        if every.steps is not None:
+            return self.state.step % every.steps == 0
+        assert every.minutes is not None
+        return time.monotonic() - self._saved_at >= every.minutes * 60
 
     def save_best(self, val: dict[str, float]) -> None:
         runs.save_torch(self.run_dir / runs.CHECKPOINTS / "best.pt",
@@ -308,18 +434,30 @@ class Trainer:
         return loss_sum, samples, tokens
 
     # ------------------------------------------------------------------ the loop
+    def new_pass(self) -> Iterator[Batch]:
+        self.pass_rng, self.pass_batches = self.generator.get_state(), 0
+        return iter(self.task.train_batches(self.cfg.batch_size, self.generator))
+
     def batches(self) -> Iterator[Batch]:
-        """An epoch's batches. With ``steps_per_epoch`` (or ``tokens_per_epoch``) set, passes over
-        the data are chained and an epoch ends after that many steps (the next epoch continues the
-        pass)."""
-        if not self.chained:
-            yield from self.task.train_batches(self.cfg.batch_size, self.generator)
-            return
-        for _ in range(self.steps_per_epoch):
-            batch = next(self._batches, None) if self._batches is not None else None
+        """The rest of this epoch's batches: one pass over the data, or with ``steps_per_epoch``
+        (or ``tokens_per_epoch``) set, that many steps from chained passes (the next epoch
+        continues the pass)."""
+        remaining = self.steps_per_epoch - self.progress.steps if self.chained else None
+        while remaining is None or remaining > 0:
+            fresh = self._pass is None
+            if self._pass is None:
+                self._pass = self.new_pass()
+            batch = next(self._pass, None)
             if batch is None:
-                self._batches = iter(self.task.train_batches(self.cfg.batch_size, self.generator))
-                batch = next(self._batches)
+                self._pass = None
+                if fresh:
+                    raise DataError(f"task {self.exp.task.name}", "the training split yields no batches")
+                if remaining is None:
+                    return
+                continue
+            self.pass_batches += 1
+            if remaining is not None:
+                remaining -= 1
             yield batch
 
     def clip(self) -> torch.Tensor:
@@ -334,20 +472,18 @@ class Trainer:
         return norm
 
     def train_epoch(self) -> dict[str, Any]:
-        s, task, model, opt = self.state, self.task, self.model, self.optimizer
+        """Train the rest of the epoch (all of it unless resumed mid-epoch); its metrics row."""
+        s, task, model, opt, p = self.state, self.task, self.model, self.optimizer, self.progress
         epoch = s.epoch + 1
         model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        norms: list[torch.Tensor] = []
-        samples = tokens = 0
-        state = None  # recurrent state carried between batches (stateful tasks), reset each epoch
         self.reporter.epoch_start(epoch, self.cfg.epochs, self.steps_per_epoch)
-        start = time.perf_counter()
-        for i, batch in enumerate(self.batches(), 1):
+        start = time.perf_counter() - p.seconds
+        for batch in self.batches():
+            i = p.steps + 1
             if batch.extra.get("reset_state"):  # e.g. a new pass of sequential BPTT
-                state = None
+                p.carry = None
             with self.amp.autocast():
-                loss, state = self.compute_loss(batch, state if task.spec.stateful else None)
+                loss, carry = self.compute_loss(batch, p.carry if task.spec.stateful else None)
             opt.zero_grad(set_to_none=True)
             self.amp.backward(loss)
             self.amp.unscale_(opt)  # clipping and the recorded norm see the true gradients
@@ -357,30 +493,39 @@ class Trainer:
             self.amp.step(opt)
             if self.per_step:
                 self.scheduler.step()
-            state = detach_state(state)
+            p.carry = detach_state(carry)
             s.step += 1
-            loss_sum += loss.detach() * batch.size
-            norms.append(norm.detach())
-            samples += batch.size
-            tokens += task.tokens(batch)
+            p.steps = i
+            p.loss_sum += loss.detach() * batch.size
+            p.norms.append(norm.detach())
+            p.samples += batch.size
+            p.tokens += task.tokens(batch)
             if self.reporter.wants_step(i):
                 self.reporter.step(i, loss.item(), time.perf_counter() - start)
-            if self.stop_requested:
-                raise Interrupted()
+            stop = self.should_stop(i)
+            if stop or self.checkpoint_due():
+                self.check_finite(loss, norm, epoch, i)  # never save a diverged state
+                p.seconds = time.perf_counter() - start
+                self.save_last()
+                if stop:
+                    raise Interrupted()
         if self.scheduler is not None and not self.per_step:
             self.scheduler.step()
         seconds = time.perf_counter() - start
-        loss_sum, samples, tokens = self.reduce_totals(loss_sum, samples, tokens)
-        self.step_norms = torch.stack(norms).double()
+        loss_sum, samples, tokens = self.reduce_totals(p.loss_sum, p.samples, p.tokens)
+        self.step_norms = torch.stack(p.norms).double()
         all_norms = self.amp.taken(self.step_norms)
-        self.check_finite(loss_sum, all_norms.max(), epoch, len(norms))
+        train_loss = loss_sum / max(samples, 1)
+        # catches what sparse per-step checks (on GPU) missed; the mean, as max_loss is per step
+        self.check_finite(train_loss, all_norms.max(), epoch, p.steps)
         max_norm = self.cfg.clip_grad_norm
+        self.progress = EpochProgress.start(self.device)
         return {
-            "train_loss": (loss_sum / max(samples, 1)).item(),
+            "train_loss": train_loss.item(),
             "grad_norm_mean": all_norms.mean().item(),
             "grad_norm_max": all_norms.max().item(),
             "clip_frac": (all_norms > max_norm).double().mean().item() if max_norm else 0.0,
-            "steps": len(norms),
+            "steps": len(p.norms),
             "train_seconds": seconds,
             "samples_per_s": samples / seconds,
             "tokens_per_s": tokens / seconds,
@@ -397,13 +542,18 @@ class Trainer:
         elif limit is not None and value > limit:
             reason = f"loss {value:.4g} exceeded train.max_loss={limit:g}"
         if reason:
-            raise Diverged(f"epoch {epoch}, step {step}",
-                           f"training diverged: {reason}; try a lower train.lr or "
-                           f"train.clip_grad_norm (the last good checkpoint is kept)")
+            clip = self.cfg.clip_grad_norm
+            hint = (f"try a lower train.lr (now {self.cfg.lr:g}) or "
+                    + (f"a smaller train.clip_grad_norm (now {clip:g})" if clip
+                       else "gradient clipping (train.clip_grad_norm, e.g. 1.0)")
+                    + (", or raise train.max_loss" if "max_loss" in reason else ""))
+            raise Diverged(epoch, step, reason, hint)
 
     def fit(self) -> TrainState:
         s, cfg, spec = self.state, self.cfg, self.task.spec
         while s.epoch < cfg.epochs and not s.stopped_early:
+            if self.should_stop(0):  # asked between epochs: last.pt already holds this state
+                raise Interrupted()
             train = self.train_epoch()
             t0 = time.perf_counter()
             val = self.validate()
@@ -422,9 +572,11 @@ class Trainer:
                 s.bad_epochs += 1
                 if es is not None and s.bad_epochs >= es.patience:
                     s.stopped_early = True
-            self.save_epoch(row)
+            # best.pt, then last.pt (which holds the history), then the metrics line: a crash
+            # between any two leaves files a resume from last.pt makes consistent again
             s.history.append(row)
             self.save_last()
+            self.save_epoch(row)
             self.reporter.epoch_end(row, spec.metric)
         return s
 
@@ -440,6 +592,7 @@ def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
 
     if distributed.launched():
         return distributed.train_run(exp, runs_dir, reporter)
+    runs.check_runs_dir(runs_dir)
     device = resolve_device(exp.train.device)
     check_runtime(exp, device)
     threads = set_threads(exp.train.threads)
@@ -466,39 +619,51 @@ def open_run(exp: Experiment, runs_dir: Path, task: Task) -> Path:
 
 
 def start_run(trainer: Trainer, extra: Optional[dict[str, Any]] = None) -> Path:
-    """Write the initial summary (plus ``extra`` facts), open the loggers, train and finish."""
+    """Write the initial summary (plus ``extra`` facts), open the loggers, train and finish,
+    holding the run's lock throughout."""
     from .tblog import open_tensorboard
 
-    summary = base_summary(trainer.exp, trainer.run_dir, trainer.task, trainer.model, trainer.device,
-                           trainer.threads)
-    summary.update(extra or {})
-    runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
-    trainer.tensorboard = open_tensorboard(trainer.exp, trainer.run_dir)
-    trainer.reporter.run_start(trainer.run_dir, summary)
-    return finish_run(trainer, summary)
+    with runs.RunLock(trainer.run_dir):
+        summary = base_summary(trainer.exp, trainer.run_dir, trainer.task, trainer.model,
+                               trainer.device, trainer.threads)
+        summary.update(extra or {})
+        runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
+        trainer.tensorboard = open_tensorboard(trainer.exp, trainer.run_dir)
+        trainer.reporter.run_start(trainer.run_dir, summary)
+        return finish_run(trainer, summary)
 
 
 def finish_run(trainer: Trainer, summary: dict[str, Any]) -> Path:
+    """Train to the end, then test the best checkpoint and close the run (the caller holds the
+    run's lock). A stop, a divergence or a crash closes the run with that status and re-raises."""
+    from .signals import GracefulStop
+
     run_dir = trainer.run_dir
-    try:
-        state = trainer.fit()
-    except Interrupted:
-        return close_run(trainer, summary, "interrupted")
-    except Diverged as exc:
-        summary["error"] = exc.line()
-        close_run(trainer, summary, "diverged")
-        raise
-    except KeyboardInterrupt:
-        close_run(trainer, summary, "interrupted")
-        raise
-    except BaseException as exc:
-        summary["error"] = f"{type(exc).__name__}: {exc}"
-        close_run(trainer, summary, "failed")
-        raise
+    with GracefulStop(trainer.request_stop) as stop:
+        try:
+            trainer.fit()
+        except Interrupted as exc:
+            close_run(trainer, summary, "interrupted")
+            exc.run_dir, exc.signum, exc.saved = run_dir, stop.signum, trainer.saved
+            raise
+        except Diverged as exc:
+            exc.where = str(run_dir)
+            exc.what += (f"; kept the last good checkpoint ({trainer.saved})" if trainer.saved
+                         else "; no checkpoint had been saved yet")
+            summary["error"] = exc.line()
+            close_run(trainer, summary, "diverged")
+            raise
+        except KeyboardInterrupt:  # only when no handler could be installed (not the main thread)
+            close_run(trainer, summary, "interrupted")
+            raise
+        except BaseException as exc:
+            summary["error"] = f"{type(exc).__name__}: {exc}"
+            close_run(trainer, summary, "failed")
+            raise
     # final report: the best checkpoint on the test split, exactly as `rnnlab eval` does it
-    best = runs.load_checkpoint(run_dir / runs.CHECKPOINTS / "best.pt", trainer.device)
-    trainer.model.load_state_dict(best["model"])
-    trainer.model.flatten_parameters()
+    best_path = run_dir / runs.CHECKPOINTS / "best.pt"
+    best = runs.load_checkpoint(best_path, trainer.device)
+    load_weights(trainer.model, best["model"], best_path)
     summary["test"] = evaluate(trainer.task, trainer.model, "test", trainer.eval_batch_size)
     summary["best_val"] = best["val"]
     if trainer.exp.config.logging.plots:
@@ -509,7 +674,6 @@ def finish_run(trainer: Trainer, summary: dict[str, Any]) -> Path:
         trainer.task.final_outputs(trainer.model, run_dir)
     close_run(trainer, summary, "completed")
     trainer.reporter.run_end(run_dir, summary)
-    del state
     return run_dir
 
 
@@ -546,15 +710,29 @@ def base_summary(exp: Experiment, run_dir: Path, task: Task, model: Model, devic
         "parameters": sum(p.numel() for p in model.parameters()),
         "seed": exp.train.seed,
         "precision": exp.train.precision,
-        "determinism": {
-            "cpu": "bit-reproducible for a given seed, thread count and torch build",
-            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
-            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-        },
+        "determinism": determinism(exp, device),
         **environment(device, threads),
         "data": task.describe(),
         "command": " ".join(["rnnlab", *sys.argv[1:]]) if sys.argv else "",
         "started": runs.now_iso(),
+    }
+
+
+def determinism(exp: Experiment, device: torch.device) -> dict[str, Any]:
+    """The seeds and settings a run's reproducibility rests on, and what to expect from them."""
+    if device.type == "cpu":
+        expect = "bit-reproducible for this seed, thread count and torch build (resume included)"
+    elif getattr(exp.model, "dropout", 0):
+        expect = "not bit-reproducible: cuDNN RNN kernels with dropout are nondeterministic"
+    else:
+        expect = "close but not guaranteed bit-exact (cuDNN/cuBLAS may pick nondeterministic kernels)"
+    return {
+        "seed": exp.train.seed,
+        "data_seed": getattr(exp.data, "seed", None),
+        "expect": expect,
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
     }
 
 
@@ -586,15 +764,8 @@ def load_run(run: str | os.PathLike[str], checkpoint: str = "best", device: str 
     dev = resolve_device(device, "--device")
     set_threads(summary.get("threads") or exp.train.threads)
     task, model = build(exp, dev, run_dir)
-    ckpt = runs.load_checkpoint(run_dir / runs.CHECKPOINTS / f"{checkpoint}.pt", dev)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
-        raise runs.RunDirError(run_dir / runs.CHECKPOINTS / f"{checkpoint}.pt",
-                               f"checkpoint does not match the run's model ({detail[:150]})") from None
-    model.flatten_parameters()
+    path = run_dir / runs.CHECKPOINTS / f"{checkpoint}.pt"
+    load_weights(model, runs.load_checkpoint(path, dev)["model"], path)
     return run_dir, exp, task, model, summary
 
 

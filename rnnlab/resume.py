@@ -1,0 +1,191 @@
+"""``rnnlab train --resume RUN``: continue a run from ``checkpoints/last.pt``.
+
+The checkpoint holds the whole training state (model, optimizer, scheduler, counters, early
+stopping, history, the unfinished epoch, the data pass and every RNG), so on CPU a resumed run
+ends with exactly the metrics it would have had if left alone. The run's ``config.yaml`` is rebuilt
+and compared with the config saved in the checkpoint: ``--set`` may change only the keys in
+``SAFE_TO_CHANGE``, which alter how long or how verbosely training goes on, not what a step does.
+Every check runs before anything in the run directory is written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from . import runs
+from .config import Experiment, apply_overrides, build_experiment, read_yaml
+from .errors import ConfigError, RunDirError
+from .progress import Reporter
+from .tblog import open_tensorboard
+from .train import (
+    Trainer,
+    build,
+    check_runtime,
+    determinism,
+    environment,
+    finish_run,
+    require_training_state,
+    resolve_device,
+    set_threads,
+)
+
+SAFE_TO_CHANGE = (
+    "train.epochs",  # extend or shorten a run (not with a per-step cosine/onecycle schedule)
+    "train.early_stopping",
+    "train.max_loss",
+    "train.checkpoint_every",
+    "train.log_every",
+    "train.threads",  # results may differ in the last bits with another thread count
+    "train.device",  # e.g. finish a GPU run on a CPU; not bit-exact across devices
+    "logging.plots",
+    "logging.tensorboard",
+)
+SCHEDULES_SPANNING_EPOCHS = ("cosine", "onecycle")  # their shape is fixed by the total step count
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def changed_keys(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Dotted keys whose value differs. A key the saved config knows nothing about (neither it, an
+    enclosing value nor a nested one) was added to rnnlab after the checkpoint was written: its
+    default keeps the old behaviour, so it does not count."""
+    old, now = flatten(saved), flatten(new)
+
+    def known(key: str) -> bool:
+        parts = key.split(".")
+        return (any(".".join(parts[:i]) in old for i in range(1, len(parts) + 1))
+                or any(other.startswith(key + ".") for other in old))
+
+    return {key: (old.get(key), now.get(key)) for key in sorted(set(old) | set(now))
+            if old.get(key) != now.get(key) and known(key)}
+
+
+def is_safe(key: str) -> bool:
+    return any(key == safe or key.startswith(safe + ".") for safe in SAFE_TO_CHANGE)
+
+
+def check_changes(saved: dict[str, Any], exp: Experiment, where: str, source: str) -> None:
+    """Refuse a config that differs from the checkpoint's in anything but safe keys; ``source``
+    says where the difference comes from."""
+    changes = changed_keys(saved, exp.to_dict())
+    unsafe = [key for key in changes if not is_safe(key)]
+    if unsafe:
+        key = unsafe[0]
+        was, now = changes[key]
+        more = f" (and {len(unsafe) - 1} more)" if len(unsafe) > 1 else ""
+        raise ConfigError(where, f"{key}: cannot change when resuming ({was!r} in the checkpoint, "
+                          f"{now!r} {source}){more}; safe to change: {', '.join(SAFE_TO_CHANGE)}")
+    schedule = exp.train.scheduler.name
+    if "train.epochs" in changes and schedule in SCHEDULES_SPANNING_EPOCHS:
+        was, now = changes["train.epochs"]
+        raise ConfigError(where, f"train.epochs: cannot change when resuming with scheduler "
+                          f"'{schedule}' ({was} -> {now}): its schedule spans the original epochs")
+
+
+def load_config(run_dir: Path, overrides: list[str], ckpt: dict[str, Any]) -> Experiment:
+    """The run's config.yaml with ``overrides`` applied, checked against the checkpoint's config:
+    a config.yaml that disagrees is reported against the file, a bad ``--set`` against ``--set``."""
+    path = run_dir / runs.CONFIG
+    raw = read_yaml(path)
+    on_file = build_experiment(dict(raw), str(path))
+    saved = ckpt.get("config") or on_file.to_dict()  # checkpoints before format 2 carry none
+    check_changes(saved, on_file, str(path),
+                  "in this file: edited since, or the checkpoint comes from another run")
+    exp = build_experiment(apply_overrides(raw, overrides), str(path))
+    check_changes(saved, exp, "--set", "asked")
+    return exp
+
+
+def completed_note(summary: dict[str, Any], ckpt: dict[str, Any], exp: Experiment) -> Optional[str]:
+    """Why there is nothing to do, or None. A completed run may go on when train.epochs grew."""
+    if summary.get("status") != "completed":
+        return None
+    state = ckpt["trainer"]
+    if state.get("stopped_early"):
+        return f"already completed (stopped early after epoch {state['epoch']}); nothing to do"
+    if state["epoch"] >= exp.train.epochs:
+        return f"already completed ({state['epoch']} epochs); nothing to do"
+    return None
+
+
+def resume_run(run: str | os.PathLike[str], overrides: list[str], runs_dir: Path,
+               reporter: Reporter) -> tuple[Path, Optional[str]]:
+    """Continue ``run`` (a path, or a run id under ``runs_dir``) to the end of its training.
+    Returns the run directory and, when the run was already complete, a note saying so."""
+    from . import distributed
+
+    if distributed.launched():
+        raise ConfigError("--resume", "not supported under torchrun yet; resume the run in one "
+                          "process (its checkpoint is an ordinary one)")
+    run_dir = runs.find_run(run, runs_dir)
+    with runs.RunLock(run_dir):
+        summary = runs.read_summary(run_dir)
+        last = run_dir / runs.CHECKPOINTS / "last.pt"
+        if not last.is_file():
+            raise RunDirError(last, "no checkpoint to resume from (the run stopped during its first "
+                              f"epoch); start it again with: rnnlab train {run_dir / runs.CONFIG}")
+        ckpt = runs.load_checkpoint(last)
+        require_training_state(ckpt, last)
+        exp = load_config(run_dir, overrides, ckpt)
+        note = completed_note(summary, ckpt, exp)
+        if note is not None:
+            return run_dir, note
+        trainer = rebuild(exp, run_dir, ckpt, last, reporter)
+        restart_files(trainer, summary, exp)
+        trainer.tensorboard = open_tensorboard(exp, run_dir)
+        if not reporter.quiet:
+            reporter.print(f"resuming {run_dir} {trainer.saved}")
+        reporter.run_start(run_dir, summary)
+        return finish_run(trainer, summary), None
+
+
+def rebuild(exp: Experiment, run_dir: Path, ckpt: dict[str, Any], path: Path,
+            reporter: Reporter) -> Trainer:
+    """Task, model and trainer from the config, then the checkpoint's state on top."""
+    device = resolve_device(exp.train.device)
+    check_runtime(exp, device)
+    threads = set_threads(exp.train.threads)
+    task, model = build(exp, device, run_dir)
+    reporter.log_every = exp.train.log_every
+    trainer = Trainer(exp, task, model, run_dir, reporter, device, threads)
+    if device.type != "cpu":
+        ckpt = runs.load_checkpoint(path, device)  # tensors (optimizer state, carry) onto the device
+    trainer.restore(ckpt, path)
+    best = run_dir / runs.CHECKPOINTS / "best.pt"
+    if trainer.state.best_epoch is not None and not best.is_file():
+        raise RunDirError(best, "is missing: the final test metrics come from it, so the run cannot "
+                          "be resumed")
+    return trainer
+
+
+def restart_files(trainer: Trainer, summary: dict[str, Any], exp: Experiment) -> None:
+    """The first writes of a resume: drop what a killed process left half done, cut
+    metrics.jsonl back to the checkpoint (one line per completed epoch), record the resume."""
+    run_dir = trainer.run_dir
+    runs.remove_stale_temp_files(run_dir)
+    runs.write_jsonl(run_dir / runs.METRICS, trainer.state.history)
+    if read_yaml(run_dir / runs.CONFIG) != exp.to_dict():  # safe --set changes become the config
+        runs.write_text(run_dir / runs.CONFIG, exp.to_yaml())
+    for key in ("error", "finished", "best_val"):  # a completed run given more epochs: stale
+        summary.pop(key, None)
+    summary["test"] = {}
+    summary.update(environment(trainer.device, trainer.threads))
+    summary["determinism"] = determinism(exp, trainer.device)
+    summary["status"] = "running"
+    summary.setdefault("resumed", []).append({
+        "at": runs.now_iso(), "from": trainer.saved,
+        "command": " ".join(["rnnlab", *sys.argv[1:]]) if sys.argv else ""})
+    runs.write_json(run_dir / runs.SUMMARY, summary)

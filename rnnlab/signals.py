@@ -1,0 +1,60 @@
+"""Stopping a run on SIGINT (Ctrl-C) or SIGTERM (``kill``, cluster schedulers) without losing it.
+
+The first signal only asks the trainer to stop: it finishes the current step, saves a checkpoint,
+marks the run ``interrupted`` and the CLI exits 128 + the signal (130 / 143). A second signal
+leaves at once: every file rnnlab writes is replaced atomically (or appended one whole line at a
+time), so dying anywhere leaves the previous version of each file intact.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any, Callable, Optional
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def exit_status(signum: Optional[int]) -> int:
+    """The shell's convention for a process ended by a signal: 128 + its number."""
+    return 128 + (signum or signal.SIGINT)
+
+
+class GracefulStop:
+    """Context manager: while active, SIGINT/SIGTERM call ``request_stop`` (once); ``signum`` is
+    the signal received, if any. Only the main thread can install handlers; elsewhere (a sweep's
+    worker thread) it does nothing and the default behaviour stays."""
+
+    def __init__(self, request_stop: Callable[[], None]) -> None:
+        self.request_stop = request_stop
+        self.signum: Optional[int] = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "GracefulStop":
+        if threading.current_thread() is threading.main_thread():
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self.signum is not None:  # the second signal: leave now, show the cursor rich may hide
+            if os.isatty(1):
+                os.write(1, b"\x1b[?25h\n")
+            os._exit(exit_status(signum))
+        self.signum = signum
+        self.request_stop()
+        name = signal.Signals(signum).name
+        again = "Ctrl-C" if signum == signal.SIGINT else name
+        try:
+            print(f"{name}: stopping after this step and saving a checkpoint "
+                  f"({again} again to quit at once)", file=sys.stderr, flush=True)
+        except (RuntimeError, OSError):  # stderr busy (reentrant write) or closed: the stop still happens
+            pass
