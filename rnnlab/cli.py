@@ -56,6 +56,8 @@ def train(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run directories go"),
     name: Optional[str] = typer.Option(None, "--name", help="run name (default: the config's name)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the run directory and final metrics"),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="data folder, sets data.root (default: $RNNLAB_DATA, then the cache)"),
 ) -> None:
     """Train a model on a task; writes runs/<id>/ and prints its path last."""
     from .config import load_experiment
@@ -65,6 +67,8 @@ def train(
 
     if name is not None:
         check_name(name)
+    if data_dir is not None:  # absolute, so `rnnlab eval` finds it from anywhere; JSON is quoted YAML
+        set_ = [*set_, "data.root=" + json.dumps(str(data_dir.expanduser().resolve()))]
     exp = load_experiment(config, set_, name)
     reporter = make_reporter(quiet, exp.train.log_every)
     try:
