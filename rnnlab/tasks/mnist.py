@@ -74,13 +74,13 @@ def load_mnist(root: Path, download: bool) -> dict[str, tuple[torch.Tensor, torc
             MNIST(str(root), train=False, download=True)  # fetches all four files
         except (OSError, RuntimeError) as exc:  # no network (URLError is an OSError), bad checksum
             raise DataError(raw, f"MNIST not found ({expected}) and the download from torchvision's "
-                            f"mirrors failed ({first_line(exc)}); {where_to}") from None
+                            f"mirrors failed ({one_line(exc)}); {where_to}") from None
     try:
         data = {"train": MNIST(str(root), train=True), "test": MNIST(str(root), train=False)}
     except (OSError, RuntimeError, AssertionError, ValueError, TypeError, KeyError) as exc:
         # torchvision's IDX parser asserts on a bad header and fails to reshape a truncated file
         raise DataError(raw, f"cannot read the MNIST IDX files ({type(exc).__name__}: "
-                        f"{first_line(exc)}); expected torchvision's uncompressed {', '.join(FILES)}") from None
+                        f"{one_line(exc)}); expected torchvision's uncompressed {', '.join(FILES)}") from None
     out = {}
     for split, dataset in data.items():
         images, labels = dataset.data, dataset.targets
@@ -93,9 +93,10 @@ def load_mnist(root: Path, download: bool) -> dict[str, tuple[torch.Tensor, torc
     return out
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (torchvision's download errors span several)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def pixel_permutation(seed: int) -> torch.Tensor:
@@ -189,11 +190,12 @@ class Mnist(Task):
     def evaluate(self, model: "Model", split: str, batch_size: int) -> dict[str, float]:
         pred, true, loss = self.predictions(model, split, batch_size)
         matrix = confusion_matrix(pred, true)
-        per_class = (matrix.diag().double() / matrix.sum(1).clamp(min=1).double()).tolist()
-        metrics = {"loss": loss.item() / len(true),
-                   "accuracy": (pred == true).double().mean().item()}
-        # per-class details use a "/" so progress lines can leave them to metrics.jsonl
-        metrics.update({f"accuracy/{digit}": acc for digit, acc in enumerate(per_class)})
+        correct, counts = matrix.diag().tolist(), matrix.sum(1).tolist()
+        metrics = {"loss": loss.item() / len(true), "accuracy": (pred == true).double().mean().item()}
+        # per-class details carry a "/" so progress lines leave them to metrics.jsonl; a digit
+        # absent from the split (only in tiny subsets) has no accuracy rather than a made-up 0
+        metrics.update({f"accuracy/{digit}": correct[digit] / counts[digit]
+                        for digit in range(CLASSES) if counts[digit]})
         return metrics
 
     def describe(self) -> dict[str, Any]:
