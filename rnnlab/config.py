@@ -89,6 +89,10 @@ class TrainConfig(Strict):
     max_loss: Optional[float] = Field(
         None, gt=0, description="stop as diverged when a training loss exceeds this")
     log_every: int = Field(50, gt=0, description="steps between plain progress lines")
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32", description="bf16: the training forward pass under bfloat16 autocast (weights, "
+        "gradients, optimizer and evaluation stay fp32); auto: bf16 on CPUs with native bfloat16 "
+        "(AVX512-BF16 or AMX), else fp32")
 
     @field_validator("early_stopping", mode="before")
     @classmethod

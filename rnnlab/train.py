@@ -7,6 +7,8 @@ checkpoint, early stopping, divergence, and the run directory. Tasks provide bat
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import platform
@@ -15,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, ContextManager, Iterator, Optional
 
 import numpy as np
 import torch
@@ -172,6 +174,24 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_ste
         div_factor=s.div_factor or 25.0, final_div_factor=s.final_div_factor or 1e4), True
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 where the CPU computes bfloat16 natively (there oneDNN's LSTM trains about
+    1.5x faster), fp32 elsewhere, including CUDA, where cuDNN's RNNs may lack bf16 kernels."""
+    if precision != "auto":
+        return precision
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence getattr
+    native = device.type == "cpu" and any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return "bf16" if native else "fp32"
+
+
+def autocast(precision: str, device: torch.device) -> Callable[[], ContextManager[Any]]:
+    """The training forward pass's precision context: bf16 autocast (mixed precision: fp32 master
+    weights, no loss scaling needed for bfloat16), or nothing."""
+    if resolve_precision(precision, device) == "bf16":
+        return functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
 def detach_state(state: Any) -> Any:
     """Cut the graph between BPTT windows while keeping the values."""
     if state is None:
@@ -238,6 +258,7 @@ class Trainer:
         self.stop_requested = False
         self._batches: Optional[Iterator[Batch]] = None
         self.check_every = 1 if device.type == "cpu" else self.cfg.log_every
+        self.autocast = autocast(self.cfg.precision, device)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> dict[str, Any]:
@@ -307,7 +328,8 @@ class Trainer:
         for i, batch in enumerate(self.batches(), 1):
             if batch.extra.get("reset_state"):  # e.g. a new pass of sequential BPTT
                 state = None
-            loss, state = task.loss(model, batch, state if task.spec.stateful else None)
+            with self.autocast():
+                loss, state = task.loss(model, batch, state if task.spec.stateful else None)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             norm = self.clip()
@@ -464,6 +486,7 @@ def base_summary(exp: Experiment, run_dir: Path, task: Task, model: Model, devic
         "best_epoch": None,
         "train_seconds": 0.0,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "precision": resolve_precision(exp.train.precision, device),
         "seed": exp.train.seed,
         "determinism": {
             "cpu": "bit-reproducible for a given seed, thread count and torch build",

@@ -64,17 +64,17 @@ def load_mnist(root: Path, download: bool) -> dict[str, tuple[torch.Tensor, torc
     raw = root / "MNIST" / "raw"
     missing = [name for name in FILES if not (raw / name).is_file()]
     if missing:
+        found = "none" if len(missing) == len(FILES) else f"missing {', '.join(missing)}"
+        what = f"MNIST not found ({found} of the four files {', '.join(FILES)})"
         where_to = ("put them there, or point rnnlab at a folder holding MNIST/raw/ with --data-dir, "
                     "data.root or the RNNLAB_DATA environment variable")
-        expected = f"expected the four files {', '.join(FILES)}"
         if not download:
-            raise DataError(raw, f"MNIST not found (missing {', '.join(missing)}; {expected}) and "
-                            f"data.download is false; {where_to}")
+            raise DataError(raw, f"{what} and data.download is false; {where_to}")
         try:
             MNIST(str(root), train=False, download=True)  # fetches all four files
         except (OSError, RuntimeError) as exc:  # no network (URLError is an OSError), bad checksum
-            raise DataError(raw, f"MNIST not found ({expected}) and the download from torchvision's "
-                            f"mirrors failed ({one_line(exc)}); {where_to}") from None
+            raise DataError(raw, f"{what} and the download from torchvision's mirrors failed "
+                            f"({one_line(exc)}); {where_to}") from None
     try:
         data = {"train": MNIST(str(root), train=True), "test": MNIST(str(root), train=False)}
     except (OSError, RuntimeError, AssertionError, ValueError, TypeError, KeyError) as exc:
