@@ -128,6 +128,8 @@ def train(
     resume: Optional[Path] = typer.Option(
         None, "--resume", metavar="RUN", help="continue RUN (a run directory, or a run id in "
         "--runs-dir) from its last checkpoint; --set may change only safe keys such as train.epochs"),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="data folder, sets data.root (default: $RNNLAB_DATA, then the cache)"),
 ) -> None:
     """Train a model on a task; writes runs/<id>/ and prints its path last."""
     from .config import load_experiment
@@ -141,6 +143,8 @@ def train(
         fail("CONFIG: missing argument: give a YAML config file (or --resume RUN)")
     if name is not None:
         check_name(name)
+    if data_dir is not None:  # absolute, so `rnnlab eval` finds it from anywhere; JSON is quoted YAML
+        set_ = [*set_, "data.root=" + json.dumps(str(data_dir.expanduser().resolve()))]
     exp = load_experiment(config, set_, name)
     reporter = make_reporter(quiet, exp.train.log_every)
     with training_outcomes(reporter):

@@ -126,8 +126,9 @@ class TrainConfig(Strict):
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32", description="autocast dtype for training steps (fp16 adds a gradient scaler; CUDA only)")
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = Field(
+        "fp32", description="autocast dtype for training steps (fp16 adds a gradient scaler; CUDA "
+        "only); auto: bf16 on CPUs with native bfloat16 (AVX512-BF16 or AMX), else fp32")
     threads: Optional[int] = Field(None, gt=0, description="torch CPU threads (default: all cores)")
     clip_grad_norm: Optional[float] = Field(1.0, ge=0, description="0 or null disables")
     clip_grad_value: Optional[float] = Field(None, gt=0)

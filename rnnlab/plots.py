@@ -122,4 +122,24 @@ def gradflow_plot(curves: list[Any], path: Path) -> Path:
                title=f"gradient reaching each time step: {layer}")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
+
+
+def confusion_matrix_plot(matrix: "torch.Tensor", labels: list[str], path: Path, title: str) -> Path:
+    """Counts (row = true class, column = predicted), shaded by the fraction of each true class,
+    with the per-class accuracy beside each row."""
+    counts = matrix.cpu().numpy()
+    rates = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 0.6 * n + 0.8))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            if counts[i, j]:
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(n), labels)
+    ax.set_yticks(range(n), [f"{label} ({rates[i, i]:.1%})" for i, label in enumerate(labels)])
+    accuracy = counts.trace() / max(counts.sum(), 1)
+    ax.set(xlabel="predicted", ylabel="true (per-class accuracy)",
+           title=f"{title}: accuracy {accuracy:.2%}, {int(counts.sum() - counts.trace())} errors")
     return _save(fig, path)

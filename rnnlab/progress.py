@@ -19,6 +19,12 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def shown(key: str) -> bool:
+    """Validation metrics for the one-line epoch summary; counts and per-group details
+    (``val_accuracy/3``) stay in metrics.jsonl."""
+    return key.startswith("val_") and key != "val_targets" and "/" not in key
+
+
 class Reporter:
     """Plain lines (not a terminal) or nothing (quiet). ``RichReporter`` adds the live bar."""
 
@@ -53,8 +59,7 @@ class Reporter:
     def epoch_end(self, row: dict[str, Any], metric: str) -> None:
         if self.quiet:
             return
-        vals = " ".join(f"{k}={fmt(v)}" for k, v in row.items()
-                        if k.startswith("val_") and k != "val_targets")
+        vals = " ".join(f"{k}={fmt(v)}" for k, v in row.items() if shown(k))
         self.print(f"epoch {row['epoch']}/{self.epochs} train_loss={fmt(row['train_loss'])} {vals} "
                    f"lr={row['lr']:.3g} grad_norm={fmt(row['grad_norm_mean'])} "
                    f"clipped={row['clip_frac']:.0%} {row['seconds']:.1f}s")
@@ -100,8 +105,7 @@ class RichReporter(Reporter):
                              rate=f"{step / max(seconds, 1e-9):.1f}")
 
     def epoch_end(self, row: dict[str, Any], metric: str) -> None:
-        vals = " ".join(f"{k}={fmt(v)}" for k, v in row.items()
-                        if k.startswith("val_") and k != "val_targets")
+        vals = " ".join(f"{k}={fmt(v)}" for k, v in row.items() if shown(k))
         self.console.print(f"epoch {row['epoch']}/{self.epochs} train_loss={fmt(row['train_loss'])} "
                            f"{vals} lr={row['lr']:.3g} {row['seconds']:.1f}s")
 

@@ -1,0 +1,220 @@
+"""MNIST read as a sequence: 28 rows of 28 pixels (the tutorials' setup), 28 columns, or 784 single
+pixels, optionally under a fixed seeded pixel permutation (permuted MNIST).
+
+The files are read by ``torchvision.datasets.MNIST`` (its ``<root>/MNIST/raw/`` layout); its ``.data``
+and ``.targets`` tensors are taken whole, reshaped once into the sequence layout and kept as one
+uint8 tensor on the training device. A batch is an index into that tensor, converted to float and
+normalised on the fly, so no Python runs per image. A seeded ``val_size`` images of the 60,000
+training images are held out for checkpoint selection and early stopping; the 10,000 test images
+are only read for the final report and ``rnnlab eval``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional
+
+import torch
+from pydantic import Field
+
+from ..errors import ConfigError, DataError
+from . import TASKS
+from .base import Batch, DataOptions, Task, TaskOptions, TaskSpec, cache_dir, data_root
+
+if TYPE_CHECKING:
+    from ..config import Experiment
+    from ..models.base import Model
+
+SIDE = 28
+CLASSES = 10
+# torchvision's names for the uncompressed IDX files in <root>/MNIST/raw/
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# the usual MNIST training-set statistics of x / 255 (a permutation does not change them)
+MEAN, STD = 0.1307, 0.3081
+
+
+class MnistOptions(TaskOptions):
+    name: Literal["mnist"] = "mnist"
+    sequence: Literal["rows", "columns", "pixels"] = Field(
+        "rows", description="rows/columns: 28 steps of 28 pixels; pixels: 784 steps of 1 pixel")
+    permute: bool = Field(False, description="shuffle the 784 pixels with a fixed seeded permutation "
+                          "before reading the image as a sequence (permuted MNIST)")
+    permute_seed: int = Field(0, description="seed of that permutation (fixed: independent of train.seed)")
+    val_size: int = Field(5000, gt=0, description="training images held out for validation (seeded)")
+    train_size: Optional[int] = Field(
+        None, gt=0, description="train on a seeded subset of this many images (default: all the rest)")
+
+
+class MnistData(DataOptions):
+    download: bool = Field(True, description="fetch from torchvision's mirrors when the files are absent")
+
+
+def mnist_root(options: MnistData) -> Path:
+    """``--data-dir``/``data.root``, else ``$RNNLAB_DATA``, else the per-user cache."""
+    return data_root(options) or cache_dir()
+
+
+def load_mnist(root: Path, download: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{"train": (images, labels), "test": ...}``: uint8 (N, 28, 28) and int64 (N,), read by
+    torchvision. Every failure is a one-line DataError naming the folder and what to do about it."""
+    from torchvision.datasets import MNIST
+
+    raw = root / "MNIST" / "raw"
+    missing = [name for name in FILES if not (raw / name).is_file()]
+    if missing:
+        found = "none" if len(missing) == len(FILES) else f"missing {', '.join(missing)}"
+        what = f"MNIST not found ({found} of the four files {', '.join(FILES)})"
+        where_to = ("put them there, or point rnnlab at a folder holding MNIST/raw/ with --data-dir, "
+                    "data.root or the RNNLAB_DATA environment variable")
+        if not download:
+            raise DataError(raw, f"{what} and data.download is false; {where_to}")
+        try:
+            MNIST(str(root), train=False, download=True)  # fetches all four files
+        except (OSError, RuntimeError) as exc:  # no network (URLError is an OSError), bad checksum
+            raise DataError(raw, f"{what} and the download from torchvision's mirrors failed "
+                            f"({one_line(exc)}); {where_to}") from None
+    try:
+        data = {"train": MNIST(str(root), train=True), "test": MNIST(str(root), train=False)}
+    except (OSError, RuntimeError, AssertionError, ValueError, TypeError, KeyError) as exc:
+        # torchvision's IDX parser asserts on a bad header and fails to reshape a truncated file
+        raise DataError(raw, f"cannot read the MNIST IDX files ({type(exc).__name__}: "
+                        f"{one_line(exc)}); expected torchvision's uncompressed {', '.join(FILES)}") from None
+    out = {}
+    for split, dataset in data.items():
+        images, labels = dataset.data, dataset.targets
+        if images.shape[1:] != (SIDE, SIDE) or len(images) != len(labels) or len(images) == 0:
+            raise DataError(raw, f"{split}: expected N images of 28x28 and N labels, got images "
+                            f"{tuple(images.shape)} and {len(labels)} labels")
+        if int(labels.min()) < 0 or int(labels.max()) >= CLASSES:
+            raise DataError(raw, f"{split}: labels must be digits 0-9, found {int(labels.max())}")
+        out[split] = (images, labels)
+    return out
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line (torchvision's download errors span several)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def pixel_permutation(seed: int) -> torch.Tensor:
+    return torch.randperm(SIDE * SIDE, generator=torch.Generator().manual_seed(seed))
+
+
+def as_sequences(images: torch.Tensor, sequence: str, permutation: Optional[torch.Tensor]) -> torch.Tensor:
+    """(N, 28, 28) images -> (N, T, F) sequences: rows (28, 28), columns (28, 28) or pixels (784, 1).
+    A permutation shuffles the 784 pixels first; the shuffled image is then read the same way."""
+    flat = images.reshape(len(images), SIDE * SIDE)
+    if permutation is not None:
+        flat = flat[:, permutation]
+    if sequence == "pixels":
+        return flat.reshape(len(images), SIDE * SIDE, 1).contiguous()
+    grid = flat.reshape(len(images), SIDE, SIDE)
+    return (grid.transpose(1, 2) if sequence == "columns" else grid).contiguous()
+
+
+@TASKS.register("mnist", "MNIST digits read as sequences: rows, columns or pixels, optionally permuted")
+class Mnist(Task):
+    Options = MnistOptions
+    DataOptions = MnistData
+    options: MnistOptions
+    data: MnistData
+
+    def __init__(self, exp: "Experiment", device: torch.device, run_dir: Optional[Path] = None) -> None:
+        super().__init__(exp, device, run_dir)
+        o = self.options
+        self.root = mnist_root(self.data)
+        files = load_mnist(self.root, self.data.download)
+        (train_x, train_y), (test_x, test_y) = files["train"], files["test"]
+        self.permutation = pixel_permutation(o.permute_seed) if o.permute else None
+        # one tensor for every image (train then test), already in the sequence layout
+        self.images = as_sequences(torch.cat([train_x, test_x]), o.sequence, self.permutation).to(device)
+        self.labels = torch.cat([train_y, test_y]).to(device)
+        rows = self.split_rows(len(train_x), len(test_x))
+        self.rows = {split: index.to(device) for split, index in rows.items()}
+        steps, features = self.images.shape[1:]
+        self.spec = TaskSpec(input_kind="features", input_size=features, output_size=CLASSES,
+                             output="last", causal=False, metric="accuracy", mode="max", window=steps)
+
+    def split_rows(self, n_train: int, n_test: int) -> dict[str, torch.Tensor]:
+        """Row indices into ``images`` per split: a seeded validation hold-out of the training
+        images (and an optional seeded training subset); the test images follow the training ones."""
+        o = self.options
+        if o.val_size >= n_train:
+            raise ConfigError("task.val_size", f"must leave training images: {self.root} has "
+                              f"{n_train} training images, got {o.val_size}")
+        order = torch.randperm(n_train, generator=torch.Generator().manual_seed(self.seed))
+        val, train = order[:o.val_size], order[o.val_size:]
+        if o.train_size is not None:
+            if o.train_size > len(train):
+                raise ConfigError("task.train_size", f"must be <= {len(train)} (training images left "
+                                  f"after the {o.val_size} held out), got {o.train_size}")
+            train = train[:o.train_size]
+        return {"train": train.sort().values, "val": val.sort().values,
+                "test": torch.arange(n_train, n_train + n_test)}
+
+    # ------------------------------------------------------------------ data
+    def batch(self, rows: torch.Tensor) -> Batch:
+        """Gather uint8 images and normalise them on the device: (x / 255 - MEAN) / STD."""
+        x = self.images[rows].float().mul_(1.0 / (255.0 * STD)).sub_(MEAN / STD)
+        return Batch(x, self.labels[rows])
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return math.ceil(len(self.rows["train"]) / batch_size)
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        rows = self.rows["train"]
+        # the order is drawn on the CPU generator (reproducible) and moved to the device once per epoch
+        order = rows[torch.randperm(len(rows), generator=generator).to(rows.device)]
+        for start in range(0, len(order), batch_size):
+            yield self.batch(order[start:start + batch_size])
+
+    def criterion(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(out, batch.y)
+
+    # ------------------------------------------------------------------ evaluation
+    def predictions(self, model: "Model", split: str, batch_size: int) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                 torch.Tensor]:
+        """(predicted class, true class, summed cross-entropy) over a split, in file order."""
+        preds, loss = [], torch.zeros((), dtype=torch.float64, device=self.device)
+        rows = self.rows[split]
+        for start in range(0, len(rows), batch_size):
+            batch = self.batch(rows[start:start + batch_size])
+            out, _ = model(batch.x)
+            loss += torch.nn.functional.cross_entropy(out, batch.y, reduction="sum").double()
+            preds.append(out.argmax(1))
+        return torch.cat(preds), self.labels[rows], loss
+
+    def evaluate(self, model: "Model", split: str, batch_size: int) -> dict[str, float]:
+        pred, true, loss = self.predictions(model, split, batch_size)
+        matrix = confusion_matrix(pred, true)
+        correct, counts = matrix.diag().tolist(), matrix.sum(1).tolist()
+        metrics = {"loss": loss.item() / len(true), "accuracy": (pred == true).double().mean().item()}
+        # per-class details carry a "/" so progress lines leave them to metrics.jsonl; a digit
+        # absent from the split (only in tiny subsets) has no accuracy rather than a made-up 0
+        metrics.update({f"accuracy/{digit}": correct[digit] / counts[digit]
+                        for digit in range(CLASSES) if counts[digit]})
+        return metrics
+
+    def describe(self) -> dict[str, Any]:
+        o = self.options
+        steps, features = self.spec.window, self.spec.input_size
+        return {"root": str(self.root.resolve()), "sequence": o.sequence, "steps": steps,
+                "features": features, "permute": o.permute,
+                **{split: int(len(rows)) for split, rows in self.rows.items()}}
+
+    # ------------------------------------------------------------------ plots
+    def plots(self, model: "Model", run_dir: Path) -> list[Path]:
+        from ..plots import confusion_matrix_plot
+
+        batch_size = self.exp.train.eval_batch_size or 4 * self.exp.train.batch_size
+        pred, true, _ = self.predictions(model, "test", batch_size)
+        return [confusion_matrix_plot(confusion_matrix(pred, true).cpu(), [str(d) for d in range(CLASSES)],
+                                      run_dir / "plots" / "confusion_matrix.png", "test split")]
+
+
+def confusion_matrix(pred: torch.Tensor, true: torch.Tensor, classes: int = CLASSES) -> torch.Tensor:
+    """(classes, classes) counts: row = true class, column = predicted class."""
+    return torch.bincount(true * classes + pred, minlength=classes * classes).view(classes, classes)
