@@ -27,7 +27,7 @@ from .config import Experiment, TrainConfig
 from .errors import ConfigError, DataError, RnnlabError, RunDirError
 from .models import build_model
 from .models.base import Model
-from .precision import Precision, check_precision
+from .precision import Precision, check_precision, resolve_precision
 from .progress import Reporter
 from .tasks import TASKS
 from .tasks.base import Batch, Task
@@ -714,7 +714,6 @@ def base_summary(exp: Experiment, run_dir: Path, task: Task, model: Model, devic
         "parameters": sum(p.numel() for p in model.parameters()),
         "precision": resolve_precision(exp.train.precision, device),
         "seed": exp.train.seed,
-        "precision": exp.train.precision,
         "determinism": determinism(exp, device),
         **environment(device, threads),
         "data": task.describe(),
