@@ -10,7 +10,8 @@ from rnnlab import runs
 from rnnlab.config import load_experiment
 from rnnlab.errors import ConfigError
 from rnnlab.progress import Reporter
-from rnnlab.train import autocast, evaluate_run, resolve_precision, train_run
+from rnnlab.precision import Precision, resolve_precision
+from rnnlab.train import evaluate_run, train_run
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -26,9 +27,9 @@ def test_auto_means_bf16_only_on_cpus_with_native_bfloat16(monkeypatch: pytest.M
 
 def test_bf16_autocasts_the_forward_pass_only() -> None:
     layer = torch.nn.Linear(4, 3)
-    with autocast("bf16", CPU)():
+    with Precision("bf16", CPU).autocast():
         assert layer(torch.randn(2, 4)).dtype == torch.bfloat16
-    with autocast("fp32", CPU)():
+    with Precision("fp32", CPU).autocast():
         assert layer(torch.randn(2, 4)).dtype == torch.float32
     assert layer.weight.dtype == torch.float32  # master weights stay fp32
 
@@ -51,4 +52,4 @@ def test_bf16_run_trains_reproducibly_and_eval_matches(write_config, runs_dir: P
 
 def test_unknown_precision_is_a_config_error(write_config) -> None:
     with pytest.raises(ConfigError, match="train.precision: must be one of"):
-        load_experiment(write_config({"train": {"precision": "fp16"}}))
+        load_experiment(write_config({"train": {"precision": "fp8"}}))
