@@ -122,6 +122,7 @@ def gradflow_plot(curves: list[Any], path: Path) -> Path:
                title=f"gradient reaching each time step: {layer}")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
+    return _save(fig, path)
 
 
 def confusion_matrix_plot(matrix: "torch.Tensor", labels: list[str], path: Path, title: str) -> Path:
