@@ -61,8 +61,8 @@ sys.path.insert(0, str(REPO))
 from rnnlab import runs  # noqa: E402
 from rnnlab.config import Experiment, load_experiment  # noqa: E402
 from rnnlab.progress import Reporter  # noqa: E402
-from rnnlab.tasks.mnist import MEAN, STD, Mnist, MnistData, mnist_root  # noqa: E402
 from rnnlab.precision import resolve_precision  # noqa: E402
+from rnnlab.tasks.mnist import MEAN, STD, Mnist, MnistData, mnist_root, translate  # noqa: E402
 from rnnlab.train import (  # noqa: E402
     Trainer,
     available_cores,
@@ -156,6 +156,9 @@ class PlainLoop:
         steps = math.ceil(len(self.x) / cfg.batch_size) * cfg.epochs
         self.sched, self.per_step = make_scheduler(cfg, self.opt, steps)
         self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.shift = task.options.augment_shift
+        if self.shift and (task.options.sequence != "rows" or task.options.permute):
+            raise SystemExit("the plain loop shifts images only when they are read as unpermuted rows")
         # the config's precision, written the plain way: bf16 autocast around forward and loss
         self.bf16 = resolve_precision(cfg.precision, torch.device("cpu")) == "bf16"
 
@@ -164,10 +167,16 @@ class PlainLoop:
         cfg, model, opt, sched, x, y = self.cfg, self.model, self.opt, self.sched, self.x, self.y
         start, cpu = time.perf_counter(), time.process_time()
         perm = torch.randperm(len(x), generator=self.gen)
+        # random shifts drawn as rnnlab draws them (same generator, same order)
+        shifts = (torch.randint(-self.shift, self.shift + 1, (len(x), 2), generator=self.gen)
+                  if self.shift else None)
         for i in range(0, len(x), cfg.batch_size):
             idx = perm[i:i + cfg.batch_size]
+            images = x[idx]
+            if shifts is not None:
+                images = translate(images, shifts[i:i + cfg.batch_size], self.shift, fill=-MEAN / STD)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+                loss = nn.functional.cross_entropy(model(images), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip_grad_norm:
@@ -182,7 +191,7 @@ class PlainLoop:
 
     def describe(self) -> str:
         return (f"{type(self.opt).__name__}(fused={self.opt.defaults.get('fused')}), "
-                f"{'bf16 autocast' if self.bf16 else 'fp32'}")
+                f"{'bf16 autocast' if self.bf16 else 'fp32'}, shifts up to {self.shift} px")
 
 
 def time_to(target: float, epochs: list[dict[str, float]]) -> tuple[float, int] | None:
@@ -295,7 +304,7 @@ def target_mode(args: argparse.Namespace) -> None:
                  "model.bidirectional=false", "model.dropout=0", "model.pooling=last",
                  "train.batch_size=128", "train.optimizer=adam", "train.weight_decay=0",
                  f"train.lr={args.reference_lr}", "train.scheduler=onecycle", "train.clip_grad_norm=1.0",
-                 f"train.epochs={args.reference_epochs}", "train.precision=fp32"]
+                 f"train.epochs={args.reference_epochs}", "train.precision=fp32", "task.augment_shift=0"]
     exp = load_experiment(args.config, reference)
     task = build_task(exp, torch.device("cpu"))
     assert isinstance(task, Mnist)

@@ -14,7 +14,7 @@ from rnnlab.cli import app
 from rnnlab.config import build_experiment, load_experiment
 from rnnlab.errors import ConfigError, DataError
 from rnnlab.progress import Reporter
-from rnnlab.tasks.mnist import FILES, MEAN, STD, Mnist, MnistData, confusion_matrix, mnist_root
+from rnnlab.tasks.mnist import FILES, MEAN, STD, Mnist, MnistData, confusion_matrix, mnist_root, translate
 from rnnlab.train import build, build_task, train_run
 
 from .conftest import CONFIGS
@@ -115,19 +115,48 @@ def test_permutation_is_fixed_by_its_seed(tiny) -> None:
     root, written = tiny
     a = task_for(root, sequence="pixels", permute=True)
     b = task_for(root, sequence="pixels", permute=True)
-    assert torch.equal(a.permutation, b.permutation) and torch.equal(a.images, b.images)
+    three = torch.tensor([3])
+    assert torch.equal(a.permutation, b.permutation) and torch.equal(a.sequences(three), b.sequences(three))
     assert sorted(a.permutation.tolist()) == list(range(784))
     flat = written["train"][0][3].reshape(784)
-    assert torch.equal(a.images[3, :, 0], flat[a.permutation])
+    assert torch.equal(a.sequences(three)[0, :, 0], flat[a.permutation])
     # the permutation is the task's, not the run's: train.seed leaves it alone, permute_seed moves it
     raw = tiny_config(root, sequence="pixels", permute=True)
     reseeded = build_task(build_experiment({**raw, "train": {**raw["train"], "seed": 7}}), CPU)
     assert torch.equal(reseeded.permutation, a.permutation)
     assert not torch.equal(task_for(root, sequence="pixels", permute=True, permute_seed=1).permutation,
                            a.permutation)
-    # rows mode reads the same shuffled image as 28 rows of 28
-    rows = task_for(root, permute=True)
-    assert torch.equal(rows.images[3], flat[a.permutation].reshape(28, 28))
+    # rows and columns read the same shuffled image as 28 rows (columns) of 28
+    shuffled = flat[a.permutation].reshape(28, 28)
+    assert torch.equal(task_for(root, permute=True).sequences(three)[0], shuffled)
+    assert torch.equal(task_for(root, sequence="columns", permute=True).sequences(three)[0], shuffled.T)
+
+
+def test_translate_moves_images_and_fills_with_zeros() -> None:
+    images = torch.zeros(3, 28, 28, dtype=torch.uint8)
+    images[:, 10, 20] = 200
+    images[:, 0, 0] = 100
+    moved = translate(images, torch.tensor([[2, -1], [0, 0], [-2, 2]]), pad=2)
+    assert moved.dtype == torch.uint8 and moved.shape == images.shape
+    assert moved[0, 12, 19] == 200 and moved[0, 2, 0] == 0 and int(moved[0].sum()) == 200  # (0, 0) left
+    assert torch.equal(moved[1], images[1])
+    assert moved[2, 8, 22] == 200 and int(moved[2].sum()) == 200  # the corner pixel left the frame
+
+
+def test_augment_shift_only_touches_training_batches(tiny) -> None:
+    root, _ = tiny
+    plain, shifted = task_for(root), task_for(root, augment_shift=2)
+
+    def first_batch(task: Mnist, seed: int) -> torch.Tensor:
+        return next(iter(task.train_batches(250, torch.Generator().manual_seed(seed)))).x
+
+    a, b = first_batch(plain, 0), first_batch(shifted, 0)
+    assert a.shape == b.shape and not torch.equal(a, b)
+    assert torch.equal(b, first_batch(shifted, 0)) and not torch.equal(b, first_batch(shifted, 1))
+    # the same images in the same order, each moved by at most 2 pixels: the bright bars survive
+    assert torch.equal(a.amax((1, 2)), b.amax((1, 2)))
+    rows = shifted.rows["val"]
+    assert torch.equal(shifted.batch(rows).x, plain.batch(rows).x)  # validation images are never shifted
 
 
 # ----------------------------------------------------------------------------- where the data comes from

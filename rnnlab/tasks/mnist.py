@@ -2,11 +2,12 @@
 pixels, optionally under a fixed seeded pixel permutation (permuted MNIST).
 
 The files are read by ``torchvision.datasets.MNIST`` (its ``<root>/MNIST/raw/`` layout); its ``.data``
-and ``.targets`` tensors are taken whole, reshaped once into the sequence layout and kept as one
-uint8 tensor on the training device. A batch is an index into that tensor, converted to float and
-normalised on the fly, so no Python runs per image. A seeded ``val_size`` images of the 60,000
-training images are held out for checkpoint selection and early stopping; the 10,000 test images
-are only read for the final report and ``rnnlab eval``.
+and ``.targets`` tensors are taken whole and kept as one uint8 tensor on the training device. A
+batch is an index into that tensor, optionally shifted (``augment_shift``), read in the sequence
+order (one gather when that is not the stored order), converted to float and normalised on the fly,
+so no Python runs per image. A seeded ``val_size`` images of the 60,000 training images are held out
+for checkpoint selection and early stopping; the 10,000 test images are only read for the final
+report and ``rnnlab eval``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class MnistOptions(TaskOptions):
     val_size: int = Field(5000, gt=0, description="training images held out for validation (seeded)")
     train_size: Optional[int] = Field(
         None, gt=0, description="train on a seeded subset of this many images (default: all the rest)")
+    augment_shift: int = Field(
+        0, ge=0, le=4, description="shift each training image by up to this many pixels in each "
+        "direction, drawn afresh every epoch (0: off; validation and test images are never shifted)")
 
 
 class MnistData(DataOptions):
@@ -103,16 +107,25 @@ def pixel_permutation(seed: int) -> torch.Tensor:
     return torch.randperm(SIDE * SIDE, generator=torch.Generator().manual_seed(seed))
 
 
-def as_sequences(images: torch.Tensor, sequence: str, permutation: Optional[torch.Tensor]) -> torch.Tensor:
-    """(N, 28, 28) images -> (N, T, F) sequences: rows (28, 28), columns (28, 28) or pixels (784, 1).
-    A permutation shuffles the 784 pixels first; the shuffled image is then read the same way."""
-    flat = images.reshape(len(images), SIDE * SIDE)
-    if permutation is not None:
-        flat = flat[:, permutation]
-    if sequence == "pixels":
-        return flat.reshape(len(images), SIDE * SIDE, 1).contiguous()
-    grid = flat.reshape(len(images), SIDE, SIDE)
-    return (grid.transpose(1, 2) if sequence == "columns" else grid).contiguous()
+def sequence_layout(sequence: str, permutation: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """For each position of the flattened (T, F) sequence, the image pixel it reads (None: the
+    image's own row-major order). A permutation shuffles the 784 pixels first; the shuffled image
+    is then read by rows, columns or pixels like any other."""
+    order = permutation if permutation is not None else torch.arange(SIDE * SIDE)
+    if sequence == "columns":
+        order = order.view(SIDE, SIDE).t().reshape(-1)
+    return None if torch.equal(order, torch.arange(SIDE * SIDE)) else order
+
+
+def translate(images: torch.Tensor, shifts: torch.Tensor, pad: int, fill: float = 0) -> torch.Tensor:
+    """Move each image (B, 28, 28) by its (dy, dx) in ``shifts`` (B, 2), |dy|, |dx| <= ``pad``,
+    filling with ``fill``: one gather from the padded, flattened images."""
+    width = SIDE + 2 * pad
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad), value=fill).reshape(len(images), -1)
+    grid = torch.arange(SIDE, device=images.device) + pad
+    source = (grid[:, None] * width + grid[None, :]).reshape(1, -1)  # where each pixel sits, unshifted
+    offset = shifts[:, :1] * width + shifts[:, 1:]
+    return padded.gather(1, source - offset).view(len(images), SIDE, SIDE)
 
 
 @TASKS.register("mnist", "MNIST digits read as sequences: rows, columns or pixels, optionally permuted")
@@ -129,14 +142,15 @@ class Mnist(Task):
         files = load_mnist(self.root, self.data.download)
         (train_x, train_y), (test_x, test_y) = files["train"], files["test"]
         self.permutation = pixel_permutation(o.permute_seed) if o.permute else None
-        # one tensor for every image (train then test), already in the sequence layout
-        self.images = as_sequences(torch.cat([train_x, test_x]), o.sequence, self.permutation).to(device)
+        layout = sequence_layout(o.sequence, self.permutation)
+        self.layout = None if layout is None else layout.to(device)
+        self.images = torch.cat([train_x, test_x]).to(device)  # one tensor: train, then test
         self.labels = torch.cat([train_y, test_y]).to(device)
         rows = self.split_rows(len(train_x), len(test_x))
         self.rows = {split: index.to(device) for split, index in rows.items()}
-        steps, features = self.images.shape[1:]
-        self.spec = TaskSpec(input_kind="features", input_size=features, output_size=CLASSES,
-                             output="last", causal=False, metric="accuracy", mode="max", window=steps)
+        self.steps, self.features = (SIDE * SIDE, 1) if o.sequence == "pixels" else (SIDE, SIDE)
+        self.spec = TaskSpec(input_kind="features", input_size=self.features, output_size=CLASSES,
+                             output="last", causal=False, metric="accuracy", mode="max", window=self.steps)
 
     def split_rows(self, n_train: int, n_test: int) -> dict[str, torch.Tensor]:
         """Row indices into ``images`` per split: a seeded validation hold-out of the training
@@ -156,20 +170,34 @@ class Mnist(Task):
                 "test": torch.arange(n_train, n_train + n_test)}
 
     # ------------------------------------------------------------------ data
-    def batch(self, rows: torch.Tensor) -> Batch:
+    def sequences(self, rows: torch.Tensor, shifts: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """uint8 (B, T, F): the images at ``rows``, shifted by ``shifts`` (B, 2) if given, in the
+        order the model reads them."""
+        images = self.images[rows]
+        if shifts is not None:
+            images = translate(images, shifts, self.options.augment_shift)
+        flat = images.reshape(len(rows), SIDE * SIDE)
+        if self.layout is not None:
+            flat = flat[:, self.layout]
+        return flat.view(len(rows), self.steps, self.features)
+
+    def batch(self, rows: torch.Tensor, shifts: Optional[torch.Tensor] = None) -> Batch:
         """Gather uint8 images and normalise them on the device: (x / 255 - MEAN) / STD."""
-        x = self.images[rows].float().mul_(1.0 / (255.0 * STD)).sub_(MEAN / STD)
+        x = self.sequences(rows, shifts).float().mul_(1.0 / (255.0 * STD)).sub_(MEAN / STD)
         return Batch(x, self.labels[rows])
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return math.ceil(len(self.rows["train"]) / batch_size)
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
-        rows = self.rows["train"]
-        # the order is drawn on the CPU generator (reproducible) and moved to the device once per epoch
+        rows, shift = self.rows["train"], self.options.augment_shift
+        # order and shifts are drawn on the CPU generator (reproducible), moved to the device once
         order = rows[torch.randperm(len(rows), generator=generator).to(rows.device)]
+        shifts = (torch.randint(-shift, shift + 1, (len(rows), 2), generator=generator).to(rows.device)
+                  if shift else None)
         for start in range(0, len(order), batch_size):
-            yield self.batch(order[start:start + batch_size])
+            stop = start + batch_size
+            yield self.batch(order[start:stop], None if shifts is None else shifts[start:stop])
 
     def criterion(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(out, batch.y)
@@ -200,9 +228,8 @@ class Mnist(Task):
 
     def describe(self) -> dict[str, Any]:
         o = self.options
-        steps, features = self.spec.window, self.spec.input_size
-        return {"root": str(self.root.resolve()), "sequence": o.sequence, "steps": steps,
-                "features": features, "permute": o.permute,
+        return {"root": str(self.root.resolve()), "sequence": o.sequence, "steps": self.steps,
+                "features": self.features, "permute": o.permute, "augment_shift": o.augment_shift,
                 **{split: int(len(rows)) for split, rows in self.rows.items()}}
 
     # ------------------------------------------------------------------ plots
