@@ -7,6 +7,7 @@ from ..registry import Registry
 TASKS: Registry = Registry("task")
 
 from . import sine  # noqa: E402,F401  (registration side effects)
+from . import sentiment  # noqa: E402,F401
 from .base import Batch, Task, TaskSpec  # noqa: E402
 
 __all__ = ["TASKS", "Batch", "Task", "TaskSpec"]
