@@ -101,6 +101,31 @@ def eval_(
             typer.echo(f"{split} {key} {value!r}")
 
 
+@app.command()
+@user_errors
+def predict(
+    run: Path = typer.Argument(..., help="a finished text classification run, e.g. runs/<id>"),
+    texts: List[str] = typer.Argument(None, help="sentences to classify"),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="a UTF-8 file, one sentence per line"),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per sentence"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+) -> None:
+    """Print the predicted label and its probability for each sentence (tab-separated)."""
+    from .predict import predict as predict_texts
+
+    if checkpoint not in ("best", "last"):
+        fail(f"--checkpoint: must be 'best' or 'last', got {checkpoint!r}")
+    if device not in ("cpu", "cuda", "auto"):
+        fail(f"--device: must be cpu, cuda or auto, got {device!r}")
+    for p in predict_texts(run, list(texts or []), file, checkpoint, device):
+        if as_json:
+            typer.echo(json.dumps({"text": p.text, "label": p.label, "probability": p.probability,
+                                   "probabilities": p.probabilities}))
+        else:
+            typer.echo(f"{p.label}\t{p.probability:.4f}\t{p.text}")
+
+
 @app.command("list")
 @user_errors
 def list_() -> None:

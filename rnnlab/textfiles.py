@@ -4,8 +4,10 @@
   standard double-quote quoting), or ``auto``: by extension (``.csv``/``.tsv``), else ``tsv`` when
   the first line holds a tab and ``csv`` otherwise.
 - columns by 0-based index or, with a header, by name.
-- header ``auto``: the first line is a header when its label cell is not a label anywhere else in
-  the file (or, with ``labels`` given, not one of them). Naming a column implies a header.
+- header ``auto``: with ``labels`` known, the first line is a header when its label cell is not
+  one of them; otherwise when its label cell is a label of no other line and either the other
+  labels are integers (and it is not) or each of them occurs at least twice. Naming a column
+  implies a header.
 - lines end at ``\\n``, ``\\r\\n`` or ``\\r`` only (a stray U+0085 inside a sentence stays text);
   blank lines are ignored; a UTF-8 byte-order mark is dropped.
 
@@ -141,10 +143,20 @@ def has_header(recs: list[tuple[int, list[str]]], table: TableFormat, width: int
     first = recs[0][1]
     if len(recs) < 2 or at >= len(first):
         return False
+    label = first[at].strip()
     if table.labels is not None:
-        return first[at].strip() not in table.labels
-    others = {cells[at].strip() for _, cells in recs[1:] if at < len(cells)}
-    return first[at].strip() not in others
+        return label not in table.labels
+    others = Counter(cells[at].strip() for _, cells in recs[1:] if at < len(cells))
+    if label in others:
+        return False
+    # a label of its own: a header if it is the odd one out among integer labels, or if every
+    # real label recurs (a class seen once in a whole file is more likely a column name)
+    integers = all(is_integer(k) for k in others)
+    return (integers and not is_integer(label)) or min(others.values()) >= 2
+
+
+def is_integer(text: str) -> bool:
+    return text.lstrip("-").isdigit()
 
 
 def column_index(column: Column, header: Optional[list[str]], width: int, key: str, source: str,

@@ -18,7 +18,7 @@ import codecs
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional, Union
@@ -30,7 +30,7 @@ from .. import runs
 from ..classify import classification_metrics, confusion_matrix
 from ..errors import ConfigError, DataError, RunDirError
 from ..text import Vocab, pad_ids, tokenize
-from ..textfiles import BadLines, Row, TableFormat, read_labelled
+from ..textfiles import BadLines, Row, TableFormat, is_integer, read_labelled
 from . import TASKS
 from .base import Batch, DataOptions, Task, TaskOptions, TaskSpec, batch_indices, data_root
 
@@ -166,10 +166,16 @@ class Sentiment(Task):
         d = self.data
         if d.path is None and d.train is None:
             return {"train": self.read(TINY_SET, TINY_FORMAT)}
-        given = {"train": d.path if d.path is not None else d.train, "val": d.val, "test": d.test}
         table = d.table()
-        return {split: [row for path in self.files(names) for row in self.read(path, table)]
-                for split, names in given.items() if names is not None}
+        out = {"train": self.read_all(d.path if d.path is not None else d.train, table)}
+        # the training labels tell a header line from data in small val/test files
+        known = replace(table, labels=table.labels or tuple(label_order(out["train"])))
+        out.update({split: self.read_all(names, known) for split, names in (("val", d.val), ("test", d.test))
+                    if names is not None})
+        return out
+
+    def read_all(self, names: FileList, table: TableFormat) -> list[Row]:
+        return [row for path in self.files(names) for row in self.read(path, table)]
 
     def read(self, path: Path, table: TableFormat) -> list[Row]:
         rows, self.formats[str(path)] = read_labelled(path, table, self.bad)
@@ -328,7 +334,7 @@ class Sentiment(Task):
 def label_order(rows: list[Row]) -> list[str]:
     """Classes from the labels seen: numerically when every label is an integer, else sorted."""
     labels = {row.label for row in rows}
-    if all(label.lstrip("-").isdigit() for label in labels):
+    if all(is_integer(label) for label in labels):
         return sorted(labels, key=int)
     return sorted(labels)
 
