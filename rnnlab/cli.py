@@ -116,6 +116,14 @@ def training_outcomes(reporter: "Reporter") -> Iterator[None]:
         reporter.close()
 
 
+def check_run_options(checkpoint: str, device: str) -> None:
+    """The options every command that loads a run's weights shares."""
+    if checkpoint not in ("best", "last"):
+        fail(f"--checkpoint: must be 'best' or 'last', got {checkpoint!r}")
+    if device not in ("cpu", "cuda", "auto"):
+        fail(f"--device: must be cpu, cuda or auto, got {device!r}")
+
+
 @app.command()
 @user_errors
 def train(
@@ -183,10 +191,7 @@ def eval_(
 
     if split not in ("test", "val"):
         fail(f"--split: must be 'test' or 'val', got {split!r}")
-    if checkpoint not in ("best", "last"):
-        fail(f"--checkpoint: must be 'best' or 'last', got {checkpoint!r}")
-    if device not in ("cpu", "cuda", "auto"):
-        fail(f"--device: must be cpu, cuda or auto, got {device!r}")
+    check_run_options(checkpoint, device)
     metrics = evaluate_run(run, split, checkpoint, device)
     if as_json:
         typer.echo(json.dumps({"run": str(run), "split": split, "checkpoint": checkpoint,
@@ -211,11 +216,30 @@ def generate(
     """Sample text from a trained character-level language model."""
     from .generate import generate_run
 
-    if checkpoint not in ("best", "last"):
-        fail(f"--checkpoint: must be 'best' or 'last', got {checkpoint!r}")
-    if device not in ("cpu", "cuda", "auto"):
-        fail(f"--device: must be cpu, cuda or auto, got {device!r}")
+    check_run_options(checkpoint, device)
     typer.echo(generate_run(run, prefix, length, temperature, top_k, seed, checkpoint, device))
+
+
+@app.command()
+@user_errors
+def predict(
+    run: Path = typer.Argument(..., help="a finished text classification run, e.g. runs/<id>"),
+    texts: List[str] = typer.Argument(None, help="sentences to classify"),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="a UTF-8 file, one sentence per line"),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per sentence"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+) -> None:
+    """Print the predicted label and its probability for each sentence (tab-separated)."""
+    from .predict import predict as predict_texts
+
+    check_run_options(checkpoint, device)
+    for p in predict_texts(run, list(texts or []), file, checkpoint, device):
+        if as_json:
+            typer.echo(json.dumps({"text": p.text, "label": p.label, "probability": p.probability,
+                                   "probabilities": p.probabilities}))
+        else:
+            typer.echo(f"{p.label}\t{p.probability:.4f}\t{p.text}")
 
 
 @app.command("list")
