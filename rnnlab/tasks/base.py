@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Literal, Optional
 
 import torch
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from ..config import Strict
 
@@ -43,6 +44,18 @@ class Batch:
     @property
     def size(self) -> int:
         return int(self.x.shape[0])
+
+
+def _known_encoding(value: str) -> str:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"unknown text encoding {value!r}") from None
+    return value
+
+
+#: a text encoding name Python knows (``data.encoding`` of the text tasks)
+Encoding = Annotated[str, AfterValidator(_known_encoding)]
 
 
 class TaskOptions(Strict):

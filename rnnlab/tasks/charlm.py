@@ -25,7 +25,6 @@ character), ``perplexity`` and ``chars`` (characters scored).
 
 from __future__ import annotations
 
-import codecs
 import json
 import math
 import shlex
@@ -34,13 +33,13 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from .. import corpora
 from ..errors import ConfigError, DataError, RunDirError
 from ..runs import write_json
 from . import TASKS
-from .base import Batch, DataOptions, Task, TaskOptions, TaskSpec, cache_dir, data_root
+from .base import Batch, DataOptions, Encoding, Task, TaskOptions, TaskSpec, cache_dir, data_root
 
 if TYPE_CHECKING:
     from ..config import Experiment
@@ -77,18 +76,9 @@ class CharLMData(DataOptions):
     corpus: Optional[Literal["python_docs", "tinyshakespeare"]] = Field(
         None, description="a named corpus (default python_docs, built in, unless data.path is set)")
     path: Optional[str] = Field(None, description="a text file")
-    encoding: str = Field("utf-8", description="the text file's encoding")
+    encoding: Encoding = Field("utf-8", description="the text file's encoding")
     download: bool = Field(False, description="tinyshakespeare: fetch it once if not found")
     max_chars: Optional[int] = Field(None, gt=0, description="use only the first max_chars characters")
-
-    @field_validator("encoding")
-    @classmethod
-    def _known_encoding(cls, value: str) -> str:
-        try:
-            codecs.lookup(value)
-        except LookupError:
-            raise ValueError(f"unknown text encoding {value!r}") from None
-        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> "CharLMData":

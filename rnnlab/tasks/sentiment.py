@@ -14,7 +14,6 @@ by length to cut padding.
 
 from __future__ import annotations
 
-import codecs
 import json
 import math
 import sys
@@ -32,7 +31,8 @@ from ..errors import ConfigError, DataError, RunDirError
 from ..text import Vocab, pad_ids, tokenize
 from ..textfiles import BadLines, Row, TableFormat, is_integer, read_labelled
 from . import TASKS
-from .base import Batch, DataOptions, Task, TaskOptions, TaskSpec, batch_indices, data_root
+from .base import (Batch, DataOptions, Encoding, Task, TaskOptions, TaskSpec, batch_indices,
+                   data_root)
 
 if TYPE_CHECKING:
     from ..config import Experiment
@@ -68,7 +68,7 @@ class SentimentData(DataOptions):
     text_column: Union[int, str] = Field(0, description="0-based index or header name")
     label_column: Union[int, str] = Field(1, description="0-based index or header name")
     labels: Optional[list[str]] = Field(None, description="the classes in order (default: sorted labels seen)")
-    encoding: str = "utf-8"
+    encoding: Encoding = "utf-8"
     skip_bad_lines: bool = False
     val_fraction: float = Field(0.1, gt=0, lt=1, description="of the training part, when data.val is not given")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="of all data, when data.test is not given")
@@ -83,15 +83,6 @@ class SentimentData(DataOptions):
     def _column(cls, value: Union[int, str]) -> Union[int, str]:
         if isinstance(value, int) and value < 0:
             raise ValueError(f"must be a 0-based column index >= 0 or a header name, got {value}")
-        return value
-
-    @field_validator("encoding")
-    @classmethod
-    def _encoding(cls, value: str) -> str:
-        try:
-            codecs.lookup(value)
-        except LookupError:
-            raise ValueError(f"unknown text encoding {value!r}") from None
         return value
 
     @model_validator(mode="after")
