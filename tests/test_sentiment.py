@@ -259,6 +259,15 @@ def test_tiny_run_eval_and_predict(tmp_path: Path, write_config, runs_dir: Path)
     assert cli.invoke(app, ["predict", str(tmp_path)]).exit_code == 2
 
 
+def test_two_runs_of_one_config_are_identical(write_config, runs_dir: Path) -> None:
+    config = write_config({"model": {"bidirectional": True, "dropout": 0.3}}, base=TINY)
+    timing = ("seconds", "train_seconds", "samples_per_s", "tokens_per_s")
+    rows = [[{k: v for k, v in row.items() if k not in timing}
+             for row in runs.read_jsonl(train_run(load_experiment(config), runs_dir, Reporter(quiet=True))
+                                        / runs.METRICS)] for _ in range(2)]
+    assert rows[0] == rows[1] and len(rows[0]) == 2
+
+
 def test_predict_needs_no_data_files_and_a_text_run(tmp_path: Path, write_config, runs_dir: Path) -> None:
     data = write(tmp_path / "d.csv", "text,label\n" + "great stuff,good\nawful stuff,bad\n" * 20)
     config = write_config({"data": {"path": str(data)}, "train": {"epochs": 1}}, base=TINY)
@@ -291,9 +300,8 @@ def test_review_sentences_beat_75_percent(runs_dir: Path, monkeypatch) -> None:
         pytest.skip(f"the review sentences are not under RNNLAB_DATA ({folder})")
     monkeypatch.setenv("RNNLAB_DATA", str(data_root()))
     # the shipped config, shortened to fit the test suite's budget
-    exp = load_experiment(CONFIGS / "bilstm_reviews.yaml", [
-        "train.epochs=4", "model.hidden_size=64", "model.embedding_dim=64", "train.threads=2",
-        "logging.plots=false"])
+    exp = load_experiment(CONFIGS / "bilstm_reviews.yaml", ["train.epochs=8", "train.threads=1",
+                                                             "logging.plots=false"])
     summary = json.loads((train_run(exp, runs_dir, Reporter(quiet=True)) / runs.SUMMARY).read_text())
     assert summary["data"]["train"]["examples"] + summary["data"]["val"]["examples"] == 2400
     assert summary["data"]["test"]["examples"] == 600

@@ -53,7 +53,8 @@ class SentimentOptions(TaskOptions):
         "word", description="word: lowercase words and punctuation marks; char: characters")
     lowercase: bool = True
     min_freq: int = Field(1, ge=1, description="training-split count a token needs to enter the vocabulary")
-    max_size: Optional[int] = Field(None, gt=0, description="keep the most frequent tokens (plus <pad>, <unk>)")
+    max_size: Optional[int] = Field(None, gt=0,
+                                    description="keep the most frequent tokens (plus <pad>, <unk>)")
     bucket: bool = Field(True, description="group training batches by sentence length")
 
 
@@ -62,7 +63,8 @@ class SentimentData(DataOptions):
     train: Optional[FileList] = None
     val: Optional[FileList] = Field(None, description="default: carved out of train (val_fraction)")
     test: Optional[FileList] = Field(None, description="default: carved out of train (test_fraction)")
-    dir: Optional[str] = Field(None, description="folder for relative file names, under data.root/$RNNLAB_DATA")
+    dir: Optional[str] = Field(None,
+                               description="folder for relative file names, under data.root/$RNNLAB_DATA")
     format: Literal["auto", "tsv", "csv"] = "auto"
     header: Union[bool, Literal["auto"]] = "auto"
     text_column: Union[int, str] = Field(0, description="0-based index or header name")
@@ -70,7 +72,8 @@ class SentimentData(DataOptions):
     labels: Optional[list[str]] = Field(None, description="the classes in order (default: sorted labels seen)")
     encoding: Encoding = "utf-8"
     skip_bad_lines: bool = False
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="of the training part, when data.val is not given")
+    val_fraction: float = Field(0.1, gt=0, lt=1,
+                                description="of the training part, when data.val is not given")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="of all data, when data.test is not given")
 
     @field_validator("labels", mode="before")
@@ -186,7 +189,8 @@ class Sentiment(Task):
             root = data_root(self.data)
             if root is None:
                 raise ConfigError("data.dir", f"{self.data.dir!r} is looked up under the data root, but "
-                                  "neither data.root nor RNNLAB_DATA is set (e.g. RNNLAB_DATA=../shared/data)")
+                                  "neither data.root nor RNNLAB_DATA is set "
+                                  "(e.g. RNNLAB_DATA=../shared/data)")
             folder = root / folder
         if not folder.is_dir():
             raise DataError(folder, "data folder not found (data.dir under data.root or $RNNLAB_DATA)")
@@ -330,7 +334,8 @@ def label_order(rows: list[Row]) -> list[str]:
     return sorted(labels)
 
 
-def carve(examples: list[Example], fraction: float, gen: torch.Generator) -> tuple[list[Example], list[Example]]:
+def carve(examples: list[Example], fraction: float, gen: torch.Generator
+          ) -> tuple[list[Example], list[Example]]:
     """(taken, rest): ``fraction`` of each class drawn with ``gen``; both keep the input order."""
     labels = torch.tensor([ex.label for ex in examples], dtype=torch.int64)
     take = torch.zeros(len(examples), dtype=torch.bool)
@@ -357,7 +362,8 @@ def load_artifacts(run_dir: Path) -> tuple[Vocab, list[str]]:
     def read(name: str) -> Any:
         path = run_dir / name
         if not path.is_file():
-            raise RunDirError(path, f"{name} is missing (the vocabulary and labels the model was trained with)")
+            raise RunDirError(path, f"{name} is missing (the vocabulary and labels the model was "
+                              "trained with)")
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
