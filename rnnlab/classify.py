@@ -1,9 +1,7 @@
-"""Classification metrics shared by classification tasks: confusion matrix, accuracy, macro F1,
-and the confusion-matrix figure."""
+"""Classification metrics shared by classification tasks: confusion matrix, accuracy, macro F1
+(the figure is ``plots.confusion_matrix_plot``)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 
@@ -31,25 +29,3 @@ def classification_metrics(logits: torch.Tensor, true: torch.Tensor) -> dict[str
     return {"loss": loss, "accuracy": (pred == true).double().mean().item(), "macro_f1": macro_f1(matrix),
             "samples": float(len(true))}
 
-
-def confusion_matrix_plot(matrix: torch.Tensor, labels: list[str], path: Path, title: str) -> Path:
-    """Counts with row-normalised colour (recall per true class), so small classes stay visible."""
-    from .plots import _save, plt
-
-    m = matrix.cpu().double()
-    rates = m / m.sum(1, keepdim=True).clamp(min=1)
-    size = max(4.0, 0.6 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    image = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(image, ax=ax, label="fraction of the true class")
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center",
-                    color="white" if rates[i, j] > 0.5 else "black")
-    ticks = range(len(labels))
-    rotate = max(map(len, labels)) > 3
-    ax.set_xticks(ticks, labels, rotation=45 if rotate else 0, ha="right" if rotate else "center")
-    ax.set_yticks(ticks, labels)
-    accuracy = m.diag().sum().item() / max(m.sum().item(), 1)
-    ax.set(xlabel="predicted", ylabel="true", title=f"{title}: accuracy {accuracy:.1%}")
-    return _save(fig, path)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional
 import torch
 from pydantic import Field
 
+from ..classify import confusion_matrix
 from ..errors import ConfigError, DataError
 from . import TASKS
 from .base import Batch, DataOptions, Task, TaskOptions, TaskSpec, cache_dir, data_root
@@ -217,7 +218,7 @@ class Mnist(Task):
 
     def evaluate(self, model: "Model", split: str, batch_size: int) -> dict[str, float]:
         pred, true, loss = self.predictions(model, split, batch_size)
-        matrix = confusion_matrix(pred, true)
+        matrix = confusion_matrix(pred, true, CLASSES)
         correct, counts = matrix.diag().tolist(), matrix.sum(1).tolist()
         metrics = {"loss": loss.item() / len(true), "accuracy": (pred == true).double().mean().item()}
         # per-class details carry a "/" so progress lines leave them to metrics.jsonl; a digit
@@ -238,10 +239,6 @@ class Mnist(Task):
 
         batch_size = self.exp.train.eval_batch_size or 4 * self.exp.train.batch_size
         pred, true, _ = self.predictions(model, "test", batch_size)
-        return [confusion_matrix_plot(confusion_matrix(pred, true).cpu(), [str(d) for d in range(CLASSES)],
+        return [confusion_matrix_plot(confusion_matrix(pred, true, CLASSES).cpu(), [str(d) for d in range(CLASSES)],
                                       run_dir / "plots" / "confusion_matrix.png", "test split")]
 
-
-def confusion_matrix(pred: torch.Tensor, true: torch.Tensor, classes: int = CLASSES) -> torch.Tensor:
-    """(classes, classes) counts: row = true class, column = predicted class."""
-    return torch.bincount(true * classes + pred, minlength=classes * classes).view(classes, classes)

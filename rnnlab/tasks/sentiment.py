@@ -298,7 +298,7 @@ class Sentiment(Task):
         runs.write_json(run_dir / LABELS_FILE, {"classes": self.classes})
 
     def plots(self, model: "Model", run_dir: Path) -> list[Path]:
-        from ..classify import confusion_matrix_plot
+        from ..plots import confusion_matrix_plot
 
         split = self.splits["test"]
         batch_size = self.exp.train.eval_batch_size or 4 * self.exp.train.batch_size
