@@ -148,19 +148,18 @@ def test_encoding_option_and_undecodable_file(tmp_path: Path) -> None:
     assert read(path, encoding="latin-1")[0][0].text == "très bon"
 
 
-def test_config_checks_on_the_data_section() -> None:
-    cases = {("path", "train"): "data.path: data.path and data.train are alternatives",
-             ("val",): "data.val: needs data.train",
-             ("encoding",): "data.encoding: unknown text encoding 'utf-9'",
-             ("label_column",): "data.header: columns are named, so the files need a header line"}
-    values = {"path": "a.tsv", "train": "b.tsv", "val": "c.tsv", "encoding": "utf-9",
-              "label_column": "sentiment"}
-    for keys, message in cases.items():
-        data = {k: values[k] for k in keys}
-        if keys == ("label_column",):
-            data["header"] = False
-        with pytest.raises(ConfigError, match=message):
-            experiment(data)
+@pytest.mark.parametrize("data,message", [
+    ({"path": "a.tsv", "train": "b.tsv"}, "data.path: data.path and data.train are alternatives"),
+    ({"val": "c.tsv"}, "data.val: needs data.train"),
+    ({"path": "a.tsv", "encoding": "utf-9"}, "data.encoding: unknown text encoding 'utf-9'"),
+    ({"train": "b.tsv", "label_column": "sentiment", "header": False},
+     "data.header: columns are named, so the files need a header line"),
+    ({"encoding": "latin-1"}, "data.encoding: describes data files, but none are given"),
+    ({"path": "a.tsv", "text_column": 1}, "data.label_column: same column as text_column"),
+])
+def test_config_checks_on_the_data_section(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        experiment(data)
 
 
 def test_data_dir_is_resolved_under_the_data_root(tmp_path: Path, monkeypatch) -> None:

@@ -96,6 +96,11 @@ class SentimentData(DataOptions):
             if getattr(self, key) is not None and self.train is None:
                 raise ValueError(f"{key}: needs data.train (with data.path or the tiny set, val and "
                                  "test are carved out with val_fraction/test_fraction)")
+        if self.path is None and self.train is None:
+            for key in ("dir", "format", "header", "text_column", "label_column", "encoding"):
+                if getattr(self, key) != type(self).model_fields[key].default:
+                    raise ValueError(f"{key}: describes data files, but none are given (data.path or "
+                                     "data.train); the built-in tiny set has its own format")
         if self.text_column == self.label_column:
             raise ValueError(f"label_column: same column as text_column ({self.text_column!r})")
         named = isinstance(self.text_column, str) or isinstance(self.label_column, str)
