@@ -12,6 +12,7 @@ run directory and prints: the result is one normal run.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from dataclasses import dataclass
@@ -76,6 +77,13 @@ def init_group(device_name: str) -> Group:
         device = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
+    # DDP's constructor imports torch._dynamo, which, when first imported after the process group
+    # exists, keeps a reference to it for the process's life: destroy_process_group then cannot
+    # join gloo's worker threads, and one still releasing a finished collective while the
+    # interpreter shuts down aborts the process ("terminate called without an active exception").
+    # Imported before the group exists, it holds nothing of it.
+    import torch._dynamo  # noqa: F401
+
     dist.init_process_group(backend, rank=rank, world_size=world)
     if rank != 0:  # one voice: the run directory is printed once, by rank 0
         sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (for the process's life)
@@ -168,15 +176,27 @@ def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
     finishes the run directory (test metrics, plots, summary); the other ranks train beside it."""
     group = init_group(exp.train.device)
     try:
-        check_runtime(exp, group.device)
-        threads = set_threads(exp.train.threads or default_threads(group))
-        task, model = build(exp, group.device)
-        run_dir: Optional[Path] = open_run(exp, runs_dir, task) if group.is_main else None
-        run_dir = Path(group.broadcast(str(run_dir)))
-        if not group.is_main:  # own dropout masks; the data order stays shared
-            torch.manual_seed(exp.train.seed + group.rank)
-        trainer = DistributedTrainer(exp, task, model, run_dir,
-                                     reporter if group.is_main else Reporter(quiet=True), threads, group)
+        return _train_run(exp, runs_dir, reporter, group)
+    finally:
+        # gloo's worker threads end only when the last reference to the process group goes, and
+        # the DDP wrapper holds one: a worker still alive when the interpreter finalises aborts the
+        # process ("terminate called without an active exception"). _train_run has dropped the
+        # wrapper; collect any cycle that still holds it, then destroy (and join) the group.
+        gc.collect()
+        dist.destroy_process_group()
+
+
+def _train_run(exp: Experiment, runs_dir: Path, reporter: Reporter, group: Group) -> Path:
+    check_runtime(exp, group.device)
+    threads = set_threads(exp.train.threads or default_threads(group))
+    task, model = build(exp, group.device)
+    run_dir: Optional[Path] = open_run(exp, runs_dir, task) if group.is_main else None
+    run_dir = Path(group.broadcast(str(run_dir)))
+    if not group.is_main:  # own dropout masks; the data order stays shared
+        torch.manual_seed(exp.train.seed + group.rank)
+    trainer = DistributedTrainer(exp, task, model, run_dir,
+                                 reporter if group.is_main else Reporter(quiet=True), threads, group)
+    try:
         if not group.is_main:
             with GracefulStop(trainer.request_stop):
                 trainer.fit()
@@ -184,4 +204,6 @@ def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
         return start_run(trainer, {"distributed": {"world_size": group.world, "backend": group.backend,
                                                    "threads_per_process": threads}})
     finally:
-        dist.destroy_process_group()
+        # an exception's traceback keeps this frame, and with it the trainer, alive: drop the
+        # DDP wrapper (and its reference to the process group) here
+        del trainer.compute_loss

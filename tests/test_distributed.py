@@ -41,9 +41,15 @@ def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def test_torchrun_two_cpu_processes_make_one_normal_run(write_config, tmp_path: Path) -> None:
     cfg = write_config({"task": {"mode": "seq2seq", "seq_len": 40, "stride": 10},
                         "train": {"epochs": 2, "batch_size": 8}, "logging": {"plots": True}})
+    # tests/ddp_probe.py is `python -m rnnlab` that then reports the threads still running
     ddp = run_cli(["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                   "-m", "rnnlab", "train", str(cfg), "--runs-dir", "ddp", "--quiet"], tmp_path)
+                   str(REPO / "tests" / "ddp_probe.py"), "train", str(cfg), "--runs-dir", "ddp", "--quiet"],
+                  tmp_path)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
+    threads = [line for line in ddp.stderr.splitlines() if " threads: " in line]
+    assert len(threads) == 2, ddp.stderr[-3000:]
+    # the process group was really destroyed: no gloo worker left to race the interpreter's exit
+    assert not any("gloo" in line for line in threads), threads
     made = list((tmp_path / "ddp").iterdir())
     assert len(made) == 1  # exactly one run directory, written by rank 0
     run = made[0]
