@@ -13,6 +13,7 @@ run directory and prints: the result is one normal run.
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import sys
 from dataclasses import dataclass
@@ -82,8 +83,7 @@ def init_group(device_name: str) -> Group:
     # join gloo's worker threads, and one still releasing a finished collective while the
     # interpreter shuts down aborts the process ("terminate called without an active exception").
     # Imported before the group exists, it holds nothing of it.
-    import torch._dynamo  # noqa: F401
-
+    importlib.import_module("torch._dynamo")
     dist.init_process_group(backend, rank=rank, world_size=world)
     if rank != 0:  # one voice: the run directory is printed once, by rank 0
         sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (for the process's life)

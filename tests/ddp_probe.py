@@ -13,6 +13,7 @@ try:
 except SystemExit as exc:
     code = exc.code if isinstance(exc.code, int) else 1
 tasks = "/proc/self/task"  # Linux; elsewhere the threads are not listed
-names = sorted(open(f"{tasks}/{t}/comm").read().strip() for t in os.listdir(tasks)) if os.path.isdir(tasks) else []
+names = (sorted(open(f"{tasks}/{t}/comm").read().strip() for t in os.listdir(tasks))
+         if os.path.isdir(tasks) else [])
 print(f"rank {os.environ.get('RANK')} threads: {' '.join(names)}", file=sys.stderr)
 sys.exit(code)
