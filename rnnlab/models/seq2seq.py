@@ -13,8 +13,9 @@ from ..errors import ConfigError
 from ..tasks.base import TaskSpec
 from . import MODELS
 from .base import Model, ModelOptions, State
+from .elman import ElmanRNN
 
-CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+CELLS = {"rnn": ElmanRNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 class Seq2SeqOptions(ModelOptions):
