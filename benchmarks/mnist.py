@@ -120,8 +120,15 @@ def plain_model(exp: Experiment, input_size: int) -> PlainRNN:
     if m.name not in CELLS or m.init != "default":
         raise SystemExit(f"the plain loop covers rnn/lstm/gru with the default init, not "
                          f"model.name={m.name}, model.init={m.init}")
-    return PlainRNN(m.name, input_size, m.hidden_size, m.num_layers, m.bidirectional, m.dropout,
-                    getattr(m, "nonlinearity", "tanh"), m.pooling)
+    model = PlainRNN(m.name, input_size, m.hidden_size, m.num_layers, m.bidirectional, m.dropout,
+                     getattr(m, "nonlinearity", "tanh"), m.pooling)
+    forget_bias = getattr(m, "forget_bias", None)
+    if forget_bias is not None:  # as a script sets it: the forget-gate slice (gates i, f, g, o)
+        with torch.no_grad():
+            for name, param in model.rnn.named_parameters():
+                if name.startswith("bias_"):
+                    param[m.hidden_size:2 * m.hidden_size] = forget_bias if name.startswith("bias_ih") else 0.0
+    return model
 
 
 @torch.no_grad()
