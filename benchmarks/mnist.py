@@ -60,8 +60,8 @@ sys.path.insert(0, str(REPO))
 
 from rnnlab import runs  # noqa: E402
 from rnnlab.config import Experiment, load_experiment  # noqa: E402
-from rnnlab.progress import Reporter  # noqa: E402
 from rnnlab.precision import resolve_precision  # noqa: E402
+from rnnlab.progress import Reporter  # noqa: E402
 from rnnlab.tasks.mnist import MEAN, STD, Mnist, MnistData, mnist_root, translate  # noqa: E402
 from rnnlab.train import (  # noqa: E402
     Trainer,
@@ -127,7 +127,8 @@ def plain_model(exp: Experiment, input_size: int) -> PlainRNN:
         with torch.no_grad():
             for name, param in model.rnn.named_parameters():
                 if name.startswith("bias_"):
-                    param[m.hidden_size:2 * m.hidden_size] = forget_bias if name.startswith("bias_ih") else 0.0
+                    value = forget_bias if name.startswith("bias_ih") else 0.0
+                    param[m.hidden_size:2 * m.hidden_size] = value
     return model
 
 

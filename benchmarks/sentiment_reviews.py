@@ -20,8 +20,7 @@ import torch
 
 from rnnlab import runs
 from rnnlab.config import load_experiment
-from rnnlab.models import build_model
-from rnnlab.models.recurrent import RecurrentOptions, RNNOptions
+from rnnlab.models import MODELS, build_model
 from rnnlab.progress import Reporter
 from rnnlab.tasks.base import TaskSpec
 from rnnlab.train import evaluate_run, load_run, train_run
@@ -73,7 +72,7 @@ def padding_gap_families() -> dict[str, float]:
     for cell in ("rnn", "lstm", "gru"):
         for bidirectional in (False, True):
             for pooling in ("last", "mean", "max"):
-                options = (RNNOptions if cell == "rnn" else RecurrentOptions)(
+                options = MODELS.get(cell).Options(  # each family's own options
                     name=cell, hidden_size=128, embedding_dim=128, num_layers=2,
                     bidirectional=bidirectional, pooling=pooling)
                 model = build_model(options, spec).eval()

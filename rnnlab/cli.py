@@ -79,14 +79,14 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except BrokenPipeError:  # `rnnlab ... | head`: the reader left; not an error of ours
             sys.stderr.close()
-            raise typer.Exit(0)
+            raise typer.Exit(0) from None
         except Exception as exc:
             if isinstance(exc, OSError) and exc.filename is not None:  # a path the system refuses:
                 fail(f"{exc.filename}: {exc.strerror or exc}")  # name too long, permission, disk full
             traceback.print_exc()
             typer.echo("rnnlab hit an internal error (a bug, not your input); please report it "
                        "with the traceback above.", err=True)
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -303,7 +303,8 @@ def gradflow(
 ) -> None:
     """Gradient norm ||dL/dh_t|| at every time step and layer (log scale), at initialisation and
     trained; several configs or runs are overlaid (e.g. RNN vs LSTM on 784-pixel MNIST)."""
-    from .gradflow import gradflow as measure, write_csv
+    from .gradflow import gradflow as measure
+    from .gradflow import write_csv
     from .plots import gradflow_plot
 
     if out is None:

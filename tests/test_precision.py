@@ -9,8 +9,8 @@ import torch
 from rnnlab import runs
 from rnnlab.config import load_experiment
 from rnnlab.errors import ConfigError
-from rnnlab.progress import Reporter
 from rnnlab.precision import Precision, resolve_precision
+from rnnlab.progress import Reporter
 from rnnlab.train import evaluate_run, train_run
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")

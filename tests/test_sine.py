@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from rnnlab.config import build_experiment
-from rnnlab.train import build_task, evaluate
 from rnnlab.models import build_model
+from rnnlab.train import build_task, evaluate
 
 from .conftest import SINE_TINY, deep_merge
 

@@ -72,7 +72,8 @@ class Recurrent(Model):
         o = options
         self.directions = 2 if o.bidirectional else 1
         if spec.input_kind == "tokens":
-            self.embed: Optional[nn.Embedding] = None if o.one_hot else nn.Embedding(spec.input_size, o.embedding_dim)
+            self.embed: Optional[nn.Embedding] = (None if o.one_hot
+                                                  else nn.Embedding(spec.input_size, o.embedding_dim))
             in_size = spec.input_size if o.one_hot else o.embedding_dim
         else:
             self.embed = None

@@ -6,10 +6,8 @@ from ..registry import Registry
 
 TASKS: Registry = Registry("task")
 
-from . import sine  # noqa: E402,F401  (registration side effects)
-from . import charlm  # noqa: E402,F401
-from . import mnist  # noqa: E402,F401
-from . import sentiment  # noqa: E402,F401
+# registration side effects: each module registers its task
+from . import charlm, mnist, sentiment, sine  # noqa: E402,F401
 from .base import Batch, Task, TaskSpec  # noqa: E402
 
 __all__ = ["TASKS", "Batch", "Task", "TaskSpec"]

@@ -239,6 +239,7 @@ class Mnist(Task):
 
         batch_size = self.exp.train.eval_batch_size or 4 * self.exp.train.batch_size
         pred, true, _ = self.predictions(model, "test", batch_size)
-        return [confusion_matrix_plot(confusion_matrix(pred, true, CLASSES).cpu(), [str(d) for d in range(CLASSES)],
+        matrix = confusion_matrix(pred, true, CLASSES).cpu()
+        return [confusion_matrix_plot(matrix, [str(d) for d in range(CLASSES)],
                                       run_dir / "plots" / "confusion_matrix.png", "test split")]
 

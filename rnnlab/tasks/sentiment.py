@@ -31,8 +31,7 @@ from ..errors import ConfigError, DataError, RunDirError
 from ..text import Vocab, pad_ids, tokenize
 from ..textfiles import BadLines, Row, TableFormat, is_integer, read_labelled
 from . import TASKS
-from .base import (Batch, DataOptions, Encoding, Task, TaskOptions, TaskSpec, batch_indices,
-                   data_root)
+from .base import Batch, DataOptions, Encoding, Task, TaskOptions, TaskSpec, batch_indices, data_root
 
 if TYPE_CHECKING:
     from ..config import Experiment
@@ -69,7 +68,8 @@ class SentimentData(DataOptions):
     header: Union[bool, Literal["auto"]] = "auto"
     text_column: Union[int, str] = Field(0, description="0-based index or header name")
     label_column: Union[int, str] = Field(1, description="0-based index or header name")
-    labels: Optional[list[str]] = Field(None, description="the classes in order (default: sorted labels seen)")
+    labels: Optional[list[str]] = Field(None,
+                                        description="the classes in order (default: sorted labels seen)")
     encoding: Encoding = "utf-8"
     skip_bad_lines: bool = False
     val_fraction: float = Field(0.1, gt=0, lt=1,
