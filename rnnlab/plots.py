@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -73,6 +74,26 @@ def learning_curves(history: list[dict[str, Any]], path: Path, metric: str,
     return _save(fig, path)
 
 
+def bpc_curve(history: list[dict[str, Any]], path: Path) -> Path:
+    """Character LM: bits per character (loss / ln 2) on the training windows and on the whole
+    validation text, per epoch, with the best validation value in the legend."""
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [row["epoch"] for row in history]
+    train = [row["train_loss"] / math.log(2) for row in history]
+    val = [row.get("val_bpc") for row in history]
+    scored = [(v, e) for v, e in zip(val, epochs) if v is not None]
+    best = f" (best {min(scored)[0]:.3f}, epoch {min(scored)[1]})" if scored else ""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(epochs, train, "o-", label="train (with dropout)")
+    ax.plot(epochs, val, "o-", label=f"val{best}")
+    ax.set(title="bits per character", xlabel="epoch", ylabel="bpc")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
 def sine_forecast_plot(task: Any, p: dict[str, "torch.Tensor"], path: Path) -> Path:
     """One-step (or first-step) predictions against the noisy and clean series on the test split."""
     pos = p["pos"][:, 0].cpu().numpy()
@@ -131,7 +152,8 @@ def confusion_matrix_plot(matrix: "torch.Tensor", labels: list[str], path: Path,
     counts = matrix.cpu().numpy()
     rates = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n, 0.6 * n + 0.8))
+    # room for the title and the row labels even with two classes
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.6 * n), max(3.6, 0.6 * n + 0.8)))
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):

@@ -766,7 +766,7 @@ def write_plots(exp: Experiment, task: Task, model: Model, history: list[dict[st
                              task.spec.metric, exp.train.clip_grad_norm)]
     model.eval()
     with torch.no_grad():
-        paths += task.plots(model, run_dir)
+        paths += task.plots(model, run_dir, history)
     return paths
 
 

@@ -325,6 +325,18 @@ def test_generate_cli(trained_run: Path) -> None:
     assert bad.exit_code == 2 and "error: --temperature" in bad.output and "Traceback" not in bad.output
 
 
+def test_plot_draws_the_bits_per_character_curve(trained_run: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rnnlab.cli import app
+
+    result = CliRunner().invoke(app, ["plot", str(trained_run)])  # the run was trained without plots
+    assert result.exit_code == 0, result.output
+    plots = trained_run / runs.PLOTS
+    assert {p.name for p in plots.glob("*.png")} == {"learning_curves.png", "bpc.png"}
+    assert (plots / "bpc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 # ----------------------------------------------------------------------------- corpora and errors
 
 

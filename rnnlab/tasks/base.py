@@ -135,8 +135,9 @@ class Task:
     def save_artifacts(self, run_dir: Path) -> None:
         """Write what evaluation must reuse exactly (vocabularies, label maps) into the run."""
 
-    def plots(self, model: "Model", run_dir: Path) -> list[Path]:
-        """Task-specific figures into ``run_dir/plots``. Called in eval mode under no_grad."""
+    def plots(self, model: "Model", run_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
+        """Task-specific figures into ``run_dir/plots``, from the model (the best checkpoint) and
+        the run's per-epoch ``metrics.jsonl`` rows. Called in eval mode under no_grad."""
         return []
 
     def final_outputs(self, model: "Model", run_dir: Path) -> list[Path]:

@@ -343,6 +343,11 @@ class CharLM(Task):
     def save_artifacts(self, run_dir: Path) -> None:
         write_json(run_dir / VOCAB, self.vocab.to_json(self.corpus_info))
 
+    def plots(self, model: "Model", run_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
+        from ..plots import bpc_curve
+
+        return [bpc_curve(history, run_dir / "plots" / "bpc.png")]
+
     def final_outputs(self, model: "Model", run_dir: Path) -> list[Path]:
         """``samples.txt``: a few samples, each headed by the ``rnnlab generate`` command that
         reproduces it exactly."""

@@ -234,7 +234,7 @@ class Mnist(Task):
                 **{split: int(len(rows)) for split, rows in self.rows.items()}}
 
     # ------------------------------------------------------------------ plots
-    def plots(self, model: "Model", run_dir: Path) -> list[Path]:
+    def plots(self, model: "Model", run_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
         from ..plots import confusion_matrix_plot
 
         batch_size = self.exp.train.eval_batch_size or 4 * self.exp.train.batch_size

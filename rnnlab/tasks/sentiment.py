@@ -302,7 +302,7 @@ class Sentiment(Task):
                                                **self.vocab.to_json()})
         runs.write_json(run_dir / LABELS_FILE, {"classes": self.classes})
 
-    def plots(self, model: "Model", run_dir: Path) -> list[Path]:
+    def plots(self, model: "Model", run_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
         from ..plots import confusion_matrix_plot
 
         split = self.splits["test"]

@@ -203,7 +203,7 @@ class Sine(Task):
                 for split in SPLITS}
 
     # ------------------------------------------------------------------ plots
-    def plots(self, model: "Model", run_dir: Path) -> list[Path]:
+    def plots(self, model: "Model", run_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
         from ..plots import sine_forecast_plot, sine_rollout_plot
 
         out = []
