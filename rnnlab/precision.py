@@ -18,7 +18,7 @@ DTYPES: dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16
 
 def resolve_precision(name: str, device: torch.device) -> str:
     """``auto``: bf16 where the CPU computes bfloat16 natively (there oneDNN's LSTM trains about
-    1.5x faster), fp32 elsewhere, including CUDA, where cuDNN's RNNs may lack bf16 kernels."""
+    1.8x faster), fp32 elsewhere, including CUDA, where cuDNN's RNNs may lack bf16 kernels."""
     if name != "auto":
         return name
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence getattr
