@@ -178,10 +178,8 @@ def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
     try:
         return _train_run(exp, runs_dir, reporter, group)
     finally:
-        # gloo's worker threads end only when the last reference to the process group goes, and
-        # the DDP wrapper holds one: a worker still alive when the interpreter finalises aborts the
-        # process ("terminate called without an active exception"). _train_run has dropped the
-        # wrapper; collect any cycle that still holds it, then destroy (and join) the group.
+        # the group's worker threads are joined only once nothing references it (see init_group):
+        # _train_run has dropped the DDP wrapper; collect any cycle still holding it, then destroy
         gc.collect()
         dist.destroy_process_group()
 

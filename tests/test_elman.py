@@ -95,6 +95,20 @@ def test_bf16_autocast_computes_the_layer_in_float32() -> None:
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in fast.parameters())
 
 
+@pytest.mark.filterwarnings("ignore:torch.is_autocast_cpu_enabled:DeprecationWarning")  # old torch's API
+def test_older_torch_leaves_autocast_regions_to_nn_rnn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch < 2.4 has no torch.amp.custom_fwd: there autocast regions use nn.RNN's own kernel."""
+    from rnnlab.models import elman
+
+    monkeypatch.setattr(elman, "_CPU_AMP", False)
+    fast = ElmanRNN(5, 7, batch_first=True)
+    x = torch.randn(4, 6, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = fast(x)
+    assert "ElmanLayer" not in type(out.grad_fn).__name__
+    assert "ElmanLayer" in type(fast(x)[0].grad_fn.next_functions[0][0]).__name__  # outside: the fast path
+
+
 def test_wrong_state_shape_is_reported_like_nn_rnn() -> None:
     fast = ElmanRNN(5, 7, batch_first=True)
     with pytest.raises(RuntimeError, match="Expected hidden size"):

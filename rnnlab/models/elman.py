@@ -24,13 +24,20 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
 
+# torch >= 2.4: CPU autocast runs the Function in float32 (as it runs nn.RNN). Older torch lacks
+# these decorators; there ElmanRNN leaves autocast regions to nn.RNN (see ElmanRNN.forward).
+_CPU_AMP = hasattr(torch.amp, "custom_fwd")
+_float32_forward = (torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32) if _CPU_AMP
+                    else (lambda fn: fn))
+_matching_backward = torch.amp.custom_bwd(device_type="cpu") if _CPU_AMP else (lambda fn: fn)
+
 
 class _ElmanLayer(torch.autograd.Function):
     """One layer, one direction, time-major: x (T, B, I), h0 (B, H) or None (zeros) -> every
     state (T, B, H)."""
 
     @staticmethod
-    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
+    @_float32_forward
     def forward(ctx: Any, x: torch.Tensor, h0: Optional[torch.Tensor], w_ih: torch.Tensor, w_hh: torch.Tensor,
                 b_ih: Optional[torch.Tensor], b_hh: Optional[torch.Tensor], relu: bool) -> torch.Tensor:
         steps, batch, _ = x.shape
@@ -51,7 +58,7 @@ class _ElmanLayer(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    @torch.amp.custom_bwd(device_type="cpu")
+    @_matching_backward
     def backward(ctx: Any, grad_hs: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
         x, h0, w_ih, w_hh, hs = ctx.saved_tensors
         steps, batch, hidden = hs.shape
@@ -80,7 +87,7 @@ class ElmanRNN(nn.RNN):
 
     def forward(self, input: Any, hx: Optional[torch.Tensor] = None) -> tuple[Any, torch.Tensor]:  # noqa: A002
         if (isinstance(input, PackedSequence) or input.dim() != 3 or input.device.type != "cpu"
-                or self.proj_size):
+                or self.proj_size or (not _CPU_AMP and torch.is_autocast_cpu_enabled())):
             return super().forward(input, hx)
         x = input.transpose(0, 1) if self.batch_first else input
         dirs = 2 if self.bidirectional else 1
