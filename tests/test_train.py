@@ -9,7 +9,7 @@ import torch
 from rnnlab import runs
 from rnnlab.config import load_experiment
 from rnnlab.progress import Reporter
-from rnnlab.train import evaluate_run, train_run
+from rnnlab.train import clip_grad_norm, evaluate_run, train_run
 
 from .conftest import SINE_TINY
 
@@ -107,3 +107,19 @@ def test_schedulers_change_lr(write_config, runs_dir: Path) -> None:
 def test_steps_per_epoch(write_config, runs_dir: Path) -> None:
     run = train(write_config({"train": {"epochs": 2, "steps_per_epoch": 3}}), runs_dir)
     assert [r["steps"] for r in runs.read_jsonl(run / runs.METRICS)] == [3, 3]
+
+
+def test_clip_grad_norm_matches_torch_bit_for_bit() -> None:
+    torch.manual_seed(0)
+    for max_norm in (None, 1.0, 1e6):
+        ours, ref = [torch.zeros(s, requires_grad=True) for s in ((3, 4), (5,), (2, 2))], []
+        for p in ours:
+            p.grad = torch.randn(p.shape) * 3
+            ref.append(p.detach().clone().requires_grad_())
+            ref[-1].grad = p.grad.clone()
+        norm = clip_grad_norm(ours, max_norm)
+        expected = torch.nn.utils.clip_grad_norm_(ref, max_norm or float("inf"))
+        assert torch.equal(norm, expected)
+        assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours, ref))
+        if max_norm == 1.0:  # clipped to the threshold
+            assert abs(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in ours])) - 1.0) < 1e-5
