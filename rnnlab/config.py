@@ -110,6 +110,25 @@ class CheckpointEvery(Strict):
         return self
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|secs?|seconds?|m|mins?|minutes?|h|hours?)?\s*$",
+                       re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """``"10 min"``, ``"90 s"``, ``"1.5 h"`` or a number of seconds -> seconds (other values are
+    left for the field's own validation to reject)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as '10 min', '90 s' or seconds, got {value}")
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(f"expected a duration such as '10 min', '90 s', '1 h' or seconds, got {value!r}")
+        number, unit = match.groups()
+        return float(number) * _UNIT_SECONDS[(unit or "s")[0].lower()]
+    return value
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(32, gt=0)
@@ -136,6 +155,13 @@ class TrainConfig(Strict):
     early_stopping: Optional[EarlyStopping] = None
     max_loss: Optional[float] = Field(
         None, gt=0, description="stop as diverged when a training loss exceeds this")
+    max_time: Optional[float] = Field(
+        None, gt=0, description="training time budget ('10 min', '90 s', seconds): stop at the first "
+        "step past it, then validate, save and test; per-step schedules follow the elapsed fraction")
+    max_steps: Optional[int] = Field(
+        None, gt=0, description="stop after this many optimizer steps in all (schedules span them)")
+    replay: Optional[str] = Field(
+        None, description="a budgeted run's directory: rerun exactly its steps and schedule, no budget")
     log_every: int = Field(50, gt=0, description="steps between plain progress lines")
     checkpoint_every: Optional[CheckpointEvery] = Field(
         None, description="also checkpoint mid-epoch, every N steps or M minutes (null: epoch ends only)")
@@ -146,6 +172,11 @@ class TrainConfig(Strict):
         if value is not None and info.data.get("steps_per_epoch") is not None:
             raise ValueError("set either steps_per_epoch or tokens_per_epoch, not both")
         return value
+
+    @field_validator("max_time", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value)
 
     @field_validator("early_stopping", "checkpoint_every", mode="before")
     @classmethod

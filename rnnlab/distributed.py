@@ -25,8 +25,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .budget import STOP_TIME
 from .config import Experiment
 from .models.base import Model
+from .precision import check_precision
 from .progress import Reporter
 from .signals import GracefulStop
 from .tasks.base import Batch, Task
@@ -124,8 +126,8 @@ class LossModule(nn.Module):
 
 class DistributedTrainer(Trainer):
     def __init__(self, exp: Experiment, task: Task, model: Model, run_dir: Path, reporter: Reporter,
-                 threads: int, group: Group) -> None:
-        super().__init__(exp, task, model, run_dir, reporter, group.device, threads)
+                 threads: int, group: Group, precision: Optional[str] = None) -> None:
+        super().__init__(exp, task, model, run_dir, reporter, group.device, threads, precision)
         self.group = group
         self.compute_loss = DistributedDataParallel(LossModule(task, model))
 
@@ -152,6 +154,14 @@ class DistributedTrainer(Trainer):
         flag = torch.tensor([float(self.stop_requested)], device=self.group.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
+
+    def agree(self, advance: int, stopping: Optional[str]) -> tuple[int, Optional[str]]:
+        """The budget is the main process's clock: every process advances the schedule and stops
+        as it does (one small broadcast per step, only under a time budget)."""
+        flag = torch.tensor([advance, int(stopping is not None)], device=self.group.device)
+        dist.broadcast(flag, src=0)
+        taken, stop = (int(v) for v in flag.tolist())
+        return taken, (stopping or STOP_TIME) if stop else None
 
     def save_best(self, val: dict[str, float]) -> None:
         if self.group.is_main:
@@ -188,12 +198,14 @@ def _train_run(exp: Experiment, runs_dir: Path, reporter: Reporter, group: Group
     check_runtime(exp, group.device)
     threads = set_threads(exp.train.threads or default_threads(group))
     task, model = build(exp, group.device)
+    precision = check_precision(exp.train.precision, group.device, model)
     run_dir: Optional[Path] = open_run(exp, runs_dir, task) if group.is_main else None
     run_dir = Path(group.broadcast(str(run_dir)))
     if not group.is_main:  # own dropout masks; the data order stays shared
         torch.manual_seed(exp.train.seed + group.rank)
     trainer = DistributedTrainer(exp, task, model, run_dir,
-                                 reporter if group.is_main else Reporter(quiet=True), threads, group)
+                                 reporter if group.is_main else Reporter(quiet=True), threads, group,
+                                 precision)
     try:
         if not group.is_main:
             with GracefulStop(trainer.request_stop):

@@ -18,6 +18,7 @@ from typing import Any, Optional
 from . import runs
 from .config import Experiment, apply_overrides, build_experiment, read_yaml
 from .errors import ConfigError, RunDirError
+from .precision import DTYPES, check_precision
 from .progress import Reporter
 from .tblog import open_tensorboard
 from .train import (
@@ -116,6 +117,8 @@ def completed_note(summary: dict[str, Any], ckpt: dict[str, Any], exp: Experimen
     state = ckpt["trainer"]
     if state.get("stopped_early"):
         return f"already completed (stopped early after epoch {state['epoch']}); nothing to do"
+    if state.get("stopped"):
+        return f"already completed (stopped: {state['stopped']} after {state['step']} steps); nothing to do"
     if state["epoch"] >= exp.train.epochs:
         return f"already completed ({state['epoch']} epochs); nothing to do"
     return None
@@ -143,7 +146,7 @@ def resume_run(run: str | os.PathLike[str], overrides: list[str], runs_dir: Path
         note = completed_note(summary, ckpt, exp)
         if note is not None:
             return run_dir, note
-        trainer = rebuild(exp, run_dir, ckpt, last, reporter)
+        trainer = rebuild(exp, run_dir, ckpt, last, reporter, summary.get("precision"))
         restart_files(trainer, summary, exp)
         trainer.tensorboard = open_tensorboard(exp, run_dir)
         if not reporter.quiet:
@@ -153,14 +156,19 @@ def resume_run(run: str | os.PathLike[str], overrides: list[str], runs_dir: Path
 
 
 def rebuild(exp: Experiment, run_dir: Path, ckpt: dict[str, Any], path: Path,
-            reporter: Reporter) -> Trainer:
-    """Task, model and trainer from the config, then the checkpoint's state on top."""
+            reporter: Reporter, precision: Optional[str] = None) -> Trainer:
+    """Task, model and trainer from the config, then the checkpoint's state on top. A run goes on
+    in the precision it was trained in (``precision``, from its summary) when its config says
+    ``auto``, even where ``auto`` would now choose otherwise."""
     device = resolve_device(exp.train.device)
     check_runtime(exp, device)
     threads = set_threads(exp.train.threads)
     task, model = build(exp, device, run_dir)
+    if exp.train.precision != "auto" or precision not in DTYPES:
+        precision = exp.train.precision
+    precision = check_precision(precision, device, model)
     reporter.log_every = exp.train.log_every
-    trainer = Trainer(exp, task, model, run_dir, reporter, device, threads)
+    trainer = Trainer(exp, task, model, run_dir, reporter, device, threads, precision)
     if device.type != "cpu":
         ckpt = runs.load_checkpoint(path, device)  # tensors (optimizer state, carry) onto the device
     trainer.restore(ckpt, path)

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 from . import __version__, runs
+from .budget import STOP_EARLY, STOP_EPOCHS, Replay, StepPlan, load_replay
 from .config import Experiment, TrainConfig
 from .errors import ConfigError, DataError, RnnlabError, RunDirError
 from .models import build_model
 from .models.base import Model
-from .precision import Precision, check_precision, resolve_precision
+from .precision import Precision, check_precision, isa_summary, resolve_precision
 from .progress import Reporter
 from .tasks import TASKS
 from .tasks.base import Batch, Task
@@ -77,6 +78,7 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
     env: dict[str, Any] = {
         "device": str(device),
         "cpu": cpu_model(),
+        **isa_summary(),
         "threads": threads,
         "versions": {"rnnlab": __version__, "torch": torch.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
@@ -153,6 +155,7 @@ OPTIMIZERS = {
     "adamw": "AdamW, decoupled weight decay; train.lr, train.weight_decay",
     "sgd": "SGD with momentum; train.lr, train.momentum, train.weight_decay",
 }
+PER_STEP_SCHEDULES = ("cosine", "onecycle")
 SCHEDULERS = {
     "none": "constant learning rate",
     "step": "multiply lr by gamma every step_size epochs (per epoch)",
@@ -268,6 +271,9 @@ class TrainState:
     bad_epochs: int = 0
     train_seconds: float = 0.0
     stopped_early: bool = False
+    stopped: Optional[str] = None  # why training ended before its epochs: time budget, max_steps
+    schedule_trace: list[int] = field(default_factory=list)  # a timed schedule's advance per step
+    schedule_position: int = 0  # sum(schedule_trace)
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -318,7 +324,8 @@ CHECKPOINT_FORMAT = 2  # 2: config, history, mid-epoch progress and the data pas
 
 class Trainer:
     def __init__(self, exp: Experiment, task: Task, model: Model, run_dir: Path,
-                 reporter: Reporter, device: torch.device, threads: int) -> None:
+                 reporter: Reporter, device: torch.device, threads: int,
+                 precision: Optional[str] = None) -> None:
         self.exp, self.cfg = exp, exp.train
         self.task, self.model, self.run_dir = task, model, run_dir
         self.reporter, self.device, self.threads = reporter, device, threads
@@ -326,8 +333,10 @@ class Trainer:
         # a fixed epoch length (steps or tokens) chains passes over the data instead of one pass
         self.chained = self.cfg.steps_per_epoch is not None or self.cfg.tokens_per_epoch is not None
         self.optimizer = make_optimizer(self.cfg, model)
-        self.scheduler, self.per_step = make_scheduler(
-            self.cfg, self.optimizer, self.steps_per_epoch * self.cfg.epochs)
+        replay: Optional[Replay] = load_replay(exp.to_dict(), self.cfg.replay) if self.cfg.replay else None
+        self.plan = StepPlan(self.cfg, self.steps_per_epoch,
+                             self.cfg.scheduler.name in PER_STEP_SCHEDULES, replay)
+        self.scheduler, self.per_step = make_scheduler(self.cfg, self.optimizer, self.plan.schedule_steps)
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.eval_batch_size = self.cfg.eval_batch_size or 4 * self.cfg.batch_size
@@ -340,7 +349,7 @@ class Trainer:
         self.pass_rng: Optional[torch.Tensor] = None
         self.pass_batches = 0
         self.check_every = 1 if device.type == "cpu" else self.cfg.log_every
-        self.amp = Precision(self.cfg.precision, device)
+        self.amp = Precision(precision or resolve_precision(self.cfg.precision, device, model), device)
         # (batch, state) -> (loss, state); DistributedTrainer routes it through DDP
         self.compute_loss: Callable[[Batch, Any], tuple[torch.Tensor, Any]] = \
             lambda batch, state: task.loss(model, batch, state)
@@ -360,7 +369,9 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "trainer": {"epoch": s.epoch, "step": s.step, "best": s.best, "best_epoch": s.best_epoch,
                         "bad_epochs": s.bad_epochs, "train_seconds": s.train_seconds,
-                        "stopped_early": s.stopped_early},
+                        "stopped_early": s.stopped_early, "stopped": s.stopped,
+                        "schedule_trace": list(s.schedule_trace),
+                        "schedule_position": s.schedule_position},
             "history": list(s.history),
             "progress": p.to_state() if p.steps else None,
             "data_pass": ({"rng": self.pass_rng, "batches": self.pass_batches}
@@ -505,10 +516,13 @@ class Trainer:
             if i % self.check_every == 0:
                 self.check_finite(loss, norm, epoch, i)
             self.amp.step(opt)
-            if self.per_step:
-                self.scheduler.step()
-            p.carry = detach_state(carry)
             s.step += 1
+            elapsed = s.train_seconds + (time.perf_counter() - start)
+            advance, stopping = self.plan_step(elapsed)
+            if self.per_step:
+                for _ in range(advance):
+                    self.scheduler.step()
+            p.carry = detach_state(carry)
             p.steps = i
             p.loss_sum.add_(loss.detach(), alpha=batch.size)
             p.norms.append(norm.detach())
@@ -523,6 +537,9 @@ class Trainer:
                 self.save_last()
                 if stop:
                     raise Interrupted()
+            if stopping is not None:  # the rest of the epoch is not trained: close it as it is
+                s.stopped = stopping
+                break
         if self.scheduler is not None and not self.per_step:
             self.scheduler.step()
         seconds = time.perf_counter() - start
@@ -545,6 +562,24 @@ class Trainer:
             "tokens_per_s": tokens / seconds,
         }
 
+    def plan_step(self, elapsed: float) -> tuple[int, Optional[str]]:
+        """After optimizer step ``state.step``, ``elapsed`` seconds into training: how many steps
+        the per-step schedule advances (recorded when it follows the budget) and why training
+        stops now, if it does."""
+        s, plan = self.state, self.plan
+        advance = plan.advance(s.step, s.schedule_position, elapsed) if self.per_step else 1
+        stopping = plan.stop_reason(s.step, elapsed)
+        if plan.budget is not None:  # decided by the clock: every process must follow the same one
+            advance, stopping = self.agree(advance, stopping)
+        if plan.timed:
+            s.schedule_trace.append(advance)
+            s.schedule_position += advance
+        return advance, stopping
+
+    def agree(self, advance: int, stopping: Optional[str]) -> tuple[int, Optional[str]]:
+        """Hook: DistributedTrainer makes every process take the main process's decision."""
+        return advance, stopping
+
     def check_finite(self, loss: torch.Tensor, norm: torch.Tensor, epoch: int, step: int) -> None:
         value = float(loss.detach())
         limit = self.cfg.max_loss
@@ -565,7 +600,7 @@ class Trainer:
 
     def fit(self) -> TrainState:
         s, cfg, spec = self.state, self.cfg, self.task.spec
-        while s.epoch < cfg.epochs and not s.stopped_early:
+        while s.epoch < cfg.epochs and not s.stopped_early and s.stopped is None:
             if self.should_stop(0):  # asked between epochs: last.pt already holds this state
                 raise Interrupted()
             train = self.train_epoch()
@@ -611,15 +646,19 @@ def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
     check_runtime(exp, device)
     threads = set_threads(exp.train.threads)
     task, model = build(exp, device)
+    precision = check_precision(exp.train.precision, device, model)
     run_dir = open_run(exp, runs_dir, task)
-    return start_run(Trainer(exp, task, model, run_dir, reporter, device, threads))
+    return start_run(Trainer(exp, task, model, run_dir, reporter, device, threads, precision))
 
 
 def check_runtime(exp: Experiment, device: torch.device) -> None:
-    """Checks that need the device or optional packages, before anything is written."""
+    """Checks that need the device, optional packages or other runs, before anything is written
+    (those that need the built model: ``check_precision`` with it)."""
     from .tblog import require_tensorboard
 
     check_precision(exp.train.precision, device)
+    if exp.train.replay:
+        load_replay(exp.to_dict(), exp.train.replay)
     if exp.config.logging.tensorboard:
         require_tensorboard()
 
@@ -641,6 +680,9 @@ def start_run(trainer: Trainer, extra: Optional[dict[str, Any]] = None) -> Path:
         summary = base_summary(trainer.exp, trainer.run_dir, trainer.task, trainer.model,
                                trainer.device, trainer.threads)
         summary.update(extra or {})
+        summary["precision"] = trainer.amp.name
+        if trainer.plan.replay is not None:
+            summary["replay_of"] = str(trainer.plan.replay.run_dir)
         runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
         trainer.tensorboard = open_tensorboard(trainer.exp, trainer.run_dir)
         trainer.reporter.run_start(trainer.run_dir, summary)
@@ -702,6 +744,8 @@ def close_run(trainer: Trainer, summary: dict[str, Any], status: str) -> Path:
         "train_seconds": round(s.train_seconds, 3),
         "finished": runs.now_iso(),
     })
+    if status == "completed":
+        summary["stopped"] = s.stopped or (STOP_EARLY if s.stopped_early else STOP_EPOCHS)
     runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
     if trainer.tensorboard is not None:
         trainer.tensorboard.close()
@@ -722,7 +766,7 @@ def base_summary(exp: Experiment, run_dir: Path, task: Task, model: Model, devic
         "best_epoch": None,
         "train_seconds": 0.0,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "precision": resolve_precision(exp.train.precision, device),
+        "precision": resolve_precision(exp.train.precision, device, model),
         "seed": exp.train.seed,
         "determinism": determinism(exp, device),
         **environment(device, threads),

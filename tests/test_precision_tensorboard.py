@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from rnnlab import runs
 from rnnlab.cli import app
 from rnnlab.config import load_experiment
-from rnnlab.precision import Precision
+from rnnlab.precision import Precision, native_bf16
 from rnnlab.progress import Reporter
 from rnnlab.train import Trainer, build, evaluate_run, train_run
 
@@ -26,6 +26,8 @@ def train(path: Path, runs_dir: Path, *overrides: str) -> Path:
     return train_run(load_experiment(path, list(overrides)), runs_dir, Reporter(quiet=True))
 
 
+@pytest.mark.skipif(not native_bf16(), reason="needs a CPU with native bfloat16 (AVX512-BF16 or AMX): "
+                    "oneDNN has no bf16 LSTM elsewhere (the refusal is tested in test_precision.py)")
 def test_bf16_autocasts_the_training_step_on_cpu_and_eval_stays_fp32(write_config, runs_dir: Path) -> None:
     amp = Precision("bf16", CPU)
     lstm = torch.nn.LSTM(1, 4, batch_first=True)
