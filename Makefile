@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-avx2 lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/rnnlab train configs/lstm_sine.yaml
 
+# then the precision tests again with oneDNN capped to AVX2, so a CPU with native bfloat16 also
+# exercises the path of CPUs without it (AVX2 only: no bf16 LSTM kernel)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	ONEDNN_MAX_CPU_ISA=AVX2 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_precision.py tests/test_precision_tensorboard.py tests/test_budget.py
+
+# the whole suite as an AVX2-only CPU runs it (oneDNN capped)
+test-avx2: $(STAMP)
+	ONEDNN_MAX_CPU_ISA=AVX2 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff
