@@ -84,11 +84,14 @@ def isa_summary() -> dict[str, Any]:
 
 
 def _missing_feature() -> str:
+    """Why bfloat16 is not native here, as the end of a sentence."""
     cap = onednn_isa_cap()
     if any(f in cpu_features() for f in NATIVE_BF16) and cap in _ONEDNN_NO_BF16:
-        return f"ONEDNN_MAX_CPU_ISA={cap} caps oneDNN below AVX512-BF16"
-    have = "AVX-512" if "avx512f" in cpu_features() else ("AVX2" if "avx2" in cpu_features() else "neither")
-    return f"this CPU has no native bfloat16 (no AVX512-BF16 or AMX-BF16; it has {have})"
+        return f"which ONEDNN_MAX_CPU_ISA={cap} caps oneDNN below"
+    features = cpu_features()
+    have = "AVX-512 without BF16" if "avx512f" in features else ("AVX2 only" if "avx2" in features
+                                                                 else "neither AVX2 nor AVX-512")
+    return f"which this CPU lacks (it has {have})"
 
 
 def _kernel_key(module: nn.RNNBase) -> tuple[Any, ...]:
@@ -164,8 +167,9 @@ def check_precision(name: str, device: torch.device, model: Optional[nn.Module] 
                           "use fp16 or fp32")
     if resolved == "bf16" and device.type == "cpu":
         if not native_bf16():
-            raise ConfigError(where, f"bf16 needs native bfloat16 and {_missing_feature()}; use "
-                              "'auto' (bf16 only where native and faster) or 'fp32'")
+            raise ConfigError(where, f"bf16 needs native bfloat16 (AVX512-BF16 or AMX-BF16), "
+                              f"{_missing_feature()}; use 'auto' (bf16 only where native and faster) "
+                              "or 'fp32'")
         failure = probe_bf16(model) if model is not None else None
         if failure is not None:
             raise ConfigError(where, f"bf16 cannot run this model's kernels here ({failure}); use "
