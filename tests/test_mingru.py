@@ -200,7 +200,7 @@ def test_bidirectional_is_refused_on_causal_tasks() -> None:
 
 @pytest.mark.parametrize("model,message", [
     ({"conv": 1}, "model.conv: a kernel of 1"),
-    ({"ffn_mult": 2}, "model.ffn_mult: only used with model.block: residual"),
+    ({"block": "stacked"}, "model.block"),
     ({"scan": "fast"}, "model.scan"),
 ])
 def test_bad_options_are_config_errors(model: dict[str, Any], message: str) -> None:
@@ -254,3 +254,44 @@ def test_gradflow_measures_every_step_of_every_layer(family: str) -> None:
     # with the gate open, the gradient reaches the first steps
     assert norms["layer 0"][0] > 1e-3 * max(norms["layer 0"])
     assert all(m.recorder is None for m in model.rnn.layers)  # the model is left as it was
+
+
+def test_a_run_reloads_from_its_own_config(tmp_path: Path) -> None:
+    """The run's config.yaml writes every option out; eval rebuilds the same model from it."""
+    import json
+
+    from rnnlab import runs
+    from rnnlab.train import evaluate_run
+
+    write_tiny_mnist(tmp_path / "data", n_train=60, n_test=20)
+    raw = base({"name": "mnist", "val_size": 20}, {"name": "minlstm", "num_layers": 2, "conv": 2},
+               data={"root": str(tmp_path / "data"), "download": False})
+    run = train_run(build_experiment(raw), tmp_path / "runs", Reporter(quiet=True))
+    summary = json.loads((run / runs.SUMMARY).read_text())
+    assert summary["status"] == "completed"
+    assert evaluate_run(run, "test") == summary["test"]
+
+
+@pytest.mark.parametrize("name", ["mingru_pixel_mnist", "mingru_permuted_mnist", "lstm_pixel_mnist"])
+def test_shipped_pixel_configs_train_on_the_loader(name: str, tmp_path: Path) -> None:
+    from rnnlab.config import load_experiment
+
+    from .conftest import CONFIGS
+
+    write_tiny_mnist(tmp_path / "data", n_train=60, n_test=20)
+    exp = load_experiment(CONFIGS / f"{name}.yaml", [
+        "train.epochs=1", "train.steps_per_epoch=1", "train.batch_size=8", "train.threads=1",
+        "task.val_size=20", f"data.root={tmp_path / 'data'}", "data.download=false"])
+    assert exp.task.sequence == "pixels"
+    task, net = build(exp, CPU)
+    row = Trainer(exp, task, net, tmp_path, Reporter(quiet=True), CPU, 1).train_epoch()
+    assert math.isfinite(row["train_loss"])
+
+
+def test_shipped_shakespeare_config_validates() -> None:
+    from rnnlab.config import load_experiment
+
+    from .conftest import CONFIGS
+
+    exp = load_experiment(CONFIGS / "mingru_shakespeare.yaml")
+    assert exp.model.block == "residual" and exp.task.name == "charlm"

@@ -45,10 +45,6 @@ class MinRecurrent(Recurrent):
         if options.conv == 1:
             raise ConfigError(where, "model.conv: a kernel of 1 is no convolution over time; use 0 "
                               "(none) or >= 2")
-        if options.block == "plain":
-            for key in ("norm", "ffn_mult"):
-                if key in options.model_fields_set:
-                    raise ConfigError(where, f"model.{key}: only used with model.block: residual")
 
     @classmethod
     def check_spec(cls, options: Any, spec: TaskSpec, where: str) -> None:
