@@ -408,6 +408,8 @@ def compare(
     by: Optional[str] = typer.Option(
         None, "--by", metavar="KEY=A,B", help="split RUN... into two groups by a config key, e.g. "
         "model.name=lstm,gru"),
+    breakdowns: bool = typer.Option(
+        False, "--breakdowns", help="groups: also per-class metrics such as accuracy/3 (always in --json)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Config differences and metrics of runs side by side; with two groups (--group-a/--group-b,
@@ -428,7 +430,7 @@ def compare(
             typer.echo(json.dumps(groups.to_json()))
             return
         console = _console()
-        console.print(group_table(groups))
+        console.print(group_table(groups, breakdowns))
         for skipped in groups.skipped:
             console.print(f"left out (not completed): {skipped}")
         return

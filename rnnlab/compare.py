@@ -333,7 +333,8 @@ def _numbers(summaries: list[dict[str, Any]], field: str, name: str) -> list[flo
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
 
 
-def group_table(comp: GroupComparison) -> Any:
+def group_table(comp: GroupComparison, breakdowns: bool = False) -> Any:
+    """The table; per-class breakdowns (metric names with a '/', e.g. accuracy/3) only if asked."""
     from rich.table import Table
 
     from .progress import fmt
@@ -345,6 +346,8 @@ def group_table(comp: GroupComparison) -> Any:
     for name in ("metric", f"A: {a}", f"B: {b}", "A - B", "95 % interval", "verdict"):
         table.add_column(name, justify="left" if name in ("metric", "verdict") else "right")
     for row, (va, vb) in comp.values.items():
+        if "/" in row and not breakdowns:
+            continue
         d = comp.rows[row]
         cells = [row, _pm(va), _pm(vb), fmt(mean_std(va)[0] - mean_std(vb)[0]),  # type: ignore[operator]
                  "-" if d is None else f"[{fmt(d.low)}, {fmt(d.high)}]", comp.verdict(row)]
