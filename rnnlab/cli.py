@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional
 import typer
 from typer.core import TyperGroup
 
-from .errors import RnnlabError
+from .errors import ConfigError, RnnlabError
 
 if TYPE_CHECKING:
     from .progress import Reporter
@@ -399,14 +399,42 @@ def runs_(
 @app.command()
 @user_errors
 def compare(
-    runs: List[Path] = typer.Argument(
-        ..., metavar="RUN RUN...", help="run directories (or a sweep directory)"),
+    runs: Optional[List[Path]] = typer.Argument(
+        None, metavar="RUN RUN...", help="run directories (or a sweep directory)"),
+    group_a: Optional[List[Path]] = typer.Option(
+        None, "--group-a", "-a", help="a run (or folder of runs) of group A; repeat for more"),
+    group_b: Optional[List[Path]] = typer.Option(
+        None, "--group-b", "-b", help="a run (or folder of runs) of group B; repeat for more"),
+    by: Optional[str] = typer.Option(
+        None, "--by", metavar="KEY=A,B", help="split RUN... into two groups by a config key, e.g. "
+        "model.name=lstm,gru"),
+    breakdowns: bool = typer.Option(
+        False, "--breakdowns", help="groups: also per-class metrics such as accuracy/3 (always in --json)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
-    """Config differences and metrics of runs side by side."""
-    from .compare import compare_runs, comparison_tables
+    """Config differences and metrics of runs side by side; with two groups (--group-a/--group-b,
+    or --by KEY=A,B), the difference of their means with a 95 % Welch t interval."""
+    from .compare import compare_groups, compare_runs, comparison_tables, group_table, split_by
 
-    comparison = compare_runs(runs)
+    if group_a or group_b or by:
+        if by and (group_a or group_b):
+            raise ConfigError("--by", "give either --by or --group-a/--group-b, not both")
+        if by:
+            a, b, labels = split_by(list(runs or []), by)
+        elif runs or not group_a or not group_b:
+            raise ConfigError("--group-a", "give both --group-a and --group-b, and no other RUN")
+        else:
+            a, b, labels = list(group_a), list(group_b), ("A", "B")
+        groups = compare_groups(a, b, labels)
+        if as_json:
+            typer.echo(json.dumps(groups.to_json()))
+            return
+        console = _console()
+        console.print(group_table(groups, breakdowns))
+        for skipped in groups.skipped:
+            console.print(f"left out (not completed): {skipped}")
+        return
+    comparison = compare_runs(list(runs or []))
     if as_json:
         typer.echo(json.dumps(comparison.to_json()))
         return

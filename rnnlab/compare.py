@@ -1,5 +1,6 @@
 """Looking across runs: ``rnnlab runs`` (a table of run directories, newest first, filterable) and
-``rnnlab compare`` (config differences and metrics side by side). Both only read run directories."""
+``rnnlab compare`` (config differences and metrics side by side; or two groups of runs, e.g. seeds
+of two configs, as mean(A) - mean(B) with a 95 % Welch t interval). All only read run directories."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any, Optional
 
 from . import runs
 from .config import read_yaml
-from .errors import RnnlabError, RunDirError
+from .errors import ConfigError, RnnlabError, RunDirError
+from .stats import Difference, mean_std, welch_interval
 
 MAX_DEPTH = 3  # runs/<run>, runs/<sweep>/<run>, and one level more for folders of sweeps
 SKIP = {runs.CHECKPOINTS, runs.PLOTS, "logs", "trials", "tensorboard"}
@@ -219,3 +221,143 @@ def comparison_tables(comp: Comparison) -> list[Any]:
                           *[""] * len(comp.ids))
         tables.append(table)
     return tables
+
+
+# ----------------------------------------------------------------------------- two groups of runs
+
+
+@dataclass
+class GroupComparison:
+    """Two groups of runs (e.g. one config over several seeds each): per metric, each group's
+    mean ± std and n, and mean(A) - mean(B) with a 95 % Welch t interval."""
+
+    a: list[str]
+    b: list[str]
+    labels: tuple[str, str]
+    rows: dict[str, Optional[Difference]]  # metric row -> difference (None: a group has < 2 values)
+    values: dict[str, tuple[list[float], list[float]]]  # metric row -> the values of each group
+    task_metric: Optional[str]  # the row of the task's own metric, e.g. "test accuracy"
+    mode: Optional[str]
+    skipped: list[str]  # runs left out: not completed
+
+    def verdict(self, row: str) -> str:
+        d = self.rows.get(row)
+        if d is None:
+            return "needs >= 2 completed runs per group"
+        if not d.excludes_zero:
+            return "no difference shown (interval contains 0)"
+        higher = self.labels[0] if d.diff > 0 else self.labels[1]
+        if row == self.task_metric and self.mode:
+            better = higher if self.mode == "max" else (self.labels[1] if d.diff > 0 else self.labels[0])
+            return f"{better} better"
+        return f"{higher} higher"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for row, (va, vb) in self.values.items():
+            d = self.rows[row]
+            (ma, sa), (mb, sb) = mean_std(va), mean_std(vb)
+            out[row] = {"a": {"n": len(va), "mean": ma, "std": sa},
+                        "b": {"n": len(vb), "mean": mb, "std": sb},
+                        "difference": None if d is None else d.diff,
+                        "interval": None if d is None else [d.low, d.high],
+                        "df": None if d is None else d.df, "verdict": self.verdict(row)}
+        return {"method": "Welch t interval, 95 %, for mean(A) - mean(B)",
+                "groups": {"a": self.a, "b": self.b},
+                "labels": list(self.labels), "task_metric": self.task_metric, "mode": self.mode,
+                "skipped": self.skipped, "metrics": out}
+
+
+def split_by(paths: list[Path], spec: str) -> tuple[list[Path], list[Path], tuple[str, str]]:
+    """``--by KEY=A,B``: the runs whose config has KEY == A, and those with KEY == B."""
+    key, sep, choices = spec.partition("=")
+    values = [v.strip() for v in choices.split(",")] if sep else []
+    if not key.strip() or len(values) != 2 or not all(values):
+        raise ConfigError("--by", f"expected KEY=A,B (e.g. model.name=lstm,gru), got {spec!r}")
+    dirs = expand_args(paths)
+    found: dict[str, list[Path]] = {}
+    for d in dirs:
+        value = flatten(read_yaml(d / runs.CONFIG)).get(key.strip(), object())
+        found.setdefault(_as_text(value), []).append(d)
+    groups = [found.get(v, []) for v in values]
+    for value, group in zip(values, groups):
+        if not group:
+            seen = ", ".join(sorted(v for v in found if not v.startswith("<object"))) or "none"
+            raise ConfigError("--by", f"no run has {key.strip()}={value} (values found: {seen})")
+    return groups[0], groups[1], (f"{key.strip()}={values[0]}", f"{key.strip()}={values[1]}")
+
+
+def _as_text(value: Any) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def compare_groups(a: list[Path], b: list[Path], labels: tuple[str, str] = ("A", "B")) -> GroupComparison:
+    """Each path is a run directory or a folder of runs; runs not completed are left out."""
+    dirs_a, dirs_b = expand_args(a), expand_args(b)
+    both = set(dirs_a) & set(dirs_b)
+    if both:
+        raise RunDirError(min(both), "is in both groups")
+    skipped: list[str] = []
+
+    def completed(dirs: list[Path]) -> list[dict[str, Any]]:
+        out = []
+        for d in dirs:
+            summary = read_run(d, d).summary
+            if summary.get("status") == "completed":
+                out.append(summary)
+            else:
+                skipped.append(f"{d} ({summary.get('status', 'unreadable')})")
+        return out
+
+    sa, sb = completed(dirs_a), completed(dirs_b)
+    if not sa or not sb:
+        raise RunDirError(a[0] if not sa else b[0], "this group has no completed run")
+    values: dict[str, tuple[list[float], list[float]]] = {}
+    for split, field in (("test", "test"), ("val", "best_val")):
+        names = list(dict.fromkeys(k for s in sa + sb for k in (s.get(field) or {})))
+        for name in names:
+            va, vb = (_numbers(group, field, name) for group in (sa, sb))
+            if va and vb:
+                values[f"{split} {name}"] = (va, vb)
+    metric = next((s.get("metric") for s in sa + sb if s.get("metric")), None)
+    modes = {s.get("mode") for s in sa + sb if s.get("metric") == metric}
+    task_row = next((row for row in (f"test {metric}", f"val {metric}") if row in values), None)
+    rows = {row: welch_interval(va, vb) for row, (va, vb) in values.items()}
+    return GroupComparison([str(d) for d in dirs_a], [str(d) for d in dirs_b], labels, rows, values,
+                           task_row, modes.pop() if len(modes) == 1 else None, skipped)
+
+
+def _numbers(summaries: list[dict[str, Any]], field: str, name: str) -> list[float]:
+    vals = [(s.get(field) or {}).get(name) for s in summaries]
+    return [float(v) for v in vals
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+
+
+def group_table(comp: GroupComparison, breakdowns: bool = False) -> Any:
+    """The table; per-class breakdowns (metric names with a '/', e.g. accuracy/3) only if asked."""
+    from rich.table import Table
+
+    from .progress import fmt
+
+    a, b = comp.labels
+    table = Table(title=f"{a} ({len(comp.a)} runs) vs {b} ({len(comp.b)} runs): difference of means "
+                  "mean(A) - mean(B) with a 95 % Welch t interval (bold: the task's metric)",
+                  title_justify="left")
+    for name in ("metric", f"A: {a}", f"B: {b}", "A - B", "95 % interval", "verdict"):
+        table.add_column(name, justify="left" if name in ("metric", "verdict") else "right")
+    for row, (va, vb) in comp.values.items():
+        if "/" in row and not breakdowns:
+            continue
+        d = comp.rows[row]
+        cells = [row, _pm(va), _pm(vb), fmt(mean_std(va)[0] - mean_std(vb)[0]),  # type: ignore[operator]
+                 "-" if d is None else f"[{fmt(d.low)}, {fmt(d.high)}]", comp.verdict(row)]
+        table.add_row(*cells, style="bold" if row == comp.task_metric else None)
+    return table
+
+
+def _pm(values: list[float]) -> str:
+    from .progress import fmt
+
+    mean, std = mean_std(values)
+    spread = f" ± {fmt(std)}" if std is not None else ""
+    return f"{fmt(mean)}{spread} (n={len(values)})"

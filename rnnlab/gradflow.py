@@ -3,7 +3,8 @@
 ``nn.RNN``/``nn.LSTM``/``nn.GRU`` compute every h_t inside one kernel, so no h_t exists as a tensor
 whose gradient could be read. ``unrolled(model)`` swaps each recurrent module for an ``Unrolled``
 twin that computes the same function with the same parameters one step at a time (PyTorch's own
-cell functions) and keeps every h_t. Then the task's own ``loss(model, batch)`` runs and is
+cell functions) and keeps every h_t; minGRU/minLSTM layers (``MinLayer``) are told to run their
+sequential form and hand their h_t over themselves. Then the task's own ``loss(model, batch)`` runs and is
 backpropagated, so this works for any task and any recurrent model (``forward``, ``forecast``,
 encoder-decoders). For a module called several times (rollouts, decoders) the time axis is the
 steps of every call in order. The measurement runs in eval mode (no dropout) in float64, so the
@@ -25,6 +26,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from .config import Experiment
 from .errors import ConfigError
 from .models.base import Model
+from .models.minrnn import MinLayer
 from .tasks.base import Batch, Task
 
 CELLS = {"LSTM": torch.lstm_cell, "GRU": torch.gru_cell,
@@ -73,6 +75,11 @@ class Recorder:
         for h in segment.hs:
             h.retain_grad()
         self.segments.setdefault(layer, []).append(segment)
+
+    def keep_states(self, layer: str, hs: list[torch.Tensor], real: Optional[torch.Tensor],
+                    order: Optional[torch.Tensor]) -> None:
+        """For layers that record themselves (minGRU/minLSTM): the same as ``keep``."""
+        self.keep(layer, Segment(hs, real, order))
 
     def norms(self) -> dict[str, list[float]]:
         """Per layer, per step: the mean over the batch's real samples of ||dL/dh_t||."""
@@ -177,8 +184,12 @@ def unrolled(model: nn.Module, recorder: Recorder) -> Iterator[None]:
             if isinstance(child, nn.RNNBase):
                 setattr(parent, name, Unrolled(child, recorder))
                 swapped.append((parent, name, child))
-    if not swapped:
-        raise ConfigError("model.name", f"gradflow needs a recurrent model (rnn, lstm, gru, seq2seq); "
+    recording = [m for m in model.modules() if isinstance(m, MinLayer)]
+    for layer in recording:  # these run their sequential form and hand every h_t to the recorder
+        layer.recorder = recorder
+    if not swapped and not recording:
+        raise ConfigError("model.name", "gradflow needs a recurrent model (rnn, lstm, gru, mingru, "
+                          f"minlstm, seq2seq); "
                           f"'{getattr(getattr(model, 'options', None), 'name', type(model).__name__)}' "
                           "has no hidden state")
     try:
@@ -186,6 +197,8 @@ def unrolled(model: nn.Module, recorder: Recorder) -> Iterator[None]:
     finally:
         for parent, name, child in swapped:
             setattr(parent, name, child)
+        for layer in recording:
+            layer.recorder = None
 
 
 def as_double(batch: Batch) -> Batch:

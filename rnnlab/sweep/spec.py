@@ -11,10 +11,16 @@ random:                      # `trials` draws, each crossed with every grid poin
   trials: 8
   train.lr: {loguniform: [1.0e-4, 1.0e-1]}
 seed: 0                      # seeds the random draws
+repeats: 3                   # run every configuration with seeds train.seed, train.seed + 1, ...
+# seeds: [0, 7, 42]          # ... or with these train.seed values (not both)
 metric: mse                  # rank by this metric (default: the task's own) ...
 mode: min                    # ... lower (min) or higher (max) is better; required with metric
 split: val                   # ... at the best epoch on validation (default), or on test
 ```
+
+With ``repeats`` (or ``seeds``) each configuration runs once per seed: ``train.seed`` is set in each
+trial's values (it is not a swept key), and the results group the trials of one configuration
+into mean, standard deviation and n.
 """
 
 from __future__ import annotations
@@ -27,12 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import SECTIONS, build_experiment, read_yaml, set_dotted
+from ..config import SECTIONS, TrainConfig, build_experiment, read_yaml, set_dotted
 from ..errors import ConfigError
 from ..registry import did_you_mean
 from ..runs import safe_name
 
-TOP_KEYS = ("name", "base", "grid", "random", "seed", "metric", "mode", "split")
+TOP_KEYS = ("name", "base", "grid", "random", "seed", "repeats", "seeds", "metric", "mode", "split")
+SEED_KEY = "train.seed"  # set per trial by repeats/seeds
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
 # keys that only change how finished trials are ranked; a resumed sweep may change them
 RANKING_KEYS = ("name", "metric", "mode", "split")
@@ -103,18 +110,21 @@ class Sweep:
     metric: Optional[str] = None
     mode: Optional[str] = None
     split: str = "val"
+    seeds: Optional[list[int]] = None  # train.seed of each repeat (None: no repeats)
 
     @property
     def keys(self) -> list[str]:
         return [*self.grid, *self.random]
 
     def points(self) -> list[dict[str, Any]]:
-        """Every grid combination crossed with the same ``trials`` seeded random draws."""
+        """Every grid combination crossed with the same ``trials`` seeded random draws, each
+        repeated once per seed (the seed varies fastest)."""
         grid = [dict(zip(self.grid, combo)) for combo in itertools.product(*self.grid.values())]
         rng = random.Random(self.seed)
         draws = [{key: dist.sample(rng) for key, dist in self.random.items()}
                  for _ in range(self.trials)] or [{}]
-        return [{**copy.deepcopy(g), **d} for g in grid for d in draws]
+        seeds: list[dict[str, Any]] = [{SEED_KEY: s} for s in self.seeds] if self.seeds else [{}]
+        return [{**copy.deepcopy(g), **d, **s} for g in grid for d in draws for s in seeds]
 
     def to_dict(self) -> dict[str, Any]:
         """The sweep file as resolved: base inline, every option written out."""
@@ -122,7 +132,10 @@ class Sweep:
         if self.random:
             out["random"] = {"trials": self.trials,
                              **{key: dist.to_yaml() for key, dist in self.random.items()}}
-        out.update(seed=self.seed, metric=self.metric, mode=self.mode, split=self.split)
+        out["seed"] = self.seed
+        if self.seeds:
+            out["seeds"] = list(self.seeds)
+        out.update(metric=self.metric, mode=self.mode, split=self.split)
         return out
 
     def identity(self) -> dict[str, Any]:
@@ -154,8 +167,33 @@ def parse_sweep(raw: dict[str, Any], where: str, base_dir: Path, default_name: s
         raise ConfigError(where, f"random.{min(both)}: also in grid; sweep each key one way")
     if not sweep.keys:
         raise ConfigError(where, "nothing to sweep: give grid: and/or random: with dotted config keys")
+    sweep.seeds = _seeds(raw, sweep, where)
     _ranking(sweep, raw, where)
     return sweep
+
+
+def _seeds(raw: dict[str, Any], sweep: Sweep, where: str) -> Optional[list[int]]:
+    """``repeats: N`` -> seeds train.seed + i (train.seed of the base config); ``seeds: [...]``."""
+    if "repeats" not in raw and "seeds" not in raw:
+        return None
+    if "repeats" in raw and "seeds" in raw:
+        raise ConfigError(where, "seeds: give repeats: N or a seeds: list, not both")
+    if SEED_KEY in sweep.keys:
+        raise ConfigError(where, f"repeats: {SEED_KEY} is also swept in grid/random; repeats set it")
+    if "seeds" in raw:
+        seeds = raw["seeds"]
+        if (not isinstance(seeds, list) or not seeds
+                or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+            raise ConfigError(where, f"seeds: must be a non-empty list of integers, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(where, f"seeds: a seed is listed twice in {seeds!r}")
+        return list(seeds)
+    repeats = _int(raw["repeats"], "repeats", where, minimum=1)
+    train = sweep.base.get("train") if isinstance(sweep.base.get("train"), dict) else {}
+    start = train.get("seed", TrainConfig.model_fields["seed"].default)
+    if not isinstance(start, int) or isinstance(start, bool):
+        raise ConfigError(where, f"base: train.seed: must be an integer, got {start!r}")
+    return [start + i for i in range(repeats)]
 
 
 def _name(value: Any, default: str, where: str) -> str:

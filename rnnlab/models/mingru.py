@@ -1,0 +1,124 @@
+"""The ``mingru`` and ``minlstm`` model families: ``MinStack`` built against the task's spec, with
+the same embedding, pooling, heads, dropout, bidirectionality and forecasting as rnn/lstm/gru."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ..errors import ConfigError
+from ..tasks.base import TaskSpec
+from . import MODELS
+from .base import State
+from .minrnn import GATES, MinStack
+from .recurrent import Recurrent, RecurrentOptions
+from .scan import FORMS
+
+
+class MinRNNOptions(RecurrentOptions):
+    forget_bias: Optional[float] = Field(
+        None, description="initial bias of the gate that keeps the state (minLSTM's f; minGRU's 1 - z, "
+        "so z's bias is minus this): larger keeps memory longer at the start; default: PyTorch's init")
+    block: Literal["plain", "residual"] = Field(
+        "plain", description="plain: layers stacked as in nn.GRU; residual: the paper's LM block "
+        "(norm, minRNN, residual, feed-forward) per layer")
+    norm: bool = Field(True, description="block: residual: LayerNorm before the minRNN and the feed-forward")
+    ffn_mult: int = Field(4, ge=0, description="block: residual: feed-forward width / hidden_size (0: none)")
+    conv: int = Field(0, ge=0, description="kernel of a short causal depthwise convolution before each "
+                      "layer's recurrence (0: none; the paper uses 4)")
+    scan: Literal[FORMS] = Field(  # type: ignore[valid-type]
+        "auto", description="how a window is computed: fused (CPU), logspace (Heinsen's parallel "
+        "scan, GPU), sequential (reference); auto picks by device. All compute the same function")
+
+
+class MinRecurrent(Recurrent):
+    """Shared by both families; ``family`` picks the gates."""
+
+    Options = MinRNNOptions
+    family = "mingru"
+
+    @classmethod
+    def check_options(cls, options: Any, where: str) -> None:
+        if options.conv == 1:
+            raise ConfigError(where, "model.conv: a kernel of 1 is no convolution over time; use 0 "
+                              "(none) or >= 2")
+
+    @classmethod
+    def check_spec(cls, options: Any, spec: TaskSpec, where: str) -> None:
+        if options.tie_weights and options.block == "residual" and options.bidirectional:
+            raise ConfigError(where, "model.tie_weights: not with a bidirectional residual stack")
+        super().check_spec(options, spec, where)
+
+    def __init__(self, options: MinRNNOptions, spec: TaskSpec) -> None:  # noqa: D107
+        nn.Module.__init__(self)
+        self.options, self.spec = options, spec
+        o = options
+        self.directions = 2 if o.bidirectional else 1
+        if spec.input_kind == "tokens":
+            self.embed: Optional[nn.Embedding] = (None if o.one_hot
+                                                  else nn.Embedding(spec.input_size, o.embedding_dim))
+            in_size = spec.input_size if o.one_hot else o.embedding_dim
+        else:
+            self.embed = None
+            in_size = spec.input_size
+        self.rnn = MinStack(self.family, in_size, o.hidden_size, o.num_layers, o.bidirectional,
+                            o.dropout, o.block, o.norm, o.ffn_mult, o.conv, o.scan)
+        self.drop = nn.Dropout(o.dropout)
+        self.embed_drop = nn.Dropout(o.dropout if o.embedding_dropout is None else o.embedding_dropout)
+        features = self.rnn.features
+        if o.block == "residual" and o.bidirectional and spec.output == "last" and o.pooling == "last":
+            features *= 2  # the last step's and the first step's outputs
+        self.head = nn.Linear(features, spec.output_size)
+        if o.tie_weights and self.embed is not None:
+            self.head.weight = self.embed.weight
+
+    def run(self, x: torch.Tensor, lengths: Optional[torch.Tensor], state: State
+            ) -> tuple[torch.Tensor, State]:
+        return self.rnn(x, state, lengths)
+
+    def summary(self, out: torch.Tensor, state: State, lengths: Optional[torch.Tensor]) -> torch.Tensor:
+        if self.options.pooling != "last" or self.options.block == "plain":
+            return super().summary(out, state, lengths)
+        # residual: the stream's output at the real last step (and the first, for the reverse pass)
+        last = (torch.full((out.shape[0],), out.shape[1] - 1, device=out.device) if lengths is None
+                else lengths.to(out.device) - 1)
+        final = out[torch.arange(out.shape[0], device=out.device), last]
+        return final if self.directions == 1 else torch.cat([final, out[:, 0]], dim=-1)
+
+    def reset_parameters_(self) -> None:
+        """``init``: default (PyTorch's), normal (weights N(0, init_std), biases 0) or orthogonal
+        (no matrix here is recurrent, so every matrix gets xavier as the classic families' input
+        weights do, biases 0). Norms keep weight 1, bias 0. Then ``forget_bias``."""
+        o = self.options
+        if o.init != "default":
+            for module in self.modules():
+                if isinstance(module, nn.LayerNorm):
+                    continue
+                for name, param in module.named_parameters(recurse=False):
+                    if name == "bias":
+                        nn.init.zeros_(param)
+                    elif o.init == "normal":
+                        nn.init.normal_(param, std=o.init_std)
+                    elif param.dim() >= 2:
+                        nn.init.xavier_uniform_(param)
+        if o.forget_bias is None:
+            return
+        value = -o.forget_bias if self.family == "mingru" else o.forget_bias
+        with torch.no_grad():
+            for layer in self.rnn.layers:
+                layer.proj.bias.view(layer.directions, GATES[self.family], -1)[:, 0] = value
+
+
+@MODELS.register("mingru", "minGRU (Feng et al. 2024): gates from the input only, parallel/fused "
+                 "scan; num_layers, block plain|residual, conv, bidirectional, dropout")
+class MinGRU(MinRecurrent):
+    family = "mingru"
+
+
+@MODELS.register("minlstm", "minLSTM (Feng et al. 2024): normalised forget/input gates, parallel/"
+                 "fused scan; num_layers, block plain|residual, conv, bidirectional, dropout")
+class MinLSTM(MinRecurrent):
+    family = "minlstm"
