@@ -38,10 +38,16 @@ class Strict(BaseModel):
 
 
 class Scheduler(Strict):
-    name: Literal["none", "step", "cosine", "onecycle"] = "none"
+    name: Literal["none", "step", "cosine", "onecycle", "plateau"] = "none"
     step_size: Optional[int] = Field(None, gt=0, description="step: epochs between decays")
     gamma: Optional[float] = Field(None, gt=0, le=1, description="step: decay factor")
     min_lr_ratio: Optional[float] = Field(None, ge=0, le=1, description="cosine: final lr / lr")
+    warmup_steps: Optional[int] = Field(
+        None, ge=0, description="cosine: raise lr linearly from lr / warmup_steps to lr over the first "
+        "N optimizer steps, then decay")
+    factor: Optional[float] = Field(None, gt=0, lt=1, description="plateau: lr multiplier on a plateau")
+    patience: Optional[int] = Field(
+        None, ge=0, description="plateau: epochs without a better validation metric before lowering lr")
     pct_start: Optional[float] = Field(None, gt=0, lt=1, description="onecycle: warm-up fraction")
     div_factor: Optional[float] = Field(None, gt=0, description="onecycle: lr / initial lr")
     final_div_factor: Optional[float] = Field(None, gt=0, description="onecycle: initial lr / final lr")
@@ -49,8 +55,9 @@ class Scheduler(Strict):
     OPTIONS: ClassVar[dict[str, set[str]]] = {
         "none": set(),
         "step": {"step_size", "gamma"},
-        "cosine": {"min_lr_ratio"},
+        "cosine": {"min_lr_ratio", "warmup_steps"},
         "onecycle": {"pct_start", "div_factor", "final_div_factor"},
+        "plateau": {"factor", "patience"},
     }
 
     @model_validator(mode="before")

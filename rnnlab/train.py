@@ -7,6 +7,7 @@ checkpoint, early stopping, divergence, and the run directory. Tasks provide bat
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -156,26 +157,45 @@ OPTIMIZERS = {
 SCHEDULERS = {
     "none": "constant learning rate",
     "step": "multiply lr by gamma every step_size epochs (per epoch)",
-    "cosine": "cosine decay over all steps to lr * min_lr_ratio (per step)",
+    "cosine": "cosine decay over all steps to lr * min_lr_ratio (per step); warmup_steps: linear warm-up first",
     "onecycle": "one-cycle: warm up to lr, then anneal (per step); pct_start, div_factor, final_div_factor",
+    "plateau": "ReduceLROnPlateau on the task's validation metric (per epoch); factor, patience",
 }
 
 
-def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
-                   ) -> tuple[Optional[Any], bool]:
-    """(scheduler, steps_per_batch): step/none are per epoch, cosine/onecycle per batch."""
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int,
+                   mode: str = "min") -> tuple[Optional[Any], bool]:
+    """(scheduler, steps_per_batch): step/none/plateau are per epoch, cosine/onecycle per batch.
+    ``mode``: whether the task's validation metric (which plateau watches) is better lower or higher."""
     s = cfg.scheduler
     if s.name == "none":
         return None, False
     if s.name == "step":
         step_size = s.step_size or max(1, cfg.epochs // 3)
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size, s.gamma or 0.1), False
+    if s.name == "plateau":  # stepped with the validation metric after each epoch (Trainer.fit)
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max" if mode == "max" else "min", factor=s.factor or 0.1,
+            patience=2 if s.patience is None else s.patience), False
+    if s.name == "cosine" and s.warmup_steps:
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, functools.partial(warmup_cosine, warmup=s.warmup_steps, total=max(1, total_steps),
+                                         floor=s.min_lr_ratio or 0.0)), True
     if s.name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=max(1, total_steps), eta_min=cfg.lr * (s.min_lr_ratio or 0.0)), True
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.lr, total_steps=max(2, total_steps), pct_start=s.pct_start or 0.3,
         div_factor=s.div_factor or 25.0, final_div_factor=s.final_div_factor or 1e4), True
+
+
+def warmup_cosine(step: int, warmup: int, total: int, floor: float) -> float:
+    """The lr multiplier at optimizer step ``step`` (0-based) of ``cosine`` with warm-up: linear from
+    1/warmup to 1 over ``warmup`` steps, then the cosine from 1 down to ``floor`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def load_weights(model: Model, state: dict[str, Any], path: Path) -> None:
@@ -327,7 +347,8 @@ class Trainer:
         self.chained = self.cfg.steps_per_epoch is not None or self.cfg.tokens_per_epoch is not None
         self.optimizer = make_optimizer(self.cfg, model)
         self.scheduler, self.per_step = make_scheduler(
-            self.cfg, self.optimizer, self.steps_per_epoch * self.cfg.epochs)
+            self.cfg, self.optimizer, self.steps_per_epoch * self.cfg.epochs, task.spec.mode)
+        self.plateau = self.cfg.scheduler.name == "plateau"
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.eval_batch_size = self.cfg.eval_batch_size or 4 * self.cfg.batch_size
@@ -523,7 +544,7 @@ class Trainer:
                 self.save_last()
                 if stop:
                     raise Interrupted()
-        if self.scheduler is not None and not self.per_step:
+        if self.scheduler is not None and not self.per_step and not self.plateau:
             self.scheduler.step()
         seconds = time.perf_counter() - start
         loss_sum, samples, tokens = self.reduce_totals(p.loss_sum, p.samples, p.tokens)
@@ -578,6 +599,8 @@ class Trainer:
             row.update({f"val_{k}": v for k, v in val.items()})
             row["seconds"] = train["train_seconds"] + (time.perf_counter() - t0)
             metric = val[spec.metric]
+            if self.plateau:  # the next epoch's lr (the row keeps the lr this epoch trained with)
+                self.scheduler.step(metric)
             es = cfg.early_stopping
             if better(metric, s.best, spec.mode, es.min_delta if es else 0.0):
                 s.best, s.best_epoch, s.bad_epochs = metric, s.epoch, 0
