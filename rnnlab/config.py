@@ -160,10 +160,27 @@ class TrainConfig(Strict):
         return None if value in (0, False) else value
 
 
+class MlflowOptions(Strict):
+    """``logging.mlflow: true`` or a mapping of these (see ``rnnlab.mlflow_log``)."""
+
+    tracking_uri: Optional[str] = Field(
+        None, description="MLflow tracking URI (default: sqlite:///<runs dir>/mlflow.db)")
+    experiment: Optional[str] = Field(None, description="MLflow experiment (default: rnnlab)")
+    log_checkpoint: bool = Field(False, description="also log checkpoints/best.pt as an artifact")
+
+
 class LoggingConfig(Strict):
     plots: bool = True
     tensorboard: bool = Field(False, description="write TensorBoard scalars into <run>/tensorboard "
                               "(needs the 'tensorboard' extra)")
+    mlflow: Optional[MlflowOptions] = Field(
+        None, description="track the run in MLflow: true, or {tracking_uri, experiment, log_checkpoint} "
+        "(needs the 'mlflow' extra)")
+
+    @field_validator("mlflow", mode="before")
+    @classmethod
+    def _mlflow_switch(cls, value: Any) -> Any:
+        return {} if value is True else None if value is False else value
 
 
 class Config(Strict):

@@ -19,6 +19,7 @@ from . import runs
 from .config import Experiment, apply_overrides, build_experiment, read_yaml
 from .errors import ConfigError, RunDirError
 from .progress import Reporter
+from .mlflow_log import open_live
 from .tblog import open_tensorboard
 from .train import (
     Trainer,
@@ -42,6 +43,7 @@ SAFE_TO_CHANGE = (
     "train.device",  # e.g. finish a GPU run on a CPU; not bit-exact across devices
     "logging.plots",
     "logging.tensorboard",
+    "logging.mlflow",
 )
 SCHEDULES_SPANNING_EPOCHS = ("cosine", "onecycle")  # their shape is fixed by the total step count
 
@@ -146,6 +148,7 @@ def resume_run(run: str | os.PathLike[str], overrides: list[str], runs_dir: Path
         trainer = rebuild(exp, run_dir, ckpt, last, reporter)
         restart_files(trainer, summary, exp)
         trainer.tensorboard = open_tensorboard(exp, run_dir)
+        trainer.mlflow = open_live(exp.config.logging.mlflow, run_dir, summary, exp.to_dict())
         if not reporter.quiet:
             reporter.print(f"resuming {run_dir} {trainer.saved}")
         reporter.run_start(run_dir, summary)

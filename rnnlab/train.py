@@ -366,6 +366,7 @@ class Trainer:
         self.compute_loss: Callable[[Batch, Any], tuple[torch.Tensor, Any]] = \
             lambda batch, state: task.loss(model, batch, state)
         self.tensorboard: Optional[Any] = None  # a tblog.TensorBoardLog when logging.tensorboard
+        self.mlflow: Optional[Any] = None  # a mlflow_log.LiveRun when logging.mlflow
         self.step_norms = torch.zeros(0)  # the last epoch's per-step pre-clip norms (for loggers)
         self.saved: Optional[str] = None  # what last.pt holds, for messages
         self._saved_at = time.monotonic()
@@ -461,6 +462,8 @@ class Trainer:
         runs.append_jsonl(self.run_dir / runs.METRICS, row)
         if self.tensorboard is not None:
             self.tensorboard.epoch(row, self.step_norms)
+        if self.mlflow is not None:
+            self.mlflow.epoch(row)
 
     # ------------------------------------------------------------------ hooks (see distributed.py)
     def validate(self) -> dict[str, float]:
@@ -640,11 +643,13 @@ def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
 
 def check_runtime(exp: Experiment, device: torch.device) -> None:
     """Checks that need the device or optional packages, before anything is written."""
+    from .mlflow_log import check_mlflow
     from .tblog import require_tensorboard
 
     check_precision(exp.train.precision, device)
     if exp.config.logging.tensorboard:
         require_tensorboard()
+    check_mlflow(exp.config.logging.mlflow)
 
 
 def open_run(exp: Experiment, runs_dir: Path, task: Task) -> Path:
@@ -658,6 +663,7 @@ def open_run(exp: Experiment, runs_dir: Path, task: Task) -> Path:
 def start_run(trainer: Trainer, extra: Optional[dict[str, Any]] = None) -> Path:
     """Write the initial summary (plus ``extra`` facts), open the loggers, train and finish,
     holding the run's lock throughout."""
+    from .mlflow_log import open_live
     from .tblog import open_tensorboard
 
     with runs.RunLock(trainer.run_dir):
@@ -666,6 +672,8 @@ def start_run(trainer: Trainer, extra: Optional[dict[str, Any]] = None) -> Path:
         summary.update(extra or {})
         runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
         trainer.tensorboard = open_tensorboard(trainer.exp, trainer.run_dir)
+        trainer.mlflow = open_live(trainer.exp.config.logging.mlflow, trainer.run_dir, summary,
+                                   trainer.exp.to_dict())
         trainer.reporter.run_start(trainer.run_dir, summary)
         return finish_run(trainer, summary)
 
@@ -728,6 +736,8 @@ def close_run(trainer: Trainer, summary: dict[str, Any], status: str) -> Path:
     runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
     if trainer.tensorboard is not None:
         trainer.tensorboard.close()
+    if trainer.mlflow is not None:
+        trainer.mlflow.close(summary)
     return trainer.run_dir
 
 
