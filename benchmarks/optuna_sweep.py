@@ -113,8 +113,9 @@ def resume_check(args: argparse.Namespace, tmp: Path) -> bool:
     trials = args.resume_trials
     path = sweep_file(tmp, "tpe", trials, args.epochs, args.seed)
     runs = tmp / "runs_resume"
-    proc = subprocess.Popen(rnnlab("sweep", str(path), "--runs-dir", str(runs), "--workers", str(args.workers),
-                                   "--quiet"), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(rnnlab("sweep", str(path), "--runs-dir", str(runs),
+                                   "--workers", str(args.workers), "--quiet"),
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     settled, training = 0, False
     # kill once some trials settled and another is mid-training (it has a checkpoint to continue)
     while proc.poll() is None and (settled < args.kill_after or not training):
@@ -127,7 +128,7 @@ def resume_check(args: argparse.Namespace, tmp: Path) -> bool:
         settled = counts.get("completed", 0) + counts.get("pruned", 0)
         training = any(mid_training(run) for run in sweep.iterdir())
     if proc.poll() is not None:
-        print(f"resume: the sweep ended before it could be killed; raise --resume-trials")
+        print("resume: the sweep ended before it could be killed; raise --resume-trials")
         return False
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -164,7 +165,8 @@ def resume_check(args: argparse.Namespace, tmp: Path) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=10, help="epochs per trial (lstm_sine has 25)")

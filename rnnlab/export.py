@@ -20,7 +20,6 @@ difference from PyTorch is reported, and above ``tolerance`` the export is an er
 from __future__ import annotations
 
 import copy
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +59,8 @@ def require_onnx() -> None:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
-        raise ConfigError("--format onnx", "needs onnx and onnxruntime: pip install 'rnnlab[export]'") from None
+        raise ConfigError("--format onnx",
+                          "needs onnx and onnxruntime: pip install 'rnnlab[export]'") from None
 
 
 # ----------------------------------------------------------------------------- the wrappers
@@ -71,9 +71,9 @@ def plain_rnn(module: nn.Module) -> nn.Module:
     module = copy.deepcopy(module)
     for name, child in list(module.named_modules()):
         if isinstance(child, ElmanRNN):
-            rnn = nn.RNN(child.input_size, child.hidden_size, child.num_layers, nonlinearity=child.nonlinearity,
-                         bias=child.bias, batch_first=child.batch_first, dropout=child.dropout,
-                         bidirectional=child.bidirectional)
+            rnn = nn.RNN(child.input_size, child.hidden_size, child.num_layers,
+                         nonlinearity=child.nonlinearity, bias=child.bias, batch_first=child.batch_first,
+                         dropout=child.dropout, bidirectional=child.bidirectional)
             rnn.load_state_dict(child.state_dict())
             parent = module.get_submodule(name.rpartition(".")[0]) if "." in name else module
             if name:

@@ -40,7 +40,8 @@ def require_mlflow(where: str = "logging.mlflow") -> Any:
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
-        raise ConfigError(where, "needs MLflow: pip install 'rnnlab[mlflow]' (or set logging.mlflow: false)") from None
+        raise ConfigError(where, "needs MLflow: pip install 'rnnlab[mlflow]' "
+                          "(or set logging.mlflow: false)") from None
     return MlflowClient
 
 
@@ -69,7 +70,8 @@ class Store:
                 self.experiment_id = found.experiment_id
         except Exception as exc:  # noqa: BLE001 - a store MLflow cannot open: the user's URI
             text = str(exc).strip().splitlines()
-            raise ConfigError(where, f"cannot open MLflow store {uri}: {text[0][:200] if text else exc}") from None
+            reason = text[0][:200] if text else exc
+            raise ConfigError(where, f"cannot open MLflow store {uri}: {reason}") from None
 
     def find(self, tag: str, value: str) -> Optional[str]:
         found = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{tag}` = '{value}'",
@@ -79,8 +81,8 @@ class Store:
     def create(self, name: str, tags: dict[str, str]) -> str:
         return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
 
-    def log(self, run_id: str, params: dict[str, str] | None = None, metrics: list[tuple[str, float, int]] = (),
-            ) -> None:
+    def log(self, run_id: str, params: Optional[dict[str, str]] = None,
+            metrics: list[tuple[str, float, int]] | tuple[()] = ()) -> None:
         from mlflow.entities import Metric, Param
 
         now = int(time.time() * 1000)
@@ -209,7 +211,8 @@ def log_sweep(store: Store, sweep_dir: Path, checkpoint: bool = False) -> list[s
     best = meta.get("best") or {}
     metrics = [(f"best_{meta.get('split')}_{meta.get('metric')}", float(best["score"]), 0)] \
         if isinstance(best.get("score"), (int, float)) else []
-    store.log(parent, metrics=metrics + [(f"trials_{k}", float(v), 0) for k, v in (meta.get("counts") or {}).items()])
+    counts = [(f"trials_{k}", float(v), 0) for k, v in (meta.get("counts") or {}).items()]
+    store.log(parent, metrics=metrics + counts)
     store.client.set_tag(parent, "status", str(meta.get("status")))
     store.artifacts(parent, [sweep_dir / "summary.json", sweep_dir / "summary.csv", sweep_dir / "sweep.yaml"])
     store.artifacts(parent, sorted((sweep_dir / runs.PLOTS).glob("*.png")), "plots")
@@ -286,7 +289,8 @@ def check_mlflow(options: Any) -> None:
         require_mlflow()
 
 
-def open_live(options: Any, run_dir: Path, summary: dict[str, Any], config: dict[str, Any]) -> Optional[LiveRun]:
+def open_live(options: Any, run_dir: Path, summary: dict[str, Any], config: dict[str, Any]
+              ) -> Optional[LiveRun]:
     """The live MLflow run of a training run, or None (not asked for; or a sweep's trial, which
     the sweep logs nested under its own run when it ends)."""
     if options is None or os.environ.get(SWEEP_ENV):

@@ -18,8 +18,8 @@ from typing import Any, Optional
 from . import runs
 from .config import Experiment, apply_overrides, build_experiment, read_yaml
 from .errors import ConfigError, RunDirError
-from .progress import Reporter
 from .mlflow_log import open_live
+from .progress import Reporter
 from .tblog import open_tensorboard
 from .train import (
     Trainer,

@@ -157,7 +157,8 @@ OPTIMIZERS = {
 SCHEDULERS = {
     "none": "constant learning rate",
     "step": "multiply lr by gamma every step_size epochs (per epoch)",
-    "cosine": "cosine decay over all steps to lr * min_lr_ratio (per step); warmup_steps: linear warm-up first",
+    "cosine": "cosine decay over all steps to lr * min_lr_ratio (per step); warmup_steps: linear "
+              "warm-up first",
     "onecycle": "one-cycle: warm up to lr, then anneal (per step); pct_start, div_factor, final_div_factor",
     "plateau": "ReduceLROnPlateau on the task's validation metric (per epoch); factor, patience",
 }

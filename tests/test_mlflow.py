@@ -89,7 +89,8 @@ def test_a_sweep_is_a_parent_run_with_nested_trials(store: str, tmp_path: Path) 
 
 
 def test_track_logs_a_finished_run_after_the_fact(store: str, tmp_path: Path) -> None:
-    run = train_run(build_experiment(deep_merge(SINE_TINY, {"name": "offline"})), tmp_path, Reporter(quiet=True))
+    exp = build_experiment(deep_merge(SINE_TINY, {"name": "offline"}))
+    run = train_run(exp, tmp_path, Reporter(quiet=True))
     result = runner.invoke(app, ["track", str(run), "--to", store, "--experiment", "offline"])
     assert result.exit_code == 0, result.output
     (found,) = search(store, "offline")

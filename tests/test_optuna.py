@@ -36,25 +36,28 @@ def test_tpe_and_cmaes_sections_parse_like_random(tmp_path: Path) -> None:
     assert sweep.search is not None and sweep.search.sampler == "tpe" and sweep.search.pruner == "median"
     assert sweep.keys == list(SPACE) and sweep.points() == []
     assert sweep.to_dict()["tpe"]["trials"] == 5
-    cmaes = load_sweep(write_sweep(tmp_path, {"cmaes": {"trials": 2, "train.lr": {"uniform": [0.001, 0.01]}}}))
+    body = {"cmaes": {"trials": 2, "train.lr": {"uniform": [0.001, 0.01]}}}
+    cmaes = load_sweep(write_sweep(tmp_path, body))
     assert cmaes.search is not None and cmaes.search.pruner == "none"
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"tpe": {"trials": 3, "pruner": "medain", **SPACE}}, "tpe.pruner: must be one of none, median, hyperband, "
-                                                          "got 'medain' (did you mean 'median'?)"),
+    ({"tpe": {"trials": 3, "pruner": "medain", **SPACE}},
+     "tpe.pruner: must be one of none, median, hyperband, got 'medain' (did you mean 'median'?)"),
     ({"tpe": {"pruner": "median", **SPACE}}, "tpe.trials: is required"),
     ({"tpe": {"trials": 3, "pruner": "none"}}, "tpe: give at least one dotted key"),
     ({"tpe": {"trials": 3, **SPACE}, "grid": {"train.epochs": [1, 2]}}, "tpe: an Optuna search chooses"),
     ({"tpe": {"trials": 3, **SPACE}, "cmaes": {"trials": 3, **SPACE}}, "cmaes: give one Optuna search"),
-    ({"cmaes": {"trials": 3, "train.lr": {"loguniform": [0, 1]}}}, "cmaes.train.lr.loguniform: bounds must be > 0"),
+    ({"cmaes": {"trials": 3, "train.lr": {"loguniform": [0, 1]}}},
+     "cmaes.train.lr.loguniform: bounds must be > 0"),
 ])
 def test_bad_search_sections_are_one_line(tmp_path: Path, body: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_sweep(write_sweep(tmp_path, body))
 
 
-def test_missing_optuna_is_one_line_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_optuna_is_one_line_and_writes_nothing(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import builtins
 
     real = builtins.__import__

@@ -43,8 +43,8 @@ def test_config_prints_the_yaml_train_accepts_and_saves(tmp_path: Path) -> None:
 
 
 def test_config_errors_are_one_line(tmp_path: Path) -> None:
-    assert_user_error(runner.invoke(app, ["config", str(CONFIGS / "lstm_mnist.yaml"), "--set", "train.lr=-1"]),
-                      "train.lr: must be > 0")
+    bad = runner.invoke(app, ["config", str(CONFIGS / "lstm_mnist.yaml"), "--set", "train.lr=-1"])
+    assert_user_error(bad, "train.lr: must be > 0")
     assert_user_error(runner.invoke(app, ["config", str(tmp_path / "nope.yaml")]), "config file not found")
 
 

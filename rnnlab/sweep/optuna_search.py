@@ -43,10 +43,9 @@ from .runner import (
     _write_trial,
     find_run,
 )
-from .spec import Distribution, Sweep, Trial, resolve_trial
+from .spec import Sweep, Trial, resolve_trial
 
 STUDY_FILE = "optuna.journal"
-HISTORY_PNG, IMPORTANCE_PNG = "optuna_history.png", "optuna_importances.png"
 
 
 def require_optuna(sweep: Sweep) -> Any:
@@ -128,11 +127,13 @@ def open_study(sweep: Sweep, sweep_dir: Path) -> Any:
     if search.sampler == "cmaes":
         sampler = optuna.samplers.CmaEsSampler(seed=sweep.seed, warn_independent_sampling=False)
     else:  # a quarter of the trials (at most Optuna's 10) are random starts before TPE models
-        sampler = optuna.samplers.TPESampler(seed=sweep.seed, n_startup_trials=min(10, max(1, search.trials // 4)))
+        sampler = optuna.samplers.TPESampler(seed=sweep.seed,
+                                             n_startup_trials=min(10, max(1, search.trials // 4)))
     if search.pruner == "median":
         pruner: Any = optuna.pruners.MedianPruner(n_startup_trials=min(5, max(1, search.trials // 4)))
     elif search.pruner == "hyperband":
-        epochs = sweep.base.get("train", {}).get("epochs") if isinstance(sweep.base.get("train"), dict) else None
+        train = sweep.base.get("train")
+        epochs = train.get("epochs") if isinstance(train, dict) else None
         pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs or "auto")
     else:
         pruner = optuna.pruners.NopPruner()
@@ -399,6 +400,8 @@ class SearchDriver(Driver):
 
     def finish(self, interrupted: bool) -> Outcome:
         outcome = super().finish(interrupted)
+        from .optuna_plots import write_study_plots
+
         write_study_plots(self.study, self.sweep_dir / runs.PLOTS, self.say)
         return outcome
 
@@ -410,37 +413,3 @@ def stop_one(backend: Any, handle: Any) -> None:
         backend.ray.cancel(handle, force=False)
     else:
         backend.interrupt(handle)
-
-
-def write_study_plots(study: Any, plots_dir: Path, say: Callable[[str], None]) -> list[Path]:
-    """Optuna's optimisation history and parameter importances, as PNGs beside the sweep's plots."""
-    import warnings
-
-    from optuna.trial import TrialState
-
-    from ..plots import plt
-
-    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    if not done:
-        return []
-    from optuna.visualization import matplotlib as vis
-
-    paths = []
-    figures = [(HISTORY_PNG, vis.plot_optimization_history)]
-    if len(done) >= 2 and len(done[0].params) >= 1:
-        figures.append((IMPORTANCE_PNG, vis.plot_param_importances))
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    for name, plot in figures:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
-                ax = plot(study)
-                fig = ax.figure
-                fig.set_size_inches(7, 4.5)
-                fig.tight_layout()
-                fig.savefig(plots_dir / name, dpi=100)
-                plt.close(fig)
-            paths.append(plots_dir / name)
-        except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. importances of equal values
-            say(f"note: no {name}: {exc}")
-    return paths

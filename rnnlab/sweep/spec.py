@@ -248,7 +248,8 @@ def _random(value: Any, where: str, section: str = "random",
     if value is None:
         return 0, {}
     if not isinstance(value, dict):
-        raise ConfigError(where, f"{section}: must be a mapping with trials: and dotted keys -> distributions")
+        raise ConfigError(where, f"{section}: must be a mapping with trials: and dotted keys -> "
+                          "distributions")
     if "trials" not in value:
         raise ConfigError(where, f"{section}.trials: is required (how many "
                           f"{'random draws' if section == 'random' else 'trials'})")
@@ -267,7 +268,8 @@ def _search(raw: dict[str, Any], where: str) -> Optional[Search]:
     if not given:
         return None
     if len(given) > 1:
-        raise ConfigError(where, f"{given[1]}: give one Optuna search section, not both {' and '.join(given)}")
+        raise ConfigError(where, f"{given[1]}: give one Optuna search section, not both "
+                          f"{' and '.join(given)}")
     sampler, value = given[0], raw[given[0]]
     trials, params = _random(value, where, sampler, skip=("pruner",))
     pruner = value.get("pruner", "none")
@@ -275,7 +277,8 @@ def _search(raw: dict[str, Any], where: str) -> Optional[Search]:
         pruner = "none"
     if pruner not in PRUNERS:
         hint = did_you_mean(str(pruner), list(PRUNERS))
-        raise ConfigError(where, f"{sampler}.pruner: must be one of {', '.join(PRUNERS)}, got {pruner!r}{hint}")
+        raise ConfigError(where, f"{sampler}.pruner: must be one of {', '.join(PRUNERS)}, "
+                          f"got {pruner!r}{hint}")
     return Search(sampler, trials, params, pruner)
 
 
