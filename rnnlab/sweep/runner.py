@@ -73,7 +73,13 @@ def run_sweep(sweep_file: Optional[Path], runs_dir: Path, resume: Optional[Path]
     tracking = mlflow_log.base_options(sweep.base)
     if tracking is not None:
         mlflow_log.require_mlflow(f"{sweep.source}: base: logging.mlflow")
-    backend = _backend(options)  # a backend that cannot start fails before anything is written
+        # trials leave MLflow to the sweep; set before Ray starts its workers, which inherit it
+        os.environ[mlflow_log.SWEEP_ENV] = "1"
+    try:
+        backend = _backend(options)  # a backend that cannot start fails before anything is written
+    except BaseException:
+        os.environ.pop(mlflow_log.SWEEP_ENV, None)
+        raise
     try:
         with _locked_dir(sweep_dir, sweep, runs_dir) as sweep_dir, \
                 mlflow_log.sweep_tracking(sweep.base, sweep_dir, say):
@@ -94,6 +100,7 @@ def run_sweep(sweep_file: Optional[Path], runs_dir: Path, resume: Optional[Path]
             return driver.run()
     finally:
         backend.close()
+        os.environ.pop(mlflow_log.SWEEP_ENV, None)
 
 
 # ----------------------------------------------------------------------------- the directory
