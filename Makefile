@@ -20,14 +20,15 @@ demo: $(STAMP)
 	$(BIN)/rnnlab train configs/lstm_sine.yaml
 
 # then the precision tests again with oneDNN capped to AVX2, so a CPU with native bfloat16 also
-# exercises the path of CPUs without it (AVX2 only: no bf16 LSTM kernel)
+# exercises the path of CPUs without it (AVX2 only: no bf16 LSTM kernel); ATEN_CPU_CAPABILITY=avx2
+# makes PyTorch's own kernels take their AVX2 code too
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
-	ONEDNN_MAX_CPU_ISA=AVX2 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_precision.py tests/test_precision_tensorboard.py tests/test_budget.py
+	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_precision.py tests/test_precision_tensorboard.py tests/test_budget.py
 
 # the whole suite as an AVX2-only CPU runs it (oneDNN capped)
 test-avx2: $(STAMP)
-	ONEDNN_MAX_CPU_ISA=AVX2 $(BIN)/python -m pytest -q
+	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff

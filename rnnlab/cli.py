@@ -53,7 +53,7 @@ def one_line_usage_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_USER_ERROR) from None
 
 
-app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=OneLineErrors, add_completion=True, no_args_is_help=True,
                   pretty_exceptions_enable=False,
                   help="Train and compare recurrent networks from YAML configs.")
 
@@ -441,6 +441,58 @@ def compare(
     console = _console()
     for table in comparison_tables(comparison):
         console.print(table)
+
+
+@app.command("config")
+@user_errors
+def config_(
+    config: Path = typer.Argument(..., help="YAML config, e.g. configs/lstm_mnist.yaml"),
+    set_: List[str] = typer.Option([], "--set", "-s", help="dotted override KEY=VALUE (repeatable)"),
+    name: Optional[str] = typer.Option(None, "--name", help="run name (default: the config's name)"),
+) -> None:
+    """Print the resolved config (every default written out) as YAML, without running anything;
+    the same text `rnnlab train` saves as the run's config.yaml."""
+    from .config import load_experiment
+
+    typer.echo(load_experiment(config, set_, name).to_yaml(), nl=False)
+
+
+@app.command()
+@user_errors
+def export(
+    run: Path = typer.Argument(..., help="a finished run directory, e.g. runs/<id>"),
+    format_: str = typer.Option(..., "--format", help="onnx | torchscript"),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="file to write (default: RUN/export/model_<checkpoint>.onnx or .pt)"),
+    tolerance: float = typer.Option(1e-4, "--tolerance", help="largest allowed abs difference from PyTorch"),
+) -> None:
+    """Export a run's model to ONNX or TorchScript (dynamic batch and time, recurrent state as
+    inputs/outputs), run it on the run's data and compare with PyTorch; print the file last."""
+    from .export import export_run
+
+    check_run_options(checkpoint, "cpu")
+    result = export_run(run, format_, checkpoint, out, tolerance)
+    for check, diff in result.checks.items():
+        typer.echo(f"max abs diff {diff:.3g}: {check}")
+    typer.echo(f"inputs {', '.join(result.inputs)} -> outputs {', '.join(result.outputs)}")
+    typer.echo(str(result.path))
+
+
+@app.command()
+@user_errors
+def track(
+    source: Path = typer.Argument(..., metavar="RUN_OR_SWEEP", help="a run or sweep directory"),
+    to: Optional[str] = typer.Option(
+        None, "--to", help="MLflow tracking URI (default: the run's logging.mlflow, else a local "
+        "store beside it: <runs dir>/mlruns)"),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment name"),
+) -> None:
+    """Log finished runs (or a sweep: a parent run with its trials nested) to MLflow from their files."""
+    from .mlflow_log import track as log_to_mlflow
+
+    for line in log_to_mlflow(source, to, experiment):
+        typer.echo(line)
 
 
 def main() -> None:

@@ -38,10 +38,16 @@ class Strict(BaseModel):
 
 
 class Scheduler(Strict):
-    name: Literal["none", "step", "cosine", "onecycle"] = "none"
+    name: Literal["none", "step", "cosine", "onecycle", "plateau"] = "none"
     step_size: Optional[int] = Field(None, gt=0, description="step: epochs between decays")
     gamma: Optional[float] = Field(None, gt=0, le=1, description="step: decay factor")
     min_lr_ratio: Optional[float] = Field(None, ge=0, le=1, description="cosine: final lr / lr")
+    warmup_steps: Optional[int] = Field(
+        None, ge=0, description="cosine: raise lr linearly from lr / warmup_steps to lr over the first "
+        "N optimizer steps, then decay")
+    factor: Optional[float] = Field(None, gt=0, lt=1, description="plateau: lr multiplier on a plateau")
+    patience: Optional[int] = Field(
+        None, ge=0, description="plateau: epochs without a better validation metric before lowering lr")
     pct_start: Optional[float] = Field(None, gt=0, lt=1, description="onecycle: warm-up fraction")
     div_factor: Optional[float] = Field(None, gt=0, description="onecycle: lr / initial lr")
     final_div_factor: Optional[float] = Field(None, gt=0, description="onecycle: initial lr / final lr")
@@ -49,8 +55,9 @@ class Scheduler(Strict):
     OPTIONS: ClassVar[dict[str, set[str]]] = {
         "none": set(),
         "step": {"step_size", "gamma"},
-        "cosine": {"min_lr_ratio"},
+        "cosine": {"min_lr_ratio", "warmup_steps"},
         "onecycle": {"pct_start", "div_factor", "final_div_factor"},
+        "plateau": {"factor", "patience"},
     }
 
     @model_validator(mode="before")
@@ -173,6 +180,13 @@ class TrainConfig(Strict):
             raise ValueError("set either steps_per_epoch or tokens_per_epoch, not both")
         return value
 
+    @model_validator(mode="after")
+    def _warmup_needs_steps(self) -> "TrainConfig":
+        if self.max_time is not None and self.max_steps is None and getattr(self.scheduler, "warmup_steps", None):
+            raise ValueError("scheduler.warmup_steps: counts optimizer steps, which a time budget "
+                             "(max_time) does not fix; set train.max_steps too, or drop the warm-up")
+        return self
+
     @field_validator("max_time", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
@@ -184,10 +198,27 @@ class TrainConfig(Strict):
         return None if value in (0, False) else value
 
 
+class MlflowOptions(Strict):
+    """``logging.mlflow: true`` or a mapping of these (see ``rnnlab.mlflow_log``)."""
+
+    tracking_uri: Optional[str] = Field(
+        None, description="MLflow tracking URI (default: sqlite:///<runs dir>/mlflow.db)")
+    experiment: Optional[str] = Field(None, description="MLflow experiment (default: rnnlab)")
+    log_checkpoint: bool = Field(False, description="also log checkpoints/best.pt as an artifact")
+
+
 class LoggingConfig(Strict):
     plots: bool = True
     tensorboard: bool = Field(False, description="write TensorBoard scalars into <run>/tensorboard "
                               "(needs the 'tensorboard' extra)")
+    mlflow: Optional[MlflowOptions] = Field(
+        None, description="track the run in MLflow: true, or {tracking_uri, experiment, log_checkpoint} "
+        "(needs the 'mlflow' extra)")
+
+    @field_validator("mlflow", mode="before")
+    @classmethod
+    def _mlflow_switch(cls, value: Any) -> Any:
+        return {} if value is True else None if value is False else value
 
 
 class Config(Strict):
@@ -307,6 +338,8 @@ def validate_section(model: type[BaseModel], data: Any, prefix: str, where: str)
         head, sep, rest = text.partition(": ")
         if not field and sep and head in model.model_fields:  # cross-field check naming its field
             field, text = head, rest
+        elif field and sep and head.split(".")[0] in _allowed_keys(model, field.split(".")):
+            field, text = f"{field}.{head}", rest  # the same, in a nested section
         full = ".".join(p for p in (prefix, field) if p)
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(where, f"{full}: {text}{more}") from None

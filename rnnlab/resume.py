@@ -18,6 +18,7 @@ from typing import Any, Optional
 from . import runs
 from .config import Experiment, apply_overrides, build_experiment, read_yaml
 from .errors import ConfigError, RunDirError
+from .mlflow_log import open_live
 from .precision import DTYPES, check_precision
 from .progress import Reporter
 from .tblog import open_tensorboard
@@ -43,6 +44,7 @@ SAFE_TO_CHANGE = (
     "train.device",  # e.g. finish a GPU run on a CPU; not bit-exact across devices
     "logging.plots",
     "logging.tensorboard",
+    "logging.mlflow",
 )
 SCHEDULES_SPANNING_EPOCHS = ("cosine", "onecycle")  # their shape is fixed by the total step count
 
@@ -149,6 +151,7 @@ def resume_run(run: str | os.PathLike[str], overrides: list[str], runs_dir: Path
         trainer = rebuild(exp, run_dir, ckpt, last, reporter, summary.get("precision"))
         restart_files(trainer, summary, exp)
         trainer.tensorboard = open_tensorboard(exp, run_dir)
+        trainer.mlflow = open_live(exp.config.logging.mlflow, run_dir, summary, exp.to_dict())
         if not reporter.quiet:
             reporter.print(f"resuming {run_dir} {trainer.saved}")
         reporter.run_start(run_dir, summary)

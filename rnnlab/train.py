@@ -7,6 +7,7 @@ checkpoint, early stopping, divergence, and the run directory. Tasks provide bat
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -159,26 +160,46 @@ PER_STEP_SCHEDULES = ("cosine", "onecycle")
 SCHEDULERS = {
     "none": "constant learning rate",
     "step": "multiply lr by gamma every step_size epochs (per epoch)",
-    "cosine": "cosine decay over all steps to lr * min_lr_ratio (per step)",
+    "cosine": "cosine decay over all steps to lr * min_lr_ratio (per step); warmup_steps: linear "
+              "warm-up first",
     "onecycle": "one-cycle: warm up to lr, then anneal (per step); pct_start, div_factor, final_div_factor",
+    "plateau": "ReduceLROnPlateau on the task's validation metric (per epoch); factor, patience",
 }
 
 
-def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
-                   ) -> tuple[Optional[Any], bool]:
-    """(scheduler, steps_per_batch): step/none are per epoch, cosine/onecycle per batch."""
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int,
+                   mode: str = "min") -> tuple[Optional[Any], bool]:
+    """(scheduler, steps_per_batch): step/none/plateau are per epoch, cosine/onecycle per batch.
+    ``mode``: whether the task's validation metric (which plateau watches) is better lower or higher."""
     s = cfg.scheduler
     if s.name == "none":
         return None, False
     if s.name == "step":
         step_size = s.step_size or max(1, cfg.epochs // 3)
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size, s.gamma or 0.1), False
+    if s.name == "plateau":  # stepped with the validation metric after each epoch (Trainer.fit)
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max" if mode == "max" else "min", factor=s.factor or 0.1,
+            patience=2 if s.patience is None else s.patience), False
+    if s.name == "cosine" and s.warmup_steps:
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, functools.partial(warmup_cosine, warmup=s.warmup_steps, total=max(1, total_steps),
+                                         floor=s.min_lr_ratio or 0.0)), True
     if s.name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=max(1, total_steps), eta_min=cfg.lr * (s.min_lr_ratio or 0.0)), True
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.lr, total_steps=max(2, total_steps), pct_start=s.pct_start or 0.3,
         div_factor=s.div_factor or 25.0, final_div_factor=s.final_div_factor or 1e4), True
+
+
+def warmup_cosine(step: int, warmup: int, total: int, floor: float) -> float:
+    """The lr multiplier at optimizer step ``step`` (0-based) of ``cosine`` with warm-up: linear from
+    1/warmup to 1 over ``warmup`` steps, then the cosine from 1 down to ``floor`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def load_weights(model: Model, state: dict[str, Any], path: Path) -> None:
@@ -336,7 +357,9 @@ class Trainer:
         replay: Optional[Replay] = load_replay(exp.to_dict(), self.cfg.replay) if self.cfg.replay else None
         self.plan = StepPlan(self.cfg, self.steps_per_epoch,
                              self.cfg.scheduler.name in PER_STEP_SCHEDULES, replay)
-        self.scheduler, self.per_step = make_scheduler(self.cfg, self.optimizer, self.plan.schedule_steps)
+        self.scheduler, self.per_step = make_scheduler(self.cfg, self.optimizer, self.plan.schedule_steps,
+                                                       task.spec.mode)
+        self.plateau = self.cfg.scheduler.name == "plateau"
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.eval_batch_size = self.cfg.eval_batch_size or 4 * self.cfg.batch_size
@@ -354,6 +377,7 @@ class Trainer:
         self.compute_loss: Callable[[Batch, Any], tuple[torch.Tensor, Any]] = \
             lambda batch, state: task.loss(model, batch, state)
         self.tensorboard: Optional[Any] = None  # a tblog.TensorBoardLog when logging.tensorboard
+        self.mlflow: Optional[Any] = None  # a mlflow_log.LiveRun when logging.mlflow
         self.step_norms = torch.zeros(0)  # the last epoch's per-step pre-clip norms (for loggers)
         self.saved: Optional[str] = None  # what last.pt holds, for messages
         self._saved_at = time.monotonic()
@@ -451,6 +475,8 @@ class Trainer:
         runs.append_jsonl(self.run_dir / runs.METRICS, row)
         if self.tensorboard is not None:
             self.tensorboard.epoch(row, self.step_norms)
+        if self.mlflow is not None:
+            self.mlflow.epoch(row)
 
     # ------------------------------------------------------------------ hooks (see distributed.py)
     def validate(self) -> dict[str, float]:
@@ -540,7 +566,7 @@ class Trainer:
             if stopping is not None:  # the rest of the epoch is not trained: close it as it is
                 s.stopped = stopping
                 break
-        if self.scheduler is not None and not self.per_step:
+        if self.scheduler is not None and not self.per_step and not self.plateau:
             self.scheduler.step()
         seconds = time.perf_counter() - start
         loss_sum, samples, tokens = self.reduce_totals(p.loss_sum, p.samples, p.tokens)
@@ -613,6 +639,8 @@ class Trainer:
             row.update({f"val_{k}": v for k, v in val.items()})
             row["seconds"] = train["train_seconds"] + (time.perf_counter() - t0)
             metric = val[spec.metric]
+            if self.plateau:  # the next epoch's lr (the row keeps the lr this epoch trained with)
+                self.scheduler.step(metric)
             es = cfg.early_stopping
             if better(metric, s.best, spec.mode, es.min_delta if es else 0.0):
                 s.best, s.best_epoch, s.bad_epochs = metric, s.epoch, 0
@@ -654,6 +682,7 @@ def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
 def check_runtime(exp: Experiment, device: torch.device) -> None:
     """Checks that need the device, optional packages or other runs, before anything is written
     (those that need the built model: ``check_precision`` with it)."""
+    from .mlflow_log import check_mlflow
     from .tblog import require_tensorboard
 
     check_precision(exp.train.precision, device)
@@ -661,6 +690,7 @@ def check_runtime(exp: Experiment, device: torch.device) -> None:
         load_replay(exp.to_dict(), exp.train.replay)
     if exp.config.logging.tensorboard:
         require_tensorboard()
+    check_mlflow(exp.config.logging.mlflow)
 
 
 def open_run(exp: Experiment, runs_dir: Path, task: Task) -> Path:
@@ -674,6 +704,7 @@ def open_run(exp: Experiment, runs_dir: Path, task: Task) -> Path:
 def start_run(trainer: Trainer, extra: Optional[dict[str, Any]] = None) -> Path:
     """Write the initial summary (plus ``extra`` facts), open the loggers, train and finish,
     holding the run's lock throughout."""
+    from .mlflow_log import open_live
     from .tblog import open_tensorboard
 
     with runs.RunLock(trainer.run_dir):
@@ -685,6 +716,8 @@ def start_run(trainer: Trainer, extra: Optional[dict[str, Any]] = None) -> Path:
             summary["replay_of"] = str(trainer.plan.replay.run_dir)
         runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
         trainer.tensorboard = open_tensorboard(trainer.exp, trainer.run_dir)
+        trainer.mlflow = open_live(trainer.exp.config.logging.mlflow, trainer.run_dir, summary,
+                                   trainer.exp.to_dict())
         trainer.reporter.run_start(trainer.run_dir, summary)
         return finish_run(trainer, summary)
 
@@ -749,6 +782,8 @@ def close_run(trainer: Trainer, summary: dict[str, Any], status: str) -> Path:
     runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
     if trainer.tensorboard is not None:
         trainer.tensorboard.close()
+    if trainer.mlflow is not None:
+        trainer.mlflow.close(summary)
     return trainer.run_dir
 
 

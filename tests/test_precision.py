@@ -131,7 +131,8 @@ def test_cli_bf16_on_a_cpu_without_it_is_one_line_and_writes_nothing(cpu, write_
 
 
 def _capped(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+           "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "rnnlab", *args], cwd=cwd, env=env, text=True,
                           capture_output=True, timeout=300)
 

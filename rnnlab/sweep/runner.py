@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import yaml
 
-from .. import runs
+from .. import mlflow_log, runs
 from ..errors import ConfigError, RnnlabError, RunDirError
 from .backends import STOP_GRACE_S, LocalBackend, RayBackend, train_args
 from .results import FINISHED, Ranking, TrialRecord, ranked_table, read_records, write_plots, write_summaries
@@ -66,9 +66,27 @@ def run_sweep(sweep_file: Optional[Path], runs_dir: Path, resume: Optional[Path]
         sweep = load_sweep(sweep_file)
         trials = expand(sweep)  # every trial validated before anything is created
         sweep_dir = None
-    backend = _backend(options)  # a backend that cannot start fails before anything is written
+    if sweep.search is not None:  # Optuna installed, metric known: before anything is written
+        from .optuna_search import prepare
+
+        prepare(sweep)
+    tracking = mlflow_log.base_options(sweep.base)
+    if tracking is not None:
+        mlflow_log.require_mlflow(f"{sweep.source}: base: logging.mlflow")
+        # trials leave MLflow to the sweep; set before Ray starts its workers, which inherit it
+        os.environ[mlflow_log.SWEEP_ENV] = "1"
     try:
-        with _locked_dir(sweep_dir, sweep, runs_dir) as sweep_dir:
+        backend = _backend(options)  # a backend that cannot start fails before anything is written
+    except BaseException:
+        os.environ.pop(mlflow_log.SWEEP_ENV, None)
+        raise
+    try:
+        with _locked_dir(sweep_dir, sweep, runs_dir) as sweep_dir, \
+                mlflow_log.sweep_tracking(sweep.base, sweep_dir, say):
+            if sweep.search is not None:  # tpe/cmaes: Optuna asks for the trials as slots free
+                from .optuna_search import drive
+
+                return drive(sweep, sweep_dir, resume is not None, backend, options, say)
             if resume is None:
                 _write_new(sweep_dir, sweep, trials, options)
                 records, before = [TrialRecord(t.id, t.values) for t in trials], {}
@@ -82,6 +100,7 @@ def run_sweep(sweep_file: Optional[Path], runs_dir: Path, resume: Optional[Path]
             return driver.run()
     finally:
         backend.close()
+        os.environ.pop(mlflow_log.SWEEP_ENV, None)
 
 
 # ----------------------------------------------------------------------------- the directory
@@ -230,6 +249,10 @@ class Driver:
         self.running: dict[Any, Running] = {}
         self.done = sum(r.status == "completed" for r in records)
 
+    def settled(self, record: TrialRecord) -> bool:
+        """Whether a trial needs no rerun (hook: a search also counts pruned trials as settled)."""
+        return record.status == "completed"
+
     def save(self) -> list[TrialRecord]:
         return write_summaries(self.sweep_dir, self.meta, self.records, self.sweep.keys, self.ranking)
 
@@ -333,7 +356,7 @@ class Driver:
         if interrupted:
             status = "interrupted"
         else:
-            status = "completed" if all(r.status == "completed" for r in self.records) else "incomplete"
+            status = "completed" if all(self.settled(r) for r in self.records) else "incomplete"
         for record in self.records:
             if record.status == "running":  # interrupted between its end and its record
                 record.status = "interrupted"

@@ -21,6 +21,10 @@ split: val                   # ... at the best epoch on validation (default), or
 With ``repeats`` (or ``seeds``) each configuration runs once per seed: ``train.seed`` is set in each
 trial's values (it is not a swept key), and the results group the trials of one configuration
 into mean, standard deviation and n.
+
+Instead of grid/random, an Optuna search (``pip install 'rnnlab[optuna]'``, see ``optuna_search``):
+``tpe: {trials: 20, pruner: median, train.lr: {loguniform: [1.0e-3, 3.0e-2]}}`` (or ``cmaes:``),
+the same distributions; ``pruner: none | median | hyperband`` stops unpromising trials early.
 """
 
 from __future__ import annotations
@@ -38,8 +42,11 @@ from ..errors import ConfigError
 from ..registry import did_you_mean
 from ..runs import safe_name
 
-TOP_KEYS = ("name", "base", "grid", "random", "seed", "repeats", "seeds", "metric", "mode", "split")
+TOP_KEYS = ("name", "base", "grid", "random", "tpe", "cmaes", "seed", "repeats", "seeds", "metric",
+            "mode", "split")
 SEED_KEY = "train.seed"  # set per trial by repeats/seeds
+SAMPLERS = ("tpe", "cmaes")  # Optuna searches: trials are asked for one by one (optuna_search)
+PRUNERS = ("none", "median", "hyperband")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
 # keys that only change how finished trials are ranked; a resumed sweep may change them
 RANKING_KEYS = ("name", "metric", "mode", "split")
@@ -99,6 +106,21 @@ def show(value: Any) -> str:
 
 
 @dataclass
+class Search:
+    """An Optuna search section: ``tpe:`` or ``cmaes:`` with ``trials``, ``pruner`` and the
+    parameters' distributions."""
+
+    sampler: str
+    trials: int
+    params: dict[str, Distribution]
+    pruner: str = "none"
+
+    def to_yaml(self) -> dict[str, Any]:
+        return {"trials": self.trials, "pruner": self.pruner,
+                **{key: dist.to_yaml() for key, dist in self.params.items()}}
+
+
+@dataclass
 class Sweep:
     name: str
     base: dict[str, Any]
@@ -111,14 +133,18 @@ class Sweep:
     mode: Optional[str] = None
     split: str = "val"
     seeds: Optional[list[int]] = None  # train.seed of each repeat (None: no repeats)
+    search: Optional[Search] = None  # tpe/cmaes: trials come from Optuna, not from expansion
 
     @property
     def keys(self) -> list[str]:
-        return [*self.grid, *self.random]
+        return [*self.grid, *self.random, *(self.search.params if self.search else ())]
 
     def points(self) -> list[dict[str, Any]]:
         """Every grid combination crossed with the same ``trials`` seeded random draws, each
-        repeated once per seed (the seed varies fastest)."""
+        repeated once per seed (the seed varies fastest); none for an Optuna search, whose trials
+        are asked for as the sweep runs."""
+        if self.search is not None:
+            return []
         grid = [dict(zip(self.grid, combo)) for combo in itertools.product(*self.grid.values())]
         rng = random.Random(self.seed)
         draws = [{key: dist.sample(rng) for key, dist in self.random.items()}
@@ -132,6 +158,8 @@ class Sweep:
         if self.random:
             out["random"] = {"trials": self.trials,
                              **{key: dist.to_yaml() for key, dist in self.random.items()}}
+        if self.search is not None:
+            out[self.search.sampler] = self.search.to_yaml()
         out["seed"] = self.seed
         if self.seeds:
             out["seeds"] = list(self.seeds)
@@ -162,12 +190,19 @@ def parse_sweep(raw: dict[str, Any], where: str, base_dir: Path, default_name: s
                   source=where, grid=_grid(raw.get("grid"), where),
                   seed=_int(raw.get("seed", 0), "seed", where))
     sweep.trials, sweep.random = _random(raw.get("random"), where)
+    sweep.search = _search(raw, where)
+    if sweep.search is not None and (sweep.grid or sweep.random):
+        raise ConfigError(where, f"{sweep.search.sampler}: an Optuna search chooses every value itself; "
+                          "drop grid: and random: (or use them without it)")
     both = set(sweep.grid) & set(sweep.random)
     if both:
         raise ConfigError(where, f"random.{min(both)}: also in grid; sweep each key one way")
     if not sweep.keys:
         raise ConfigError(where, "nothing to sweep: give grid: and/or random: with dotted config keys")
     sweep.seeds = _seeds(raw, sweep, where)
+    if sweep.seeds and sweep.search is not None:
+        raise ConfigError(where, f"repeats: not supported with an Optuna search ({sweep.search.sampler}) "
+                          "yet: each Optuna trial is one seed")
     _ranking(sweep, raw, where)
     return sweep
 
@@ -250,20 +285,43 @@ def _grid(value: Any, where: str) -> dict[str, list[Any]]:
     return grid
 
 
-def _random(value: Any, where: str) -> tuple[int, dict[str, Distribution]]:
+def _random(value: Any, where: str, section: str = "random",
+            skip: tuple[str, ...] = ()) -> tuple[int, dict[str, Distribution]]:
     if value is None:
         return 0, {}
     if not isinstance(value, dict):
-        raise ConfigError(where, "random: must be a mapping with trials: and dotted keys -> distributions")
+        raise ConfigError(where, f"{section}: must be a mapping with trials: and dotted keys -> "
+                          "distributions")
     if "trials" not in value:
-        raise ConfigError(where, "random.trials: is required (how many random draws)")
-    trials = _int(value["trials"], "random.trials", where, minimum=1)
-    dists = {_check_key(k, where, "random"): _distribution(v, f"random.{k}", where)
-             for k, v in value.items() if k != "trials"}
+        raise ConfigError(where, f"{section}.trials: is required (how many "
+                          f"{'random draws' if section == 'random' else 'trials'})")
+    trials = _int(value["trials"], f"{section}.trials", where, minimum=1)
+    dists = {_check_key(k, where, section): _distribution(v, f"{section}.{k}", where)
+             for k, v in value.items() if k != "trials" and k not in skip}
     if not dists:
-        raise ConfigError(where, "random: give at least one dotted key with a distribution, "
+        raise ConfigError(where, f"{section}: give at least one dotted key with a distribution, "
                           "e.g. train.lr: {loguniform: [1.0e-4, 1.0e-2]}")
     return trials, dists
+
+
+def _search(raw: dict[str, Any], where: str) -> Optional[Search]:
+    """``tpe:`` or ``cmaes:``: shaped like ``random:``, plus ``pruner``."""
+    given = [s for s in SAMPLERS if s in raw]
+    if not given:
+        return None
+    if len(given) > 1:
+        raise ConfigError(where, f"{given[1]}: give one Optuna search section, not both "
+                          f"{' and '.join(given)}")
+    sampler, value = given[0], raw[given[0]]
+    trials, params = _random(value, where, sampler, skip=("pruner",))
+    pruner = value.get("pruner", "none")
+    if pruner is None or pruner is False:
+        pruner = "none"
+    if pruner not in PRUNERS:
+        hint = did_you_mean(str(pruner), list(PRUNERS))
+        raise ConfigError(where, f"{sampler}.pruner: must be one of {', '.join(PRUNERS)}, "
+                          f"got {pruner!r}{hint}")
+    return Search(sampler, trials, params, pruner)
 
 
 def _distribution(value: Any, key: str, where: str) -> Distribution:
@@ -316,18 +374,22 @@ def expand(sweep: Sweep) -> list[Trial]:
     width = max(3, len(str(len(points))))
     trials, problems = [], []
     for index, values in enumerate(points, 1):
-        trial = Trial(index, values, {}, width)
-        raw = copy.deepcopy(sweep.base)
-        for key, value in values.items():
-            set_dotted(raw, key.split("."), value, sweep.source)
-        raw["name"] = trial.id
         try:
-            trial.config = build_experiment(raw, f"trial {trial.id} ({trial.label()})").to_dict()
+            trials.append(resolve_trial(sweep, index, values, width))
         except ConfigError as exc:
             problems.append(exc)
-            continue
-        trials.append(trial)
     if problems:
         more = f" ({len(problems)} of {len(points)} trials are invalid)" if len(problems) > 1 else ""
         raise ConfigError(sweep.source, problems[0].line() + more)
     return trials
+
+
+def resolve_trial(sweep: Sweep, index: int, values: dict[str, Any], width: int = 3) -> Trial:
+    """The trial with these swept values: the base config with them set, validated."""
+    trial = Trial(index, values, {}, width)
+    raw = copy.deepcopy(sweep.base)
+    for key, value in values.items():
+        set_dotted(raw, key.split("."), value, sweep.source)
+    raw["name"] = trial.id
+    trial.config = build_experiment(raw, f"trial {trial.id} ({trial.label()})").to_dict()
+    return trial

@@ -1,0 +1,415 @@
+"""Optuna searches in the sweep driver (``tpe:`` or ``cmaes:`` in a sweep file; extra
+``rnnlab[optuna]``).
+
+Ask and tell: when a worker slot frees, the study is asked for a trial; its values become a normal
+trial (``trials/<id>.yaml``, one ``rnnlab train`` process, trial ``t001`` is Optuna's trial 0). While
+it trains, each new epoch's validation metric in its ``metrics.jsonl`` is reported to Optuna; when
+the pruner says so, the trial is stopped the way the sweep stops any trial (SIGINT locally, a
+cancelled task on Ray: it saves its checkpoint and closes its run as ``interrupted``) and recorded
+``pruned``. A finished trial's value (the ranking metric at its best epoch) is told; a failed or
+diverged one is told as failed.
+
+The study lives in the sweep directory, ``optuna.journal`` (Optuna's journal file storage), so
+``rnnlab sweep --resume DIR`` continues the same study: trials the study still has running (the
+sweep was stopped or killed under them) continue from their own run's checkpoint
+(``rnnlab train --resume``), or start again with the same values where no checkpoint was written,
+and new trials get the next numbers. No trial is lost or run twice.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import yaml
+
+from .. import runs
+from ..errors import ConfigError, RnnlabError
+from .backends import train_args
+from .results import TrialRecord, read_records
+from .runner import (
+    LOGS,
+    SWEEP_FILE,
+    TRIALS,
+    Driver,
+    Options,
+    Outcome,
+    Running,
+    _run_summary,
+    _write_new,
+    _write_trial,
+    find_run,
+)
+from .spec import Sweep, Trial, resolve_trial
+
+STUDY_FILE = "optuna.journal"
+
+
+def require_optuna(sweep: Sweep) -> Any:
+    """The optuna module, or one clear line saying how to install it."""
+    assert sweep.search is not None
+    where = f"{sweep.source}: {sweep.search.sampler}"
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError(where, "needs Optuna: pip install 'rnnlab[optuna]'") from None
+    if sweep.search.sampler == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            raise ConfigError(where, "needs the cmaes package: pip install 'rnnlab[optuna]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def prepare(sweep: Sweep) -> None:
+    """Before anything is written: Optuna is there, and the metric to optimise is known (the
+    task's own unless the sweep file names one), since the study's direction depends on it."""
+    require_optuna(sweep)
+    if sweep.metric is None:
+        import torch
+
+        from ..config import build_experiment
+        from ..train import build_task
+
+        config = resolve_trial(sweep, 0, {}).config
+        spec = build_task(build_experiment(config, sweep.source), torch.device("cpu")).spec
+        sweep.metric, sweep.mode = spec.metric, spec.mode
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def distributions(sweep: Sweep) -> dict[str, Any]:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out: dict[str, Any] = {}
+    assert sweep.search is not None
+    for key, dist in sweep.search.params.items():
+        if dist.kind == "choice":  # by index: Optuna's choices must be plain scalars
+            out[key] = CategoricalDistribution(list(range(len(dist.args))))
+        elif dist.kind == "int":
+            out[key] = IntDistribution(*dist.args)
+        else:
+            out[key] = FloatDistribution(*dist.args, log=dist.kind == "loguniform")
+    return out
+
+
+def decode(sweep: Sweep, params: dict[str, Any]) -> dict[str, Any]:
+    """Optuna's parameters as config values, in sweep-file order; floats to 4 significant digits
+    as random search writes them (readable names, values that can be typed back)."""
+    assert sweep.search is not None
+    values = {}
+    for key, dist in sweep.search.params.items():
+        value = params[key]
+        if dist.kind == "choice":
+            value = dist.args[int(value)]
+        elif dist.kind in ("uniform", "loguniform"):
+            value = float(f"{value:.4g}")
+        values[key] = value
+    return values
+
+
+def open_study(sweep: Sweep, sweep_dir: Path) -> Any:
+    import optuna
+    from optuna.storages import JournalStorage
+
+    try:
+        from optuna.storages.journal import JournalFileBackend
+    except ImportError:  # optuna < 4
+        from optuna.storages import JournalFileStorage as JournalFileBackend  # type: ignore[no-redef]
+
+    search = sweep.search
+    assert search is not None
+    if search.sampler == "cmaes":
+        sampler = optuna.samplers.CmaEsSampler(seed=sweep.seed, warn_independent_sampling=False)
+    else:  # a quarter of the trials (at most Optuna's 10) are random starts before TPE models
+        sampler = optuna.samplers.TPESampler(seed=sweep.seed,
+                                             n_startup_trials=min(10, max(1, search.trials // 4)))
+    if search.pruner == "median":
+        pruner: Any = optuna.pruners.MedianPruner(n_startup_trials=min(5, max(1, search.trials // 4)))
+    elif search.pruner == "hyperband":
+        train = sweep.base.get("train")
+        epochs = train.get("epochs") if isinstance(train, dict) else None
+        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs or "auto")
+    else:
+        pruner = optuna.pruners.NopPruner()
+    storage = JournalStorage(JournalFileBackend(str(sweep_dir / STUDY_FILE)))
+    return optuna.create_study(study_name=sweep.name, storage=storage, sampler=sampler, pruner=pruner,
+                               direction="maximize" if sweep.mode == "max" else "minimize",
+                               load_if_exists=True)
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+@dataclass
+class Watch:
+    """What the driver follows of one running trial."""
+
+    number: int  # Optuna's trial number
+    trial: Any  # the optuna.Trial to report to
+    run_name: str
+    run: Optional[Path] = None  # its run directory, once it exists
+    reported: int = 0  # last epoch reported
+    pruned_at: Optional[int] = None
+
+
+def drive(sweep: Sweep, sweep_dir: Path, resumed: bool, backend: Any, options: Options,
+          say: Callable[[str], None]) -> Outcome:
+    """``rnnlab sweep`` for a tpe/cmaes sweep, in its locked directory."""
+    study = open_study(sweep, sweep_dir)
+    if resumed:
+        before, records = read_records(sweep_dir)
+        runs.write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
+    else:
+        _write_new(sweep_dir, sweep, [], options)
+        before, records = {}, []
+    driver = SearchDriver(sweep, records, sweep_dir, backend, options, say, study)
+    if before:
+        driver.meta.update(started=before.get("started"),
+                           resumed=[*before.get("resumed", []), driver.meta["started"]])
+    return driver.run()
+
+
+class SearchDriver(Driver):
+    def __init__(self, sweep: Sweep, records: list[TrialRecord], sweep_dir: Path, backend: Any,
+                 options: Options, say: Callable[[str], None], study: Any) -> None:
+        super().__init__(sweep, [], [], sweep_dir, backend, options, say)
+        assert sweep.search is not None
+        self.search, self.study = sweep.search, study
+        self.ranking.metric, self.ranking.mode = sweep.metric, sweep.mode
+        self.width = max(3, len(str(self.search.trials)))
+        self.dists = distributions(sweep)
+        self.watch: dict[Any, Watch] = {}
+        self.ending: Optional[Watch] = None
+        # trials to run before asking for new ones: (trial, record, number, run to resume or None)
+        self.again: list[tuple[Trial, TrialRecord, int, Optional[Path]]] = []
+        self.reconcile({r.trial: r for r in records})
+        self.meta["optuna"] = {"sampler": self.search.sampler, "pruner": self.search.pruner,
+                               "trials": self.search.trials, "study": STUDY_FILE}
+
+    def settled(self, record: TrialRecord) -> bool:
+        return record.status in ("completed", "pruned")
+
+    # ------------------------------------------------------------------ resuming
+    def reconcile(self, known: dict[str, TrialRecord]) -> None:
+        """Records for every trial the study holds; the ones it still has running are queued to
+        continue (from their run's checkpoint) or to start again with the same values."""
+        from optuna.trial import TrialState
+
+        for frozen in sorted(self.study.get_trials(deepcopy=False), key=lambda t: t.number):
+            values = decode(self.sweep, frozen.params)
+            trial = Trial(frozen.number + 1, values, {}, self.width)
+            record = known.get(trial.id) or TrialRecord(trial.id, values)
+            self.trials.append(trial)
+            self.records.append(record)
+            run = find_run(self.sweep_dir, trial.run_name(record.attempts)) if record.attempts else None
+            summary = _run_summary(run)
+            if frozen.state != TrialState.RUNNING:  # told: the study's word is final
+                if frozen.state == TrialState.COMPLETE and record.status != "completed":
+                    if summary.get("status") == "completed":
+                        record.adopt(summary)
+                    record.status = "completed"
+                    record.val = record.val or {str(self.ranking.metric): frozen.value}
+                elif frozen.state == TrialState.PRUNED:
+                    record.status = "pruned"
+                elif frozen.state == TrialState.FAIL and record.status not in ("failed", "diverged"):
+                    record.status = "failed"
+                continue
+            status = summary.get("status")
+            try:
+                trial = resolve_trial(self.sweep, trial.index, values, self.width)
+            except ConfigError as exc:  # the base config changed under the sweep: cannot rerun
+                record.status, record.error = "failed", exc.line()
+                self.study.tell(frozen.number, state=TrialState.FAIL)
+                continue
+            self.trials[-1] = trial
+            if status == "completed":  # finished after the sweep last saw it
+                record.adopt(summary)
+                record.run = str(run.resolve()) if run is not None else None
+                self.tell(frozen.number, record)
+            elif run is not None and (run / runs.CHECKPOINTS / "last.pt").is_file() and status != "diverged":
+                self.again.append((trial, record, frozen.number, run))
+            else:
+                self.again.append((trial, record, frozen.number, None))
+        self.done = sum(r.status == "completed" for r in self.records)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> Outcome:
+        asked = len(self.records)
+        for _, record, _, _ in self.again:
+            record.status = "pending"
+        todo = len(self.again) + max(0, self.search.trials - asked)
+        self.backend.stop_file = self.sweep_dir / ".stop"
+        self.backend.stop_file.unlink(missing_ok=True)
+        self.say(f"sweep {self.sweep_dir}: optuna {self.search.sampler} study, {asked} of "
+                 f"{self.search.trials} trials asked, {todo} to run ({len(self.again)} to continue), "
+                 f"pruner {self.search.pruner}, {self.options.workers} at a time, "
+                 f"{self.backend.threads} thread(s) each ({self.backend.name}, {self.backend.cores} cores)")
+        self.save()
+        return self.guarded()
+
+    def guarded(self) -> Outcome:
+        from .runner import _sigterm_as_interrupt
+
+        interrupted = False
+        with _sigterm_as_interrupt():
+            try:
+                self.loop([])
+            except KeyboardInterrupt:
+                interrupted = True
+                self.say("interrupted: stopping the running trials (Ctrl-C again to kill them)")
+                self.stop()
+            except BaseException:
+                self.stop()
+                self.finish(interrupted=True)
+                raise
+        return self.finish(interrupted)
+
+    def loop(self, todo: list[tuple[Trial, TrialRecord]]) -> None:
+        while True:
+            while len(self.running) < self.options.workers and (
+                    self.again or len(self.records) < self.search.trials):
+                self.launch()
+            if not self.running:
+                return
+            self.poll()
+            for handle, code, error in self.backend.wait(list(self.running), timeout=0.5):
+                self.ranking.check(self.end(handle, code, error, stopped=False))
+
+    def launch(self) -> None:
+        if self.again:
+            trial, record, number, run = self.again.pop(0)
+            self.begin(trial, record, number, run)
+            return
+        asked = self.study.ask(self.dists)
+        values = decode(self.sweep, asked.params)
+        try:
+            trial = resolve_trial(self.sweep, asked.number + 1, values, self.width)
+        except ConfigError as exc:  # e.g. a value the model rejects: a failed trial, told as such
+            from optuna.trial import TrialState
+
+            trial = Trial(asked.number + 1, values, {}, self.width)
+            record = TrialRecord(trial.id, values, status="failed", error=exc.line())
+            self.trials.append(trial)
+            self.records.append(record)
+            self.study.tell(asked, state=TrialState.FAIL)
+            self.say(f"{trial.id} failed: {exc.line()}")
+            self.save()
+            return
+        record = TrialRecord(trial.id, values)
+        self.trials.append(trial)
+        self.records.append(record)
+        _write_trial(self.sweep_dir, trial)
+        self.begin(trial, record, asked.number, None, asked)
+
+    def begin(self, trial: Trial, record: TrialRecord, number: int, resume: Optional[Path],
+              asked: Any = None) -> None:
+        """Start a trial's process: a fresh run, or ``rnnlab train --resume`` of its run."""
+        import optuna
+
+        if resume is None:
+            record.attempts += 1
+            name = trial.run_name(record.attempts)
+            if not (self.sweep_dir / TRIALS / f"{trial.id}.yaml").is_file():
+                _write_trial(self.sweep_dir, trial)
+            args = train_args(self.sweep_dir / TRIALS / f"{trial.id}.yaml", self.sweep_dir, name,
+                              self.backend.threads)
+        else:
+            name = trial.run_name(record.attempts)
+            args = ["-m", "rnnlab.sweep.trial", "--resume", str(resume), "--quiet",
+                    "--set", f"train.threads={self.backend.threads}"]
+        optuna_trial = asked
+        if optuna_trial is None:
+            frozen = self.study.get_trials(deepcopy=False)[number]
+            optuna_trial = optuna.trial.Trial(self.study, frozen._trial_id)
+            reported = max(frozen.intermediate_values, default=0)
+        else:
+            reported = 0
+        log = self.sweep_dir / LOGS / f"{name}.log"
+        handle = self.backend.start(args, log)
+        self.running[handle] = Running(record, trial, name, log, time.monotonic())
+        self.watch[handle] = Watch(number, optuna_trial, name, resume, reported)
+        record.status, record.error, record.run = "running", None, None
+        self.say(f"{trial.id} {'continued' if resume else 'started'}: {trial.label()}")
+        self.save()
+
+    def poll(self) -> None:
+        """Report each running trial's new epochs; stop the ones the pruner gives up on."""
+        metric = f"val_{self.ranking.metric}"
+        for handle, w in list(self.watch.items()):
+            if w.run is None:
+                w.run = find_run(self.sweep_dir, w.run_name)
+                if w.run is None:
+                    continue
+            try:
+                rows = runs.read_jsonl(w.run / runs.METRICS)
+            except (OSError, RnnlabError):
+                continue
+            for row in rows:
+                epoch, value = row.get("epoch"), row.get(metric)
+                if not isinstance(epoch, int) or epoch <= w.reported or not isinstance(value, (int, float)):
+                    continue
+                w.reported = epoch
+                if not math.isfinite(value):
+                    continue
+                w.trial.report(float(value), epoch)
+                if w.pruned_at is None and w.trial.should_prune():
+                    w.pruned_at = epoch
+                    self.say(f"{self.running[handle].trial.id} pruned after epoch {epoch} "
+                             f"({self.ranking.split} {self.ranking.metric} {value:.4g}, "
+                             f"{self.search.pruner} pruner): stopping it")
+                    stop_one(self.backend, handle)
+
+    def end(self, handle: Any, code: Optional[int], error: Optional[str], stopped: bool) -> TrialRecord:
+        self.ending = self.watch.pop(handle)
+        try:
+            record = super().end(handle, code, error, stopped)
+        finally:
+            watch, self.ending = self.ending, None
+        self.tell(watch.number, record)
+        self.save()
+        return record
+
+    def report(self, job: Running, record: TrialRecord) -> None:
+        w = self.ending
+        if w is not None and w.pruned_at is not None and record.status == "interrupted":
+            record.status = "pruned"
+            record.error = f"pruned after epoch {w.pruned_at} ({self.search.pruner})"
+        super().report(job, record)
+
+    def tell(self, number: int, record: TrialRecord) -> None:
+        """Tell the study how the trial ended; one stopped with the sweep stays running in the
+        study (continued by --resume)."""
+        from optuna.trial import TrialState
+
+        if record.status == "interrupted":
+            return
+        if record.status == "completed":
+            metrics = record.val if self.ranking.split == "val" else record.test
+            value = metrics.get(self.ranking.metric)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.study.tell(number, float(value), skip_if_finished=True)
+                return
+        state = TrialState.PRUNED if record.status == "pruned" else TrialState.FAIL
+        self.study.tell(number, state=state, skip_if_finished=True)
+
+    def finish(self, interrupted: bool) -> Outcome:
+        outcome = super().finish(interrupted)
+        from .optuna_plots import write_study_plots
+
+        write_study_plots(self.study, self.sweep_dir / runs.PLOTS, self.say)
+        return outcome
+
+
+def stop_one(backend: Any, handle: Any) -> None:
+    """Stop one trial gracefully (its checkpoint is saved). The Ray backend's ``interrupt`` stops
+    every trial (a shared stop file); a cancelled Ray task passes SIGINT to its process alone."""
+    if backend.name == "ray":
+        backend.ray.cancel(handle, force=False)
+    else:
+        backend.interrupt(handle)
