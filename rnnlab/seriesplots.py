@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from .plots import _save, plt
+from .plots import _save, _spans_decades, plt
 
 if TYPE_CHECKING:
     import torch
@@ -41,11 +41,15 @@ def test_forecasts_plot(task: Any, pred: "torch.Tensor", path: Path, channels: i
 def error_by_step_plot(curves: dict[str, Sequence[float]], path: Path) -> Path:
     """MSE (scaled) at each horizon step over the test windows: the model and the baselines."""
     fig, ax = plt.subplots(figsize=(8, 4))
-    for k, (name, values) in enumerate(curves.items()):
-        ax.plot(range(1, len(values) + 1), values, lw=2.2 if name == "model" else 1.2,
-                color="C3" if name == "model" else f"C{k}", ls="-" if name == "model" else "--",
+    colours = iter(["C0", "C1", "C2", "C4", "C5", "C6"])  # C3 (red) is the model's
+    for name, values in curves.items():
+        model = name == "model"
+        ax.plot(range(1, len(values) + 1), values, lw=2.2 if model else 1.2,
+                color="C3" if model else next(colours), ls="-" if model else "--",
                 label=f"{name} (mean {sum(values) / len(values):.3f})")
-    ax.set(title="test MSE by horizon step (scaled values)", xlabel="steps ahead", ylabel="MSE")
+    every = [v for values in curves.values() for v in values]
+    ax.set(title="test MSE by horizon step (scaled values)", xlabel="steps ahead", ylabel="MSE",
+           yscale="log" if _spans_decades(every) else "linear")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)

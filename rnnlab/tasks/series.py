@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 
 from .. import runs
 from ..errors import ConfigError, DataError
-from ..seriesfiles import Fill, Scaler, Series, parse_time, read_json, read_series
+from ..seriesfiles import Fill, Frequency, Scaler, Series, parse_time, read_json, read_series
 from . import TASKS
 from .base import Batch, DataOptions, Encoding, Task, TaskOptions, TaskSpec, batch_indices, data_root
 from .forecasting import Mode, WindowNorm, batched, native_horizon, predict, window_index, windows_in
@@ -143,31 +143,33 @@ class SeriesTask(Task):
         super().__init__(exp, device, run_dir)
         o, d = self.options, self.data
         saved = read_json(run_dir / ARTIFACT, "the series' columns and scaler") if run_dir else None
-        self.path = resolve_path(d)
-        if saved is not None and not self.path.exists() and Path(saved["path"]).exists():
+        try:
+            self.path = resolve_path(d)
+        except DataError:
+            if saved is None:
+                raise
+            self.path = Path(saved["path"])
+        if saved is not None and not self.path.exists():
             self.path = Path(saved["path"])  # trained with another data root: the file it used
         self.time_column = d.time_column or ("date" if d.path is None else None)
-        cols = list(d.inputs) if isinstance(d.inputs, list) else None  # else every numeric column
-        self.series: Series = read_series(self.path, d.encoding, self.time_column, cols, d.fill, "data.path")
-        self.inputs, self.targets = columns_for(d, self.series.columns)
+        if saved is not None:  # eval/forecast: the run's own columns and scaler; data read when needed
+            self.inputs, self.targets = list(saved["inputs"]), list(saved["targets"])
+            self.scaler = Scaler.from_json(saved["scaler"])
+            self.freq = Frequency(saved["frequency"].get("seconds"), saved["frequency"].get("months"))
+        else:
+            self.inputs, self.targets = columns_for(d, self.series.columns)
         self.target_idx = [self.inputs.index(t) for t in self.targets]
         if o.mode in ("rollout", "encoder_decoder") and self.target_idx != list(range(len(self.inputs))):
             raise ConfigError("data.targets", f"mode {o.mode} feeds forecasts back as inputs, so the "
                               "targets must be all the inputs, in their order (inputs: M or S)")
-        values = self.series.column(self.inputs)
-        self.bounds = self._bounds(len(values))
-        a = self.bounds["train"][1]
-        self.scaler = (Scaler.from_json(saved["scaler"]) if saved is not None
-                       else Scaler.fit(o.scaling, values[:a]))
-        self.period = o.period or self.series.freq.default_period()
+        if saved is None:
+            self.freq = self.series.freq
+            self.scaler = Scaler.fit(o.scaling, self.values[:self.bounds["train"][1]])
+        self.period = o.period or self.freq.default_period()
         if self.period > o.lookback:
             if o.period is not None:
                 raise ConfigError("task.period", f"{o.period} is longer than the lookback ({o.lookback})")
             self.period = 1
-        self.values = values
-        self.scaled = torch.from_numpy(self.scaler.transform(values)).float().to(device)
-        self.index = {split: tuple(t.to(device) for t in self._window_index(split)) for split in SPLITS}
-        self.mase_scale = seasonal_scale(values[:a][:, self.target_idx], self.period)
         model_norm = "last" if native_horizon(exp.model.name) else "none"
         self.norm = WindowNorm(model_norm if o.window_norm == "auto" else o.window_norm, self.target_idx)
         c_in, c_out = len(self.inputs), len(self.targets)
@@ -176,18 +178,52 @@ class SeriesTask(Task):
             input_kind="features", input_size=c_in, output_size=o.horizon * c_out if direct_flat else c_out,
             output="last" if direct_flat else "horizon", causal=True, metric="mse", mode="min",
             window=o.lookback, horizon=o.horizon, targets=tuple(self.target_idx))
+        if saved is None:
+            _ = self.index  # every data error before the run directory exists
+
+    # ------------------------------------------------------------------ the data (read when needed)
+    @cached_property
+    def series(self) -> Series:
+        d = self.data
+        cols = list(d.inputs) if isinstance(d.inputs, list) else None  # else every numeric column
+        if cols is None and hasattr(self, "inputs"):
+            cols = self.inputs
+        return read_series(self.path, d.encoding, self.time_column, cols, d.fill, "data.path")
+
+    @cached_property
+    def values(self) -> np.ndarray:
+        return self.series.column(self.inputs)
+
+    @cached_property
+    def bounds(self) -> dict[str, tuple[int, int]]:
+        return self._bounds(len(self.values))
+
+    @cached_property
+    def scaled(self) -> torch.Tensor:
+        return torch.from_numpy(self.scaler.transform(self.values)).float().to(self.device)
+
+    @cached_property
+    def index(self) -> dict[str, tuple[torch.Tensor, ...]]:
+        return {split: tuple(t.to(self.device) for t in self._window_index(split)) for split in SPLITS}
+
+    @cached_property
+    def mase_scale(self) -> torch.Tensor:
+        return seasonal_scale(self.values[:self.bounds["train"][1]][:, self.target_idx], self.period)
 
     # ------------------------------------------------------------------ splits and windows
     def _bounds(self, n: int) -> dict[str, tuple[int, int]]:
         o, where = self.options, f"{self.path}"
+        if n < o.lookback + o.horizon:
+            raise DataError(self.path, f"{n} rows, fewer than lookback + horizon = "
+                            f"{o.lookback} + {o.horizon} (one window)")
         if o.split == "fractions":
             n_val, n_test = round(n * o.val_fraction), round(n * o.test_fraction)
             a, b, c = n - n_val - n_test, n - n_test, n
         elif o.split == "ett":
-            per_day = self.series.freq.rows_per_day()
+            per_day = self.freq.rows_per_day()
             if per_day is None:
                 raise ConfigError("task.split", f"'ett' needs an hourly or sub-daily series; {where} is "
-                                  f"{self.series.freq.label()}")
+                                  f"{self.freq.label()}")
             a, b, c = (m * 30 * per_day for m in ETT_MONTHS)
         elif o.split == "rows":
             a, b, c = (*o.borders, n)[:3]  # type: ignore[misc]
@@ -311,7 +347,7 @@ class SeriesTask(Task):
     # ------------------------------------------------------------------ artifacts and plots
     def artifact(self) -> dict[str, Any]:
         return {"path": str(self.path.resolve()), "time_column": self.time_column, "inputs": self.inputs,
-                "targets": self.targets, "frequency": self.series.freq.to_json(),
+                "targets": self.targets, "frequency": self.freq.to_json(), "period": self.period,
                 "scaler": self.scaler.to_json(), "lookback": self.options.lookback,
                 "horizon": self.options.horizon}
 
