@@ -246,7 +246,8 @@ def predict(
 @user_errors
 def forecast(
     run: Path = typer.Argument(..., help="a finished series run, e.g. runs/<id>"),
-    file: Path = typer.Option(..., "--file", "-f", help="CSV/TSV with the run's columns; its last lookback rows are read"),
+    file: Path = typer.Option(..., "--file", "-f",
+                              help="CSV/TSV with the run's columns; its last lookback rows are read"),
     horizon: Optional[int] = typer.Option(None, "--horizon", help="steps ahead (default: the run's horizon)"),
     out: Path = typer.Option(Path("forecast.csv"), "--out", help="CSV to write (a PNG plot goes beside it)"),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),

@@ -10,8 +10,8 @@ be all the inputs; a shorter one keeps the first steps.
 
 from __future__ import annotations
 
-import io
 import csv
+import io
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,7 +90,8 @@ def forecast_run(run: str | os.PathLike[str], file: Path, horizon: Optional[int]
         writer.writerow([_stamp(t, bool(dates_only)), *(f"{v:.10g}" for v in row)])
     runs.write_text(out, buf.getvalue())
     keep = min(len(series), max(4 * o.lookback, 2 * steps))
-    hist_t = series.times[-keep:] if series.times is not None else list(range(len(series) - keep, len(series)))
+    hist_t = (series.times[-keep:] if series.times is not None
+              else list(range(len(series) - keep, len(series))))
     plot = forecast_plot(hist_t, values[-keep:][:, task.target_idx], times, future, task.targets,
                          out.with_suffix(".png"), f"{Path(file).name}: {steps} steps ahead ({run_dir.name})")
     return Forecast(out, plot, times, future, list(task.targets))

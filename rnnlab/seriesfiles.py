@@ -1,7 +1,8 @@
 """Reading a time series from a CSV/TSV file, its frequency, gaps and fills, and the scaler.
 
-- The first line is a header naming the columns (``#`` comment lines above it are skipped). ``time_column`` (optional) holds ISO-8601 dates or
-  date-times (``2016-07-01 00:00:00``, ``2016-07-01``, ``1958-03``); without it the rows are steps.
+- The first line is a header naming the columns (``#`` comment lines above it are skipped).
+  ``time_column`` (optional) holds ISO-8601 dates or date-times (``2016-07-01 00:00:00``,
+  ``2016-07-01``, ``1958-03``); without it the rows are steps.
 - A column is numeric when its first non-missing cell is a number. Missing cells are empty or one of
   ``NA``, ``NaN``, ``nan``, ``null``, ``None``.
 - The frequency is the most common step between timestamps; a month-start/-end calendar series
@@ -231,7 +232,8 @@ def _timestamps(path: Path, rows: list[tuple[int, list[str]]], i: int, name: str
         if times and t.tzinfo != times[-1].tzinfo:
             raise DataError(path, f"row {r + 1} (line {n}), column {name!r}: mixes time zones")
         if times and t <= times[-1]:
-            what = "duplicated timestamp" if t == times[-1] else f"timestamp goes backwards (after {times[-1]})"
+            what = ("duplicated timestamp" if t == times[-1]
+                    else f"timestamp goes backwards (after {times[-1]})")
             raise DataError(path, f"row {r + 1} (line {n}), column {name!r}: {what}: {cells[i].strip()}"
                             " (rows must be in time order)")
         times.append(t)

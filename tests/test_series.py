@@ -184,7 +184,8 @@ def test_scaler_is_fitted_on_train_rows_only(tmp_path: Path) -> None:
     t2 = task_for(path)
     np.testing.assert_array_equal(t.scaler.shift, t2.scaler.shift)
     mm = task_for(toy(tmp_path), task={"scaling": "minmax"})
-    assert mm.scaled[:train_end].min().item() == pytest.approx(0) and mm.scaled[:train_end].max().item() == pytest.approx(1)
+    assert mm.scaled[:train_end].min().item() == pytest.approx(0)
+    assert mm.scaled[:train_end].max().item() == pytest.approx(1)
 
 
 @pytest.mark.parametrize("context", ["previous", "split"])
@@ -203,7 +204,8 @@ def test_row_date_and_ett_borders(tmp_path: Path) -> None:
     path = toy(tmp_path)
     rows = task_for(path, task={"split": "rows", "borders": [200, 250]})
     assert rows.bounds == {"train": (0, 200), "val": (200, 250), "test": (250, 300)}
-    dates = task_for(path, task={"split": "dates", "borders": ["2020-01-09 08:00", "2020-01-11", "2020-01-12"]})
+    borders = ["2020-01-09 08:00", "2020-01-11", "2020-01-12"]
+    dates = task_for(path, task={"split": "dates", "borders": borders})
     assert dates.bounds == {"train": (0, 200), "val": (200, 240), "test": (240, 264)}
     n = 14500
     big = write_csv(tmp_path / "ett.csv", {"OT": (np.arange(n) % 24).tolist()}, hourly(n))
@@ -226,9 +228,11 @@ def test_baselines_on_a_known_series(tmp_path: Path) -> None:
     # last value: the error at step h is the ramp 0.5 h plus the season's change
     x, y = t.gather("test", slice(None))
     last = (y - x[:, -1:, :]).abs().mean().item()
-    assert b["last_value"]["mae"] == pytest.approx(last) and b["last_value"]["mae_data"] == pytest.approx(last)
+    assert b["last_value"]["mae"] == pytest.approx(last)
+    assert b["last_value"]["mae_data"] == pytest.approx(last)
     # seasonal naive, period 4, horizon 4: every forecast is exactly the ramp of one period (2.0) short
-    assert b["seasonal_naive"]["mae"] == pytest.approx(2.0) and b["seasonal_naive"]["rmse_data"] == pytest.approx(2.0)
+    assert b["seasonal_naive"]["mae"] == pytest.approx(2.0)
+    assert b["seasonal_naive"]["rmse_data"] == pytest.approx(2.0)
     # the least-squares linear map is exact on ramp + period-4 season (lookback covers two periods)
     assert b["linear"]["mse"] < 1e-6
     train_mean = float(np.mean(v[:t.bounds["train"][1]]))
@@ -317,7 +321,8 @@ def test_forecast_continues_timestamps_in_data_units(trained, tmp_path: Path) ->
     run, _ = trained
     recent = toy(tmp_path, 40, "recent.csv")  # another file, same columns: 40 hours from START
     out = tmp_path / "fc.csv"
-    result = runner.invoke(app, ["forecast", str(run), "--file", str(recent), "--out", str(out), "--horizon", "9"])
+    result = runner.invoke(app, ["forecast", str(run), "--file", str(recent), "--out", str(out),
+                                 "--horizon", "9"])
     assert result.exit_code == 0, result.output
     rows = out.read_text().splitlines()
     assert rows[0] == "date,a,b" and len(rows) == 10  # 9 > the trained 6: rolled forward
@@ -331,12 +336,13 @@ def test_forecast_continues_timestamps_in_data_units(trained, tmp_path: Path) ->
 def test_forecast_bad_file_is_one_line(trained, tmp_path: Path) -> None:
     run, _ = trained
     short = toy(tmp_path, 10, "short.csv")
-    result = runner.invoke(app, ["forecast", str(run), "--file", str(short), "--out", str(tmp_path / "x.csv")])
+    out = ["--out", str(tmp_path / "x.csv")]
+    result = runner.invoke(app, ["forecast", str(run), "--file", str(short), *out])
     assert result.exit_code == 2
     lines = [x for x in result.stderr.splitlines() if x]
     assert len(lines) == 1 and "short.csv" in lines[0] and "lookback" in lines[0]
     wrong = write_csv(tmp_path / "wrong.csv", {"a": [1.0] * 30}, hourly(30))
-    result = runner.invoke(app, ["forecast", str(run), "--file", str(wrong), "--out", str(tmp_path / "x.csv")])
+    result = runner.invoke(app, ["forecast", str(run), "--file", str(wrong), *out])
     assert result.exit_code == 2 and "no column 'b'" in result.stderr
     assert not (tmp_path / "x.csv").exists()
 

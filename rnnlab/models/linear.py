@@ -59,7 +59,8 @@ class Linear(Model):
         z = x.permute(0, 2, 1)  # (B, C, L)
         if self.options.decomposition:
             k = self.options.kernel
-            padded = torch.cat([z[:, :, :1].expand(-1, -1, k // 2), z, z[:, :, -1:].expand(-1, -1, k // 2)], -1)
+            edge = k // 2  # the ends repeated, as DLinear does
+            padded = torch.cat([z[:, :, :1].expand(-1, -1, edge), z, z[:, :, -1:].expand(-1, -1, edge)], -1)
             trend = padded.unfold(-1, k, 1).mean(-1)
             y = self._map(self.maps[0], trend) + self._map(self.maps[1], z - trend)
         else:

@@ -29,8 +29,14 @@ from ..seriesfiles import Fill, Frequency, Scaler, Series, parse_time, read_json
 from . import TASKS
 from .base import Batch, DataOptions, Encoding, Task, TaskOptions, TaskSpec, batch_indices, data_root
 from .forecasting import Mode, WindowNorm, batched, native_horizon, predict, window_index, windows_in
-from .series_eval import (BASELINES, baseline_forecasts, fit_linear, forecast_metrics, per_step_mse,
-                          seasonal_scale)
+from .series_eval import (
+    BASELINES,
+    baseline_forecasts,
+    fit_linear,
+    forecast_metrics,
+    per_step_mse,
+    seasonal_scale,
+)
 
 if TYPE_CHECKING:
     from ..config import Experiment
@@ -71,7 +77,8 @@ class SeriesOptions(TaskOptions):
                                  "[first val, first test, end]")
             kind = int if self.split == "rows" else str
             if not all(isinstance(b, kind) for b in self.borders):
-                raise ValueError(f"borders: split '{self.split}' needs {'row numbers' if kind is int else 'dates'}")
+                what = "row numbers" if kind is int else "dates"
+                raise ValueError(f"borders: split '{self.split}' needs {what}")
         elif self.borders is not None:
             raise ValueError(f"borders: only split 'rows' or 'dates' uses borders (split is '{self.split}')")
         return self
@@ -135,9 +142,11 @@ class SeriesTask(Task):
         if o.mode == "encoder_decoder" and name != "seq2seq":
             raise ConfigError(where, f"task.mode: encoder_decoder needs model.name seq2seq, got '{name}'")
         if name == "seq2seq" and o.mode != "encoder_decoder":
-            raise ConfigError(where, "task.mode: model seq2seq is an encoder-decoder; set mode: encoder_decoder")
+            raise ConfigError(where, "task.mode: model seq2seq is an encoder-decoder; "
+                              "set mode: encoder_decoder")
         if o.mode == "rollout" and native:
-            raise ConfigError(where, f"task.mode: model '{name}' forecasts all steps at once; use mode: direct")
+            raise ConfigError(where, f"task.mode: model '{name}' forecasts all steps at once; "
+                              "use mode: direct")
 
     def __init__(self, exp: "Experiment", device: torch.device, run_dir: Optional[Path] = None) -> None:
         super().__init__(exp, device, run_dir)
@@ -248,7 +257,8 @@ class SeriesTask(Task):
 
     def _context(self, split: str) -> int:
         start = self.bounds[split][0]
-        return start - self.options.lookback if split != "train" and self.options.context == "previous" else start
+        reads_before = split != "train" and self.options.context == "previous"
+        return start - self.options.lookback if reads_before else start
 
     def _window_index(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         o = self.options
