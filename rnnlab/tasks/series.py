@@ -102,8 +102,11 @@ def resolve_path(d: SeriesData) -> Path:
     root = data_root(d)
     if not path.is_absolute() and root is not None and (root / path).exists():
         return root / path
-    if path.exists() or path.is_absolute() or root is None:
+    if path.exists() or path.is_absolute():
         return path
+    if root is None:
+        raise DataError(f"data.path: {d.path}", "not found in the current folder, and no data root is "
+                        "set to look under (data.root or RNNLAB_DATA, e.g. RNNLAB_DATA=../shared/data)")
     raise DataError(f"data.path: {d.path}", f"not found in the current folder nor under the data "
                     f"root {root}")
 
