@@ -242,6 +242,27 @@ def predict(
             typer.echo(f"{p.label}\t{p.probability:.4f}\t{p.text}")
 
 
+@app.command()
+@user_errors
+def forecast(
+    run: Path = typer.Argument(..., help="a finished series run, e.g. runs/<id>"),
+    file: Path = typer.Option(..., "--file", "-f",
+                              help="CSV/TSV with the run's columns; its last lookback rows are read"),
+    horizon: Optional[int] = typer.Option(None, "--horizon", help="steps ahead (default: the run's horizon)"),
+    out: Path = typer.Option(Path("forecast.csv"), "--out", help="CSV to write (a PNG plot goes beside it)"),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+) -> None:
+    """Forecast the next steps after a CSV's last rows, in its units and with its timestamps."""
+    from .forecast import forecast_run
+
+    check_run_options(checkpoint, device)
+    result = forecast_run(run, file, horizon, out, checkpoint, device)
+    typer.echo(f"{len(result.times)} steps of {', '.join(result.columns)} after {file}")
+    typer.echo(str(result.plot))
+    typer.echo(str(result.csv))
+
+
 @app.command("list")
 @user_errors
 def list_() -> None:

@@ -32,6 +32,7 @@ class TaskSpec:
     window: Optional[int] = None  # fixed input length, when there is one (needed by the MLP)
     horizon: Optional[int] = None  # steps to forecast when output == "horizon"
     stateful: bool = False  # carry (detached) hidden state across consecutive training batches
+    targets: Optional[tuple[int, ...]] = None  # forecasting: the input channels forecast (default all)
 
 
 @dataclass

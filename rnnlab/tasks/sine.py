@@ -8,6 +8,9 @@ Modes
 - ``rollout``: ``window`` past values -> the next ``horizon`` values, predictions fed back
   (autoregressive RNNs/MLP) or produced by the encoder-decoder (``model.name: seq2seq``).
 
+Windows and the multi-step prediction come from the forecasting base (``tasks/forecasting.py``)
+that the ``series`` task uses too.
+
 Training windows (inputs and targets) lie inside the training split; in window/rollout modes no
 val/test window crosses its split either. Metrics: ``mse`` against the noisy targets,
 ``mse_clean`` against the noise-free signal and ``mse_over_noise`` = mse / mean(eps^2) over the
@@ -26,6 +29,8 @@ from pydantic import Field, model_validator
 from ..errors import ConfigError
 from . import TASKS
 from .base import Batch, DataOptions, Task, TaskOptions, TaskSpec, batch_indices
+from .forecasting import batched, window_index
+from .forecasting import predict as forecast
 
 if TYPE_CHECKING:
     from ..config import Experiment
@@ -119,18 +124,14 @@ class Sine(Task):
             if split == "train":
                 win = idx.unfold(0, o.seq_len + 1, o.stride)
             elif o.eval_context == "window":  # each target from the seq_len values just before it
-                targets = torch.arange(max(start, o.seq_len), stop)
-                x_idx = targets.unsqueeze(1) + torch.arange(-o.seq_len, 0).unsqueeze(0)
-                return self._gather(x_idx, targets.unsqueeze(1))
+                return self._gather(*window_index(start, stop, o.seq_len, 1, context_start=0))
             elif o.eval_context == "series":  # read the whole observed past; score this split only
                 win = torch.arange(0, stop).unsqueeze(0)
             else:  # the split alone, from a zero state
                 win = idx.unsqueeze(0)
             x_idx, y_idx = win[:, :-1], win[:, 1:]
         else:
-            ahead = o.horizon if o.mode == "rollout" else 1
-            win = idx.unfold(0, o.window + ahead, 1)
-            x_idx, y_idx = win[:, :o.window], win[:, o.window:]
+            x_idx, y_idx = window_index(start, stop, o.window, o.horizon if o.mode == "rollout" else 1)
         return self._gather(x_idx, y_idx)
 
     def _gather(self, x_idx: torch.Tensor, y_idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -153,10 +154,7 @@ class Sine(Task):
     # ------------------------------------------------------------------ model io
     def predict(self, model: "Model", x: torch.Tensor) -> torch.Tensor:
         """Predictions shaped like the targets: (N, 1, 1), (N, T, 1) or (N, H, 1)."""
-        if self.spec.output == "horizon":
-            return model.forecast(x, self.options.horizon)
-        out, _ = model(x)
-        return out.unsqueeze(1) if out.dim() == 2 else out
+        return forecast(model, x, self.spec, self.options.horizon, 1)
 
     def loss(self, model: "Model", batch: Batch, state: Any = None) -> tuple[torch.Tensor, Any]:
         pred, target = self.predict(model, batch.x), batch.y
@@ -170,8 +168,7 @@ class Sine(Task):
     # ------------------------------------------------------------------ evaluation
     def predictions(self, model: "Model", split: str, batch_size: int) -> dict[str, torch.Tensor]:
         data = self.windows[split]
-        preds = [self.predict(model, data["x"][i:i + batch_size])
-                 for i in range(0, len(data["x"]), batch_size)]
+        preds = [self.predict(model, data["x"][b]) for b in batched(len(data["x"]), batch_size)]
         pred = torch.cat(preds)
         if pred.shape[1] != data["y"].shape[1]:  # seq2seq "window" context: score the last step
             pred = pred[:, -1:]
