@@ -60,7 +60,7 @@ def coercion_problem(value: Any, annotation: Any) -> str | None:
             return f"must be {noun}, not a boolean, got {str(value).lower()}"
     elif isinstance(value, str):
         if str not in kinds and numbers:
-            return f"must be {noun}, got {_describe(value)} (a string)"
+            return f"must be {noun}, got {_describe(value)}"
     elif isinstance(value, int) and int in kinds and not INT64[0] <= value <= INT64[1]:
         shown = str(value) if len(str(value)) <= 30 else f"a {len(str(abs(value)))}-digit number"
         return f"must fit in 64 bits (between -2**63 and 2**63-1), got {shown}"
@@ -462,6 +462,6 @@ def load_experiment(path: str | os.PathLike[str], overrides: list[str] | None = 
     raw = apply_overrides(raw, list(overrides or []))
     if name is not None:
         raw["name"] = name
-    elif not raw.get("name"):
+    elif raw.get("name") is None:  # an empty name is refused like every invalid one (names.py)
         raw["name"] = Path(path).stem
     return build_experiment(raw, str(path))

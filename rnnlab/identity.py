@@ -1,10 +1,11 @@
 """Checkpoints that know their run.
 
 Every checkpoint rnnlab writes (``last.pt`` and ``best.pt``) carries ``identity``: the run's id
-(``summary.json``'s ``run_id``, fixed when the run is created, so renaming or copying the whole
-run directory keeps it) and a SHA-256 of the run's resolved config, over the dotted keys listed
-with it (``keys``). The keys that ``--resume`` may change (``SAFE_TO_CHANGE``) and ``name`` are
-left out, so a resumed run's checkpoints stay its own; keys added to rnnlab after a checkpoint
+and unique id (``summary.json``'s ``run_id`` and ``run_uuid``, fixed when the run is created, so
+renaming or copying the whole run directory keeps them; two runs started in the same second with
+the same name share an id but not a uuid) and a SHA-256 of the run's resolved config, over the
+dotted keys listed with it (``keys``). The keys that ``--resume`` may change (``SAFE_TO_CHANGE``)
+and ``name`` are left out, so a resumed run's checkpoints stay its own; keys added to rnnlab after a checkpoint
 was written are not in its list, so a newer rnnlab still recognises it.
 
 ``check`` refuses a checkpoint whose id or config hash is not the run's (a ``best.pt`` copied from
@@ -55,40 +56,53 @@ def config_sha256(config: dict[str, Any], keys: list[str]) -> str:
     return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def make_identity(run_id: str, config: dict[str, Any]) -> dict[str, Any]:
+def make_identity(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint of the run in ``run_dir``, trained with ``config``, carries."""
     keys = config_keys(config)
-    return {"run_id": run_id, "config_sha256": config_sha256(config, keys), "keys": keys}
+    run_id, run_uuid = run_of(run_dir)
+    return {"run_id": run_id, "run_uuid": run_uuid, "config_sha256": config_sha256(config, keys),
+            "keys": keys}
 
 
-def run_id_of(run_dir: Path) -> str:
-    """The run's id: ``summary.json``'s ``run_id``, else the directory's name."""
+def run_of(run_dir: Path) -> tuple[str, Optional[str]]:
+    """The run's id and unique id from ``summary.json`` (``run_id``, ``run_uuid``); the
+    directory's name and None when the summary does not say (runs from before identities)."""
     from .runs import read_summary
 
     try:
-        run_id = read_summary(run_dir).get("run_id")
+        summary = read_summary(run_dir)
     except RunDirError:
-        run_id = None
-    return run_id if isinstance(run_id, str) and run_id else Path(run_dir).name
+        summary = {}
+    run_id, run_uuid = summary.get("run_id"), summary.get("run_uuid")
+    return (run_id if isinstance(run_id, str) and run_id else Path(run_dir).name,
+            run_uuid if isinstance(run_uuid, str) and run_uuid else None)
 
 
-def foreign_reason(ckpt: dict[str, Any], run_dir: Path, config: dict[str, Any]) -> Optional[str]:
-    """Why ``ckpt`` is not a checkpoint of this run (None: it is, or it predates identities)."""
+def foreign_reason(ckpt: dict[str, Any], run_dir: Path, config: Optional[dict[str, Any]]
+                   ) -> Optional[str]:
+    """Why ``ckpt`` is not a checkpoint of this run (None: it is, or it predates identities).
+    With ``config`` None only the run is compared (``--resume`` compares the whole config
+    itself, naming the key that differs)."""
     ident = ckpt.get("identity")
     if ident is None:
         return None
     if not (isinstance(ident, dict) and isinstance(ident.get("run_id"), str)
+            and isinstance(ident.get("run_uuid"), (str, type(None)))
             and isinstance(ident.get("config_sha256"), str) and isinstance(ident.get("keys"), list)
             and all(isinstance(k, str) for k in ident["keys"])):
         return "its identity record is damaged"
-    own = run_id_of(run_dir)
-    if ident["run_id"] != own:
-        return f"it was written by run {ident['run_id']!r}, not by this run ({own!r})"
-    if config_sha256(config, ident["keys"]) != ident["config_sha256"]:
+    own_id, own_uuid = run_of(run_dir)
+    theirs = ident["run_uuid"]
+    if (theirs is not None and own_uuid is not None and theirs != own_uuid) or ident["run_id"] != own_id:
+        if ident["run_id"] == own_id:
+            return f"it was written by another run that has the same id ({own_id!r})"
+        return f"it was written by run {ident['run_id']!r}, not by this run ({own_id!r})"
+    if config is not None and config_sha256(config, ident["keys"]) != ident["config_sha256"]:
         return "it was trained with another config than this run's config.yaml"
     return None
 
 
-def check(ckpt: dict[str, Any], path: Path, run_dir: Path, config: dict[str, Any],
+def check(ckpt: dict[str, Any], path: Path, run_dir: Path, config: Optional[dict[str, Any]],
           allow_foreign: bool = False) -> None:
     """Refuse a checkpoint of another run (one line naming the file), unless ``allow_foreign``."""
     if allow_foreign:

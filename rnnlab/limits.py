@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .config import Experiment
     from .tasks.base import Task
 
-SIZE_FIELDS = ("hidden_size", "hidden_sizes", "embedding_size", "embed_size", "num_layers")
+SIZE_FIELDS = ("hidden_size", "hidden_sizes", "embedding_dim", "embedding_size", "num_layers")
 
 
 def human(n: float) -> str:
@@ -63,7 +63,7 @@ def available_memory(device: torch.device) -> Optional[int]:
 def _widths(options: Any) -> tuple[int, int]:
     """(the widest layer, the number of layers) from a model's options, whatever its family."""
     widths: list[int] = []
-    for key in ("hidden_size", "embedding_size", "embed_size"):
+    for key in ("hidden_size", "embedding_dim", "embedding_size", "embed_size"):
         value = getattr(options, key, None)
         if isinstance(value, int) and not isinstance(value, bool):
             widths.append(value)
@@ -93,22 +93,28 @@ def count_parameters(exp: "Experiment", task: "Task") -> int:
         return rough
 
 
+def _batch_tokens(task: "Task", batch_size: int) -> int:
+    """Tokens (time steps x examples) in one real batch: a batch size above the data set's size
+    gives the whole data set, so this is what a step holds, not ``batch_size`` x length."""
+    try:
+        return max(1, task.tokens_per_step(batch_size))
+    except (StopIteration, RuntimeError, ValueError, TypeError, IndexError, MemoryError):
+        return batch_size * max(1, task.spec.window or 1)
+
+
 def estimate(exp: "Experiment", task: "Task") -> dict[str, Any]:
     """Training memory in bytes: parameters with their state, and activations of one batch."""
     params = count_parameters(exp, task)
     copies = 3 if exp.train.optimizer == "sgd" else 4  # weights, grads (+ momentum | 2 moments)
     bytes_per = 4
     width, layers = _widths(exp.model)
-    batch = exp.train.batch_size
-    per_example = max(1, task.spec.window or 1)
-    try:
-        per_example = max(per_example, task.tokens_per_step(1))
-    except Exception:  # noqa: BLE001 (an estimate: a task that cannot say keeps the window)
-        pass
+    out = task.spec.output_size
+    with allocation_guard("one training batch", "train.batch_size"):
+        train_tokens = _batch_tokens(task, exp.train.batch_size)
+        eval_tokens = _batch_tokens(task, exp.train.eval_batch_size or 4 * exp.train.batch_size)
     # per step and layer: the gates (4 x width for an LSTM), states and outputs, kept for backward
-    activations = batch * per_example * (6 * width * layers + task.spec.output_size) * bytes_per
-    eval_batch = exp.train.eval_batch_size or 4 * batch
-    outputs = eval_batch * per_example * (2 * width + task.spec.output_size) * bytes_per
+    activations = train_tokens * (6 * width * layers + out) * bytes_per
+    outputs = eval_tokens * (2 * width + out) * bytes_per  # eval: no graph, one layer at a time
     state = params * copies * bytes_per
     return {"parameters": params, "state": state, "activations": activations + outputs,
             "total": state + activations + outputs}

@@ -142,9 +142,7 @@ def resume_run(run: str | os.PathLike[str], overrides: list[str], runs_dir: Path
                               f"epoch); start it again with: rnnlab train {run_dir / runs.CONFIG}")
         ckpt = runs.load_checkpoint(last)
         require_training_state(ckpt, last)
-        config_path = run_dir / runs.CONFIG
-        on_file = build_experiment(read_yaml(config_path), str(config_path)).to_dict()
-        identity.check(ckpt, last, run_dir, on_file, identity.foreign_allowed())
+        identity.check(ckpt, last, run_dir, None, identity.foreign_allowed())  # load_config: the rest
         exp = load_config(run_dir, overrides, ckpt)
         note = completed_note(summary, ckpt, exp)
         if note is not None:

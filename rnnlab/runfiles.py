@@ -38,7 +38,7 @@ _DICT = (lambda v: isinstance(v, dict), "a mapping")
 _LIST = (lambda v: isinstance(v, list), "a list")
 
 SUMMARY_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "status": _STR, "run_id": _STR, "name": _OPT_STR, "task": _STR, "model": _STR,
+    "status": _STR, "run_id": _STR, "run_uuid": _STR, "name": _OPT_STR, "task": _STR, "model": _STR,
     "metric": _STR, "mode": (lambda v: v in ("min", "max"), "'min' or 'max'"),
     "test": _METRICS, "best_val": _METRICS, "best_epoch": _OPT_INT, "epochs_completed": _INT,
     "steps": _INT, "train_seconds": _NUM, "parameters": _INT, "threads": _OPT_INT,

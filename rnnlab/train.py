@@ -13,6 +13,7 @@ import platform
 import random
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -382,7 +383,7 @@ class Trainer:
     def identity(self) -> dict[str, Any]:
         """The run's id and config hash, carried by every checkpoint (see ``rnnlab.identity``)."""
         if self._identity is None:
-            self._identity = identity.make_identity(identity.run_id_of(self.run_dir), self.exp.to_dict())
+            self._identity = identity.make_identity(self.run_dir, self.exp.to_dict())
         return self._identity
 
     def restore(self, ckpt: dict[str, Any], path: Path) -> None:
@@ -762,6 +763,7 @@ def base_summary(exp: Experiment, run_dir: Path, task: Task, model: Model, devic
     return {
         "status": "running",
         "run_id": run_dir.name,
+        "run_uuid": uuid.uuid4().hex,  # unique even when two runs get the same id (see identity.py)
         "name": exp.name,
         "task": exp.task.name,
         "model": exp.model.name,
