@@ -4,9 +4,10 @@ Every checkpoint rnnlab writes (``last.pt`` and ``best.pt``) carries ``identity`
 and unique id (``summary.json``'s ``run_id`` and ``run_uuid``, fixed when the run is created, so
 renaming or copying the whole run directory keeps them; two runs started in the same second with
 the same name share an id but not a uuid) and a SHA-256 of the run's resolved config, over the
-dotted keys listed with it (``keys``). The keys that ``--resume`` may change (``SAFE_TO_CHANGE``)
-and ``name`` are left out, so a resumed run's checkpoints stay its own; keys added to rnnlab after a checkpoint
-was written are not in its list, so a newer rnnlab still recognises it.
+dotted keys listed with it (``keys``). The keys that ``--resume`` may change
+(``SAFE_TO_CHANGE``) and ``name`` are left out, so a resumed run's checkpoints stay its own;
+keys added to rnnlab after a checkpoint was written are not in its list, so a newer rnnlab still
+recognises it.
 
 ``check`` refuses a checkpoint whose id or config hash is not the run's (a ``best.pt`` copied from
 another run of the same model shape would otherwise evaluate "fine"), unless the caller allows
