@@ -93,25 +93,29 @@ def count_parameters(exp: "Experiment", task: "Task") -> int:
         return rough
 
 
-def _batch_tokens(task: "Task", batch_size: int) -> int:
+def _batch_tokens(task: "Task", batch_size: int, draw: bool = True) -> int:
     """Tokens (time steps x examples) in one real batch: a batch size above the data set's size
-    gives the whole data set, so this is what a step holds, not ``batch_size`` x length."""
+    gives the whole data set, so this is what a step holds, not ``batch_size`` x length. Without
+    ``draw`` (a finished run's task, whose data is read only if needed): ``batch_size`` x window."""
+    if not draw:
+        return batch_size * max(1, task.spec.window or 1)
     try:
         return max(1, task.tokens_per_step(batch_size))
     except (StopIteration, RuntimeError, ValueError, TypeError, IndexError, MemoryError):
         return batch_size * max(1, task.spec.window or 1)
 
 
-def estimate(exp: "Experiment", task: "Task") -> dict[str, Any]:
-    """Training memory in bytes: parameters with their state, and activations of one batch."""
+def estimate(exp: "Experiment", task: "Task", draw: bool = True) -> dict[str, Any]:
+    """Training memory in bytes: parameters with their state, and activations of one batch
+    (drawn from the task's data when ``draw``)."""
     params = count_parameters(exp, task)
     copies = 3 if exp.train.optimizer == "sgd" else 4  # weights, grads (+ momentum | 2 moments)
     bytes_per = 4
     width, layers = _widths(exp.model)
     out = task.spec.output_size
     with allocation_guard("one training batch", "train.batch_size"):
-        train_tokens = _batch_tokens(task, exp.train.batch_size)
-        eval_tokens = _batch_tokens(task, exp.train.eval_batch_size or 4 * exp.train.batch_size)
+        train_tokens = _batch_tokens(task, exp.train.batch_size, draw)
+        eval_tokens = _batch_tokens(task, exp.train.eval_batch_size or 4 * exp.train.batch_size, draw)
     # per step and layer: the gates (4 x width for an LSTM), states and outputs, kept for backward
     activations = train_tokens * (6 * width * layers + out) * bytes_per
     outputs = eval_tokens * (2 * width + out) * bytes_per  # eval: no graph, one layer at a time
@@ -121,12 +125,15 @@ def estimate(exp: "Experiment", task: "Task") -> dict[str, Any]:
 
 
 def check_memory(exp: "Experiment", task: "Task", device: torch.device,
-                 where: str = "config") -> None:
-    """Refuse a model or batch that cannot fit in the memory available, before allocating it."""
+                 where: str = "config", draw: bool = True) -> None:
+    """Refuse a model or batch that cannot fit in the memory available, before allocating it.
+    ``draw``: measure a real batch (a new run); a finished run's data is not read for this."""
     available = available_memory(device)
     if available is None:
         return
-    est = estimate(exp, task)
+    est = estimate(exp, task, draw)
+    if not draw:  # a finished run: only its parameters (eval batches are not known exactly)
+        est = {**est, "activations": 0, "total": est["state"]}
     if est["total"] <= available:
         return
     if est["state"] >= est["activations"]:

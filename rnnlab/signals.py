@@ -44,17 +44,27 @@ def install_stop_handlers() -> None:
 
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back (blocked in the kernel, delivered on leaving) while a few
-    statements that must happen together run, e.g. creating a run directory and recording it."""
-    block = getattr(signal, "pthread_sigmask", None)
-    if block is None or threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT/SIGTERM back while a few statements that must happen together run (creating a
+    run directory and recording it, writing the final summary): a signal received meanwhile is
+    handed to the handler that was in place once they are done. (Python-level, not
+    ``pthread_sigmask``: a process-directed signal may land on any thread.)"""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = block(signal.SIG_BLOCK, SIGNALS)
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in SIGNALS}
     try:
         yield
     finally:
-        block(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            handler = previous[received[0]]
+            if callable(handler):
+                handler(received[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), received[0])
 
 
 def exit_status(signum: Optional[int]) -> int:

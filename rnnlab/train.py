@@ -132,7 +132,7 @@ def build(exp: Experiment, device: torch.device, run_dir: Optional[Path] = None
     cannot fit; an allocation that fails anyway is one line too."""
     with allocation_guard(f"the task's data (task {exp.task.name})"):
         task = build_task(exp, device, run_dir)
-    check_memory(exp, task, device)
+    check_memory(exp, task, device, draw=run_dir is None)
     with allocation_guard(f"the model (model {exp.model.name})"):
         return task, init_model(exp, task, device)
 
@@ -681,31 +681,35 @@ def finish_run(trainer: Trainer, summary: dict[str, Any]) -> Path:
     from .signals import GracefulStop, Stopped, deferred
 
     run_dir = trainer.run_dir
-    with GracefulStop(trainer.request_stop) as stop:
-        runs.setup_done(run_dir)  # from here on the run directory stays, whatever happens
-        try:
-            trainer.fit()
-        except Interrupted as exc:
-            close_run(trainer, summary, "interrupted")
-            exc.run_dir, exc.signum, exc.saved = run_dir, stop.signum, trainer.saved
-            raise
-        except Diverged as exc:
-            exc.where = str(run_dir)
-            exc.what += (f"; kept the last good checkpoint ({trainer.saved})" if trainer.saved
-                         else "; no checkpoint had been saved yet")
-            summary["error"] = exc.line()
-            close_run(trainer, summary, "diverged")
-            raise
-        except KeyboardInterrupt:  # only when no handler could be installed (not the main thread)
-            close_run(trainer, summary, "interrupted")
-            raise
-        except BaseException as exc:
-            summary["error"] = f"{type(exc).__name__}: {exc}"
-            close_run(trainer, summary, "failed")
-            raise
+    trained = False  # set inside GracefulStop: a signal after it finds the final stage handled
     try:
+        with GracefulStop(trainer.request_stop) as stop:
+            runs.setup_done(run_dir)  # from here on the run directory stays, whatever happens
+            try:
+                trainer.fit()
+            except Interrupted as exc:
+                close_run(trainer, summary, "interrupted")
+                exc.run_dir, exc.signum, exc.saved = run_dir, stop.signum, trainer.saved
+                raise
+            except Diverged as exc:
+                exc.where = str(run_dir)
+                exc.what += (f"; kept the last good checkpoint ({trainer.saved})" if trainer.saved
+                             else "; no checkpoint had been saved yet")
+                summary["error"] = exc.line()
+                close_run(trainer, summary, "diverged")
+                raise
+            except KeyboardInterrupt:  # only when no handler could be installed (not the main thread)
+                close_run(trainer, summary, "interrupted")
+                raise
+            except BaseException as exc:
+                summary["error"] = f"{type(exc).__name__}: {exc}"
+                close_run(trainer, summary, "failed")
+                raise
+            trained = True
         final_outputs(trainer, summary)
     except Stopped as exc:  # training is complete and saved; the test evaluation is redone on resume
+        if not trained:
+            raise
         summary["interrupted"] = (f"{exc} during the final test evaluation (training is complete; "
                                   f"rnnlab train --resume {run_dir} evaluates it again)")
         close_run(trainer, summary, "interrupted")
@@ -713,6 +717,8 @@ def finish_run(trainer: Trainer, summary: dict[str, Any]) -> Path:
         stop_exc.run_dir, stop_exc.signum, stop_exc.saved = run_dir, exc.signum, trainer.saved
         raise stop_exc from None
     except BaseException as exc:
+        if not trained:
+            raise
         summary["error"] = (exc.line() if isinstance(exc, RnnlabError)
                             else f"{type(exc).__name__}: {exc}")
         close_run(trainer, summary, "failed")
