@@ -229,6 +229,46 @@ def recover(runs_dir: Path, reference: dict[str, Any], evaluate: bool) -> tuple[
     return "resumed exactly", None
 
 
+def one_fault(item: tuple[dict[str, Any], dict[str, Any]]) -> tuple[str, list[str], Optional[str]]:
+    """Run one planned fault and its recovery: (report line, outcome keys, failure or None)."""
+    plan, ctx = item
+    runs_dir, config = ctx["work"] / f"f{plan['i']}", ctx["config"]
+    target, signame = plan["target"], plan["signame"]
+    if target == "resume":  # a run stopped in epoch 1, then the fault hits its resume
+        pre = run(["train", str(config), "--runs-dir", str(runs_dir), "-q"],
+                  {"kind": "event", "event": "rnnlab.runs:save_torch", "at": 3,
+                   "signum": int(signal.SIGTERM)})
+        if pre.returncode != 143:
+            return f"[{plan['i'] + 1}] could not prepare a stopped run", ["failure"], pre.stderr[-500:]
+        argv = ["train", "--resume", str(next(runs_dir.iterdir())), "-q"]
+    else:
+        argv = ["train", str(config), "--runs-dir", str(runs_dir), "-q"]
+    if plan["kind"] == "enospc":
+        label = f"ENOSPC from write {plan['at']}"
+        proc = run(argv, {"kind": "enospc", "at": plan["at"]})
+    elif plan["kind"] == "event":
+        label = f"{signame} at call {plan['at']} of {plan['event'].split(':')[1]}"
+        proc = run(argv, {"kind": "event", "event": plan["event"], "at": plan["at"],
+                          "signum": int(SIGNALS[signame])})
+    else:
+        label = f"{signame} after {plan['delay']:.2f} s"
+        proc = run(argv, None, plan["delay"], SIGNALS[signame])
+    ended, problem = check_fault_output(proc)
+    recovered = "-"
+    if problem is None:
+        recovered, problem = recover(runs_dir, ctx["reference"], plan["evaluate"])
+    if recovered == "no run directory" and ended == "completed":
+        problem = problem or "completed without a run directory"
+    outcome = "exact" if recovered == "resumed exactly" else (
+        "one line" if ended in ("error line", "interrupted line")
+        or recovered == "resume refused in one line" else "nothing")
+    keys = ["failure" if problem else outcome, f"  ended: {ended}", f"  then: {recovered}"]
+    line = (f"[{plan['i'] + 1:2d}/{ctx['total']}] {target:6s} {label:45s} -> {ended}; {recovered} "
+            f"{'FAIL' if problem else 'ok'}")
+    shutil.rmtree(runs_dir, ignore_errors=True)
+    return line, keys, f"{target} {label}: {problem}" if problem else None
+
+
 def main() -> int:
     global FORK
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
@@ -238,6 +278,7 @@ def main() -> int:
     parser.add_argument("--faults", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--jobs", type=int, default=1, help="faults run at a time")
     parser.add_argument("--spawn", action="store_true",
                         help="a fresh interpreter per command (slow; instants include start-up)")
     args = parser.parse_args()
@@ -259,54 +300,37 @@ def main() -> int:
     wall = time.perf_counter() - start
     writes = 40  # fsync + mkdir calls in a whole run are about 35: a later N lets the run complete
     print(f"reference run: {wall:.1f} s wall (under load); {len(reference['rows'])} epochs")
-    outcomes: Counter = Counter()
-    failures: list[str] = []
-    for i in range(args.faults):
-        runs_dir = work / f"f{i}"
+    plans = []
+    for i in range(args.faults):  # drawn up front, so --jobs does not change which faults run
         target = "resume" if rng.random() < 0.25 else "train"
-        if target == "resume":  # a run stopped in epoch 2, then the fault hits its resume
-            pre = run(["train", str(config), "--runs-dir", str(runs_dir), "-q"],
-                      {"kind": "event", "event": "rnnlab.runs:save_torch", "at": 3,
-                       "signum": int(signal.SIGTERM)})
-            assert pre.returncode == 143, pre.stderr
-            argv = ["train", "--resume", str(next(runs_dir.iterdir())), "-q"]
-        else:
-            argv = ["train", str(config), "--runs-dir", str(runs_dir), "-q"]
         kind = rng.choice(["enospc", "event", "event", "time"])
         signame = rng.choice(list(SIGNALS))
+        plan: dict[str, Any] = {"i": i, "target": target, "kind": kind, "signame": signame,
+                                "evaluate": rng.random() < 0.2}
         if kind == "enospc":
-            spec: Optional[dict[str, Any]] = {"kind": "enospc", "at": rng.randint(1, writes)}
-            label = f"ENOSPC from write {spec['at']}"
-            proc = run(argv, spec)
+            plan["at"] = rng.randint(1, writes)
         elif kind == "event":
-            event = rng.choice(EVENTS)
-            spec = {"kind": "event", "event": event, "at": rng.randint(1, 3),
-                    "signum": int(SIGNALS[signame])}
-            label = f"{signame} at call {spec['at']} of {event.split(':')[1]}"
-            proc = run(argv, spec)
+            plan["event"], plan["at"] = rng.choice(EVENTS), rng.randint(1, 3)
         else:
-            delay = rng.uniform(0, wall * 1.1)
-            label = f"{signame} after {delay:.2f} s"
-            proc = run(argv, None, delay, SIGNALS[signame])
-        ended, problem = check_fault_output(proc)
-        if problem is None:
-            recovered, problem = recover(runs_dir, reference, evaluate=rng.random() < 0.2)
-        else:
-            recovered = "-"
-        outcome = "exact" if recovered in ("resumed exactly",) else (
-            "one line" if ended in ("error line", "interrupted line") or recovered ==
-            "resume refused in one line" else "nothing")
-        if recovered == "no run directory" and ended == "completed":
-            problem = problem or "completed without a run directory"
-        status = "FAIL" if problem else "ok"
-        outcomes[f"{outcome}" if not problem else "failure"] += 1
-        outcomes[f"  ended: {ended}"] += 1
-        outcomes[f"  then: {recovered}"] += 1
-        print(f"[{i + 1:2d}/{args.faults}] {target:6s} {label:45s} -> {ended}; {recovered} {status}",
-              flush=True)
-        if problem:
-            failures.append(f"{target} {label}: {problem}")
-        shutil.rmtree(runs_dir, ignore_errors=True)
+            plan["delay"] = rng.uniform(0, wall * 1.1)
+        plans.append(plan)
+    context = {"work": work, "config": config, "reference": reference, "total": args.faults}
+    outcomes: Counter = Counter()
+    failures: list[str] = []
+    if args.jobs > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("fork").Pool(args.jobs)
+        done = pool.imap_unordered(one_fault, [(plan, context) for plan in plans])
+    else:
+        pool, done = None, map(one_fault, [(plan, context) for plan in plans])
+    for line, keys, failure in done:
+        print(line, flush=True)
+        outcomes.update(keys)
+        if failure:
+            failures.append(failure)
+    if pool is not None:
+        pool.close()
     print(f"\n{args.faults} faults: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())
                                                 if not k.startswith("  ")))
     for key in sorted(k for k in outcomes if k.startswith("  ")):
