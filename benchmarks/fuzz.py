@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from tests import fuzzing  # noqa: E402
@@ -47,7 +47,8 @@ def main() -> int:
                             "train": {"epochs": 1, "steps_per_epoch": 1, "threads": 1},
                             "logging": {"plots": False}}, "s")
     budget = settings(max_examples=args.cases // 2, deadline=None, database=None,
-                      suppress_health_check=list(HealthCheck), derandomize=False)
+                      suppress_health_check=list(HealthCheck), derandomize=False,
+                      phases=[Phase.generate])  # a failure is printed as found, not shrunk (slow)
 
     @budget
     @given(fuzzing.configs())

@@ -28,6 +28,7 @@ from .registry import did_you_mean
 
 SECTIONS = ("name", "task", "model", "train", "data", "logging", "sweep")
 INT64 = (-(2**63), 2**63 - 1)  # what torch (seeds, sizes, counts) can hold
+FLOAT32_MAX = 3.4028234663852886e38  # what a float32 tensor (weights, biases, losses) can hold
 
 
 def _scalar_kinds(annotation: Any) -> set[Any]:
@@ -61,6 +62,9 @@ def coercion_problem(value: Any, annotation: Any) -> str | None:
     elif isinstance(value, str):
         if str not in kinds and numbers:
             return f"must be {noun}, got {_describe(value)}"
+    elif (isinstance(value, (int, float)) and float in kinds and int not in kinds
+          and abs(value) > FLOAT32_MAX and value == value and abs(value) != float("inf")):
+        return f"must be within float32's range (|x| <= 3.4e38: torch computes in it), got {value:.3g}"
     elif isinstance(value, int) and int in kinds and not INT64[0] <= value <= INT64[1]:
         shown = str(value) if len(str(value)) <= 30 else f"a {len(str(abs(value)))}-digit number"
         return f"must fit in 64 bits (between -2**63 and 2**63-1), got {shown}"

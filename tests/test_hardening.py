@@ -91,6 +91,12 @@ def test_integers_beyond_64_bits_are_refused(tmp_path: Path) -> None:
     assert "train.epochs: must fit in 64 bits" in line and "a 400-digit number" in line
 
 
+def test_floats_beyond_float32_are_refused(tmp_path: Path) -> None:  # found by benchmarks/fuzz.py
+    line = one_line(train(tmp_path, "--set", "model.forget_bias=1.6748760682431708e+44"))
+    assert line.endswith("model.forget_bias: must be within float32's range (|x| <= 3.4e38: torch "
+                         "computes in it), got 1.67e+44")
+
+
 @pytest.mark.parametrize("override", ["model.hidden_size=1000000000000", "model.hidden_size=200000"])
 def test_models_larger_than_memory_are_refused_before_allocating(tmp_path: Path, override: str) -> None:
     line = one_line(train(tmp_path, "--set", override))
