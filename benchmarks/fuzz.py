@@ -35,6 +35,13 @@ from tests.test_fuzz import train_tiny  # noqa: E402
 OUTCOMES: Counter = Counter()
 
 
+def progress() -> None:
+    """A line every 100 cases, so a run cut short still says how far it got."""
+    total = sum(v for k, v in OUTCOMES.items() if not k.startswith("mutation"))
+    if total % 100 == 0:
+        print(f"... {total} cases, no traceback so far", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=2000, help="generated cases in all")
@@ -67,6 +74,7 @@ def main() -> int:
             if result.exit_code == 2:
                 assert {p.name for p in runs_dir.iterdir()} == existing, result.output
             OUTCOMES[f"train exit {result.exit_code}"] += 1
+            progress()
 
     @budget
     @given(st.sampled_from(fuzzing.READ_ONLY), st.integers(0, 2**32 - 1))
@@ -81,6 +89,7 @@ def main() -> int:
             result = fuzzing.check(fuzzing.read_only_args(command, run, other, sentiment, rng), runs_dir)
             OUTCOMES[f"{command.split()[0]} exit {result.exit_code}"] += 1
             OUTCOMES[f"mutation {kind}"] += 1
+            progress()
 
     random.seed(args.seed)
     start = time.perf_counter()
