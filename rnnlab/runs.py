@@ -152,7 +152,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         return []
-    complete, _, _torn = path.read_text(encoding="utf-8").rpartition("\n")
+    from .safeio import MAX_DATA_BYTES, read_bytes_bounded
+
+    raw = read_bytes_bounded(path, MAX_DATA_BYTES, path.name, RunDirError)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise RunDirError(path, f"line {line} is not valid UTF-8 text (byte {exc.start})") from None
+    complete, _, _torn = text.rpartition("\n")
     rows = []
     for number, line in enumerate(complete.split("\n") if complete else [], 1):
         if not line.strip():

@@ -287,14 +287,15 @@ def test_runs_lists_the_others_and_names_the_damaged_one(copies) -> None:
     assert json.loads(compared.stdout)["metrics"]["status"][0].startswith("unreadable")
 
 
-@pytest.mark.parametrize("row", ['[1, 2]', '{"epoch": "one"}', '{"epoch": 1, "train_loss": "x"}'])
+@pytest.mark.parametrize("row", ['[1, 2]', '{"epoch": "one"}', '{"epoch": 1, "train_loss": "x"}',
+                                 '{"epoch": 1}\n\xff\xfe'])
 def test_metrics_rows_of_the_wrong_shape(copies, row: str) -> None:
     run = copies[0]
-    (run / runs.METRICS).write_text(row + "\n")
+    (run / runs.METRICS).write_bytes(row.encode("latin-1") + b"\n")
     shown = runner.invoke(app, ["show", str(run)])
     assert shown.exit_code == 0 and "last epoch: unreadable" in shown.stdout
     line = one_line(runner.invoke(app, ["plot", str(run)]))
-    assert line.startswith(f"error: {run / runs.METRICS}: line 1")
+    assert line.startswith(f"error: {run / runs.METRICS}: line ")
 
 
 # ----------------------------------------------------------------------------- 6. foreign checkpoints
