@@ -70,7 +70,7 @@ def main() -> int:
             existing = {p.name for p in runs_dir.iterdir()}
             result = fuzzing.check(["train", str(config), "--runs-dir", str(runs_dir), "-q",
                                     *[x for o in overrides for x in ("--set", o)]],
-                                   runs_dir, lambda p: Path(p).parts[0] not in existing)
+                                   runs_dir, lambda p: Path(p).parts[0] not in existing, budget=True)
             if result.exit_code == 2:
                 assert {p.name for p in runs_dir.iterdir()} == existing, result.output
             OUTCOMES[f"train exit {result.exit_code}"] += 1

@@ -60,7 +60,7 @@ def test_generated_configs_train_or_refuse_in_one_line(finished, case) -> None:
         existing = {p.name for p in runs_dir.iterdir()}
         args = ["train", str(config), "--runs-dir", str(runs_dir), "-q",
                 *[a for o in overrides for a in ("--set", o)]]
-        result = fuzzing.check(args, runs_dir, new_run_only(existing))
+        result = fuzzing.check(args, runs_dir, new_run_only(existing), budget=True)
         if result.exit_code == 2:  # refused: nothing new at all
             assert {p.name for p in runs_dir.iterdir()} == existing, result.output
 
