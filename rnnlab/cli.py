@@ -72,15 +72,25 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except RnnlabError as exc:
             fail(exc.line())
-        except KeyboardInterrupt:  # outside training (which stops gracefully): nothing half-done
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:  # outside training (which stops gracefully): nothing half-done
+            from .signals import exit_status
+
+            signum = getattr(exc, "signum", None)
+            name = str(exc) or "SIGINT"
+            typer.echo(f"interrupted: {name}: stopped; every file rnnlab writes is written whole, "
+                       "none is left half-written", err=True)
+            raise typer.Exit(exit_status(signum)) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except BrokenPipeError:  # `rnnlab ... | head`: the reader left; not an error of ours
             sys.stderr.close()
             raise typer.Exit(0) from None
         except Exception as exc:
+            from .safeio import is_disk_full
+
+            if is_disk_full(exc):
+                assert isinstance(exc, OSError)
+                fail(f"{exc.filename or 'rnnlab'}: no space left on device")
             if isinstance(exc, OSError) and exc.filename is not None:  # a path the system refuses:
                 fail(f"{exc.filename}: {exc.strerror or exc}")  # name too long, permission, disk full
             traceback.print_exc()
@@ -106,6 +116,8 @@ def training_outcomes(reporter: "Reporter") -> Iterator[None]:
             typer.echo(f"interrupted: {exc.run_dir}: checkpoint saved {exc.saved}; continue with: "
                        f"rnnlab train --resume {exc.run_dir}", err=True)
             typer.echo(str(exc.run_dir))
+        elif exc.note is not None:
+            typer.echo(f"interrupted: {exc.note}", err=True)
         raise typer.Exit(exit_status(exc.signum)) from None
     except Diverged as exc:
         reporter.close()
@@ -116,8 +128,17 @@ def training_outcomes(reporter: "Reporter") -> Iterator[None]:
         reporter.close()
 
 
-def check_run_options(checkpoint: str, device: str) -> None:
+def foreign_option() -> Any:
+    """``--allow-foreign-checkpoint``, shared by every command that loads a run's checkpoint."""
+    return typer.Option(False, "--allow-foreign-checkpoint",
+                        help="use a checkpoint even when it was written by another run")
+
+
+def check_run_options(checkpoint: str, device: str, allow_foreign: bool = False) -> None:
     """The options every command that loads a run's weights shares."""
+    from .identity import allow_foreign as set_allow_foreign
+
+    set_allow_foreign(allow_foreign)
     if checkpoint not in ("best", "last"):
         fail(f"--checkpoint: must be 'best' or 'last', got {checkpoint!r}")
     if device not in ("cpu", "cuda", "auto"):
@@ -138,6 +159,9 @@ def train(
         "--runs-dir) from its last checkpoint; --set may change only safe keys such as train.epochs"),
     data_dir: Optional[Path] = typer.Option(
         None, "--data-dir", help="data folder, sets data.root (default: $RNNLAB_DATA, then the cache)"),
+    allow_foreign: bool = typer.Option(
+        False, "--allow-foreign-checkpoint", help="--resume: continue from a checkpoint even when "
+        "it was written by another run"),
 ) -> None:
     """Train a model on a task; writes runs/<id>/ and prints its path last."""
     from .config import load_experiment
@@ -146,7 +170,12 @@ def train(
     from .train import train_run
 
     if resume is not None:
+        from .identity import allow_foreign as set_allow_foreign
+
+        set_allow_foreign(allow_foreign)
         return resume_training(resume, config, set_, runs_dir, name, quiet)
+    if allow_foreign:
+        fail("--allow-foreign-checkpoint: only with --resume (a new run has no checkpoint)")
     if config is None:
         fail("CONFIG: missing argument: give a YAML config file (or --resume RUN)")
     if name is not None:
@@ -185,13 +214,14 @@ def eval_(
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+    allow_foreign: bool = foreign_option(),
 ) -> None:
     """Re-evaluate a finished run from its own files."""
     from .train import evaluate_run
 
     if split not in ("test", "val"):
         fail(f"--split: must be 'test' or 'val', got {split!r}")
-    check_run_options(checkpoint, device)
+    check_run_options(checkpoint, device, allow_foreign)
     metrics = evaluate_run(run, split, checkpoint, device)
     if as_json:
         typer.echo(json.dumps({"run": str(run), "split": split, "checkpoint": checkpoint,
@@ -212,11 +242,12 @@ def generate(
     seed: Optional[int] = typer.Option(None, "--seed", help="same seed, same text (default: random)"),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+    allow_foreign: bool = foreign_option(),
 ) -> None:
     """Sample text from a trained character-level language model."""
     from .generate import generate_run
 
-    check_run_options(checkpoint, device)
+    check_run_options(checkpoint, device, allow_foreign)
     typer.echo(generate_run(run, prefix, length, temperature, top_k, seed, checkpoint, device))
 
 
@@ -229,11 +260,12 @@ def predict(
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per sentence"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+    allow_foreign: bool = foreign_option(),
 ) -> None:
     """Print the predicted label and its probability for each sentence (tab-separated)."""
     from .predict import predict as predict_texts
 
-    check_run_options(checkpoint, device)
+    check_run_options(checkpoint, device, allow_foreign)
     for p in predict_texts(run, list(texts or []), file, checkpoint, device):
         if as_json:
             typer.echo(json.dumps({"text": p.text, "label": p.label, "probability": p.probability,
@@ -300,10 +332,12 @@ def show(run: Path = typer.Argument(..., help="a run directory, e.g. runs/<id>")
 def plot(
     run: Path = typer.Argument(..., help="a run directory, e.g. runs/<id>"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+    allow_foreign: bool = foreign_option(),
 ) -> None:
     """Redraw every plot of a run from its own files (metrics and best checkpoint)."""
     from .report import replot
 
+    check_run_options("best", device, allow_foreign)
     for path in replot(run, device):
         typer.echo(str(path))
 
@@ -517,6 +551,9 @@ def track(
 
 
 def main() -> None:
+    from .signals import install_stop_handlers
+
+    install_stop_handlers()  # SIGTERM/SIGINT at any instant: one `interrupted:` line, not silence
     app(prog_name="rnnlab")
 
 

@@ -158,8 +158,9 @@ def compare_runs(paths: list[Path]) -> Comparison:
     dirs = expand_args(paths)
     if len(dirs) < 2:
         raise RunDirError(paths[0] if paths else "compare", "give at least two runs to compare")
-    configs = [flatten(read_yaml(d / runs.CONFIG)) for d in dirs]
-    summaries = [read_run(d, d).summary for d in dirs]
+    configs = [_read_config(d) for d in dirs]
+    infos = [read_run(d, d) for d in dirs]
+    summaries = [i.summary for i in infos]
     keys = list(dict.fromkeys(k for c in configs for k in c if k != "name"))
     missing = object()
     differences = {k: [c.get(k) for c in configs] for k in keys
@@ -176,8 +177,17 @@ def compare_runs(paths: list[Path]) -> Comparison:
                 best[row] = index
     for key in SUMMARY_ROWS:
         metrics[key] = [s.get(key) for s in summaries]
+    metrics["status"] = [i.status if not i.problem else f"unreadable ({i.problem})" for i in infos]
     ids = [_short_id(d, dirs) for d in dirs]
     return Comparison(ids, differences, metrics, best)
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    """A run's flattened config; an unreadable one is shown as such (the others still compare)."""
+    try:
+        return flatten(read_yaml(run_dir / runs.CONFIG))
+    except RnnlabError as exc:
+        return {"config": f"unreadable ({exc.what})"}
 
 
 def _best(values: list[Any], metric: str, summaries: list[dict[str, Any]]) -> Optional[int]:

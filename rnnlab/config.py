@@ -27,6 +27,48 @@ from .errors import ConfigError
 from .registry import did_you_mean
 
 SECTIONS = ("name", "task", "model", "train", "data", "logging", "sweep")
+INT64 = (-(2**63), 2**63 - 1)  # what torch (seeds, sizes, counts) can hold
+FLOAT32_MAX = 3.4028234663852886e38  # what a float32 tensor (weights, biases, losses) can hold
+
+
+def _scalar_kinds(annotation: Any) -> set[Any]:
+    """The scalar types a field accepts: int/float/bool/str (a Literal of strings counts as str);
+    a nested model or container counts as ``object`` (it has its own rules)."""
+    import typing
+
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return {type(a) for a in typing.get_args(annotation)}
+    if origin is not None and typing.get_args(annotation) and origin not in (list, dict, tuple, set):
+        kinds: set[Any] = set()
+        for arg in typing.get_args(annotation):
+            kinds |= _scalar_kinds(arg)
+        return kinds
+    if annotation in (int, float, bool, str, type(None)):
+        return {annotation}
+    return {object}
+
+
+def coercion_problem(value: Any, annotation: Any) -> str | None:
+    """Why ``value`` would only fit ``annotation`` by a silent coercion, or None."""
+    kinds = _scalar_kinds(annotation)
+    if object in kinds:
+        return None
+    numbers = kinds & {int, float}
+    noun = "an integer" if numbers == {int} else "a number"
+    if isinstance(value, bool):
+        if bool not in kinds and numbers:
+            return f"must be {noun}, not a boolean, got {str(value).lower()}"
+    elif isinstance(value, str):
+        if str not in kinds and numbers:
+            return f"must be {noun}, got {_describe(value)}"
+    elif (isinstance(value, (int, float)) and float in kinds and int not in kinds
+          and abs(value) > FLOAT32_MAX and value == value and abs(value) != float("inf")):
+        return f"must be within float32's range (|x| <= 3.4e38: torch computes in it), got {value:.3g}"
+    elif isinstance(value, int) and int in kinds and not INT64[0] <= value <= INT64[1]:
+        shown = str(value) if len(str(value)) <= 30 else f"a {len(str(abs(value)))}-digit number"
+        return f"must fit in 64 bits (between -2**63 and 2**63-1), got {shown}"
+    return None
 
 
 class Strict(BaseModel):
@@ -35,6 +77,20 @@ class Strict(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(),
                               allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_silent_coercion(cls, data: Any) -> Any:
+        """What pydantic's lax mode would coerce is refused: a boolean is not an integer or a
+        number, a string is not a number, and an integer must fit in 64 bits (torch's limit)."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                info = cls.model_fields.get(key) if isinstance(key, str) else None
+                if info is not None:
+                    problem = coercion_problem(value, info.annotation)
+                    if problem:
+                        raise ValueError(f"{key}: {problem}")
+        return data
 
 
 class Scheduler(Strict):
@@ -106,8 +162,11 @@ class CheckpointEvery(Strict):
             if match is None:
                 raise ValueError(f"expected N steps or M minutes (e.g. 500, '500 steps', '10 min'), "
                                  f"got {value!r}")
-            number, unit = match.groups()
-            return {"steps": number} if unit.lower().startswith("step") else {"minutes": number}
+            text, unit = match.groups()
+            number = float(text)
+            if unit.lower().startswith("step"):
+                return {"steps": int(number) if number.is_integer() else number}
+            return {"minutes": number}
         return value
 
     @model_validator(mode="after")
@@ -232,6 +291,16 @@ class Config(Strict):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     sweep: Optional[dict[str, Any]] = None
 
+    @field_validator("name")
+    @classmethod
+    def _run_name(cls, value: Optional[str]) -> Optional[str]:
+        from .names import name_problem
+
+        problem = name_problem(value) if value is not None else None
+        if problem is not None:
+            raise ValueError(f"invalid run name {value[:60]!r}: {problem}")
+        return value
+
 
 class Experiment:
     """A validated config with its task and model option objects resolved."""
@@ -336,10 +405,8 @@ def validate_section(model: type[BaseModel], data: Any, prefix: str, where: str)
         errors = exc.errors(include_url=False)
         field, text = _error_message(errors[0], model)
         head, sep, rest = text.partition(": ")
-        if not field and sep and head in model.model_fields:  # cross-field check naming its field
-            field, text = head, rest
-        elif field and sep and head.split(".")[0] in _allowed_keys(model, field.split(".")):
-            field, text = f"{field}.{head}", rest  # the same, in a nested section
+        if sep and head.split(".")[0] in _allowed_keys(model, field.split(".") if field else []):
+            field, text = ".".join(p for p in (field, head) if p), rest  # a check naming its field
         full = ".".join(p for p in (prefix, field) if p)
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(where, f"{full}: {text}{more}") from None
@@ -349,6 +416,8 @@ def validate_section(model: type[BaseModel], data: Any, prefix: str, where: str)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
+    from .safeio import load_yaml
+
     if "=" not in item:
         raise ConfigError("--set", f"expected KEY=VALUE with a dotted key, got {item!r}")
     key, raw = item.split("=", 1)
@@ -356,7 +425,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not key.strip() or any(not p for p in parts):
         raise ConfigError("--set", f"bad key {key!r} in {item!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return parts, value
@@ -391,17 +460,24 @@ def set_dotted(raw: dict[str, Any], parts: list[str], value: Any, where: str = "
 
 
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    from .safeio import MAX_CONFIG_BYTES, load_yaml, read_bytes_bounded
+
     p = Path(path)
     if not p.exists():
         raise ConfigError(p, "config file not found")
     if p.is_dir():
         raise ConfigError(p, "is a directory, expected a YAML config file")
+    raw_bytes = read_bytes_bounded(p, MAX_CONFIG_BYTES, "config file", ConfigError)
+    if b"\x00" in raw_bytes or raw_bytes.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(p, "cannot read: not UTF-8 text (it holds NUL bytes or a UTF-16/32 "
+                          "byte-order mark; save the config as UTF-8)")
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(p, f"cannot read: {exc}") from None
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(p, f"cannot read: not valid UTF-8 text (byte {exc.start}); save the "
+                          "config as UTF-8") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"line {mark.line + 1}: " if mark is not None else ""
@@ -452,6 +528,6 @@ def load_experiment(path: str | os.PathLike[str], overrides: list[str] | None = 
     raw = apply_overrides(raw, list(overrides or []))
     if name is not None:
         raw["name"] = name
-    elif not raw.get("name"):
+    elif raw.get("name") is None:  # an empty name is refused like every invalid one (names.py)
         raw["name"] = Path(path).stem
     return build_experiment(raw, str(path))

@@ -21,6 +21,7 @@ from typing import Optional
 
 from .errors import DataError
 from .runs import atomic_write
+from .safeio import MAX_DATA_BYTES, decode_text, read_bytes_bounded
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINY_SHAKESPEARE_BYTES = 1_115_394  # all ASCII: as many characters as bytes
@@ -55,15 +56,8 @@ def read_text_file(path: Path, encoding: str = "utf-8", where: Optional[str] = N
         raise DataError(where, "text file not found")
     if not path.is_file():
         raise DataError(where, "is not a file (expected a text file)")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(where, f"cannot read: {exc.strerror}") from None
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise DataError(where, f"not valid {encoding} text (byte {exc.start}: {exc.reason}); "
-                        "set data.encoding to the file's encoding") from None
+    raw = read_bytes_bounded(path, MAX_DATA_BYTES, "text file")
+    text = decode_text(raw, encoding, where)
     if not text:
         raise DataError(where, "text file is empty")
     return Corpus(text, str(path), sha256_text(text))

@@ -11,6 +11,7 @@ from typing import Optional
 import torch
 
 from .errors import DataError, RunDirError
+from .safeio import MAX_LINE_CHARS, MAX_TEXT_FILE_BYTES
 from .textfiles import decode
 
 
@@ -23,8 +24,13 @@ class Prediction:
 
 
 def read_sentences(path: Path, encoding: str = "utf-8") -> list[tuple[str, str]]:
-    """(where, text) for every non-blank line of a file, one sentence per line."""
-    lines = decode(path, encoding).split("\n")
+    """(where, text) for every non-blank line of a file, one sentence per line: a regular file of
+    at most ``MAX_TEXT_FILE_BYTES``, lines of at most ``MAX_LINE_CHARS`` characters."""
+    lines = decode(path, encoding, MAX_TEXT_FILE_BYTES, "sentence file", None).split("\n")
+    for number, line in enumerate(lines, 1):
+        if len(line) > MAX_LINE_CHARS:
+            raise DataError(path, f"line {number} is too long ({len(line)} characters; the limit is "
+                            f"{MAX_LINE_CHARS}, one sentence per line)")
     out = [(f"{path} line {number}", line.strip()) for number, line in enumerate(lines, 1) if line.strip()]
     if not out:
         raise DataError(path, "no sentences (the file is empty or blank)")

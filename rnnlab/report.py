@@ -8,6 +8,7 @@ from typing import Any
 
 from . import runs
 from .progress import fmt
+from .safeio import MAX_CONFIG_BYTES, read_bytes_bounded
 from .tblog import TENSORBOARD
 
 FACTS = ("task", "model", "parameters", "device", "gpu", "precision", "threads", "seed",
@@ -18,9 +19,13 @@ FACTS = ("task", "model", "parameters", "device", "gpu", "precision", "threads",
 def show_lines(run: str | os.PathLike[str]) -> list[str]:
     """The summary, the config, the last epoch's metrics and the plots, as text lines."""
     run_dir = runs.resolve_run(run)
-    summary = runs.read_summary(run_dir)
-    lines = [f"run {run_dir}", f"status {summary.get('status', '?')}"
-             + (f": {summary['error']}" if summary.get("error") else "")]
+    try:
+        summary = runs.read_summary(run_dir)
+        status = f"status {summary.get('status', '?')}"
+        status += f": {summary['error']}" if summary.get("error") else ""
+    except runs.RunDirError as exc:  # a damaged summary: say so and show the rest
+        summary, status = {}, f"status unreadable ({exc.what})"
+    lines = [f"run {run_dir}", status]
     lines += [f"  {key} {fmt(summary[key])}" for key in FACTS if summary.get(key) is not None]
     if summary.get("distributed"):
         d = summary["distributed"]
@@ -29,14 +34,19 @@ def show_lines(run: str | os.PathLike[str]) -> list[str]:
         if summary.get(key):
             lines.append(f"{title} " + " ".join(f"{k}={fmt(v)}" for k, v in summary[key].items()))
     lines += ["", f"config ({runs.CONFIG})"]
-    lines += ["  " + line for line in (run_dir / runs.CONFIG).read_text(encoding="utf-8").splitlines()]
-    rows = runs.read_jsonl(run_dir / runs.METRICS)
+    config = read_bytes_bounded(run_dir / runs.CONFIG, MAX_CONFIG_BYTES, runs.CONFIG, runs.RunDirError)
+    lines += ["  " + line for line in config.decode("utf-8", errors="replace").splitlines()]
     lines.append("")
-    if rows:
-        lines.append(f"last epoch ({runs.METRICS}, {len(rows)} epoch(s))")
-        lines += [f"  {key} {fmt(value)}" for key, value in rows[-1].items()]
+    try:
+        rows = runs.read_metrics(run_dir)
+    except runs.RunDirError as exc:  # a damaged metrics file: say so and show the rest
+        lines.append(f"last epoch: unreadable ({exc.line()})")
     else:
-        lines.append(f"last epoch: none recorded in {runs.METRICS}")
+        if rows:
+            lines.append(f"last epoch ({runs.METRICS}, {len(rows)} epoch(s))")
+            lines += [f"  {key} {fmt(value)}" for key, value in rows[-1].items()]
+        else:
+            lines.append(f"last epoch: none recorded in {runs.METRICS}")
     plots = sorted((run_dir / runs.PLOTS).glob("*.png"))
     lines += ["", f"plots ({len(plots)})" if plots else f"plots: none (rnnlab plot {run} writes them)"]
     lines += [f"  {p}" for p in plots]
@@ -52,7 +62,7 @@ def replot(run: str | os.PathLike[str], device: str = "cpu") -> list[Path]:
     from .train import load_run, write_plots
 
     run_dir, exp, task, model, _ = load_run(run, "best", device)
-    history: list[dict[str, Any]] = runs.read_jsonl(run_dir / runs.METRICS)
+    history: list[dict[str, Any]] = runs.read_metrics(run_dir)
     if not history:
         raise runs.RunDirError(run_dir / runs.METRICS, "no epochs recorded, nothing to plot")
     return write_plots(exp, task, model, history, run_dir)

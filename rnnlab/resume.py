@@ -15,17 +15,20 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from . import runs
+from . import identity, runs
 from .config import Experiment, apply_overrides, build_experiment, read_yaml
-from .errors import ConfigError, RunDirError
+from .errors import ConfigError, RnnlabError, RunDirError
 from .mlflow_log import open_live
 from .precision import DTYPES, check_precision
 from .progress import Reporter
+from .signals import Stopped
 from .tblog import open_tensorboard
 from .train import (
+    Interrupted,
     Trainer,
     build,
     check_runtime,
+    close_run,
     determinism,
     environment,
     finish_run,
@@ -144,17 +147,30 @@ def resume_run(run: str | os.PathLike[str], overrides: list[str], runs_dir: Path
                               f"epoch); start it again with: rnnlab train {run_dir / runs.CONFIG}")
         ckpt = runs.load_checkpoint(last)
         require_training_state(ckpt, last)
+        identity.check(ckpt, last, run_dir, None, identity.foreign_allowed())  # load_config: the rest
         exp = load_config(run_dir, overrides, ckpt)
         note = completed_note(summary, ckpt, exp)
         if note is not None:
             return run_dir, note
         trainer = rebuild(exp, run_dir, ckpt, last, reporter, summary.get("precision"))
-        restart_files(trainer, summary, exp)
-        trainer.tensorboard = open_tensorboard(exp, run_dir)
-        trainer.mlflow = open_live(exp.config.logging.mlflow, run_dir, summary, exp.to_dict())
-        if not reporter.quiet:
-            reporter.print(f"resuming {run_dir} {trainer.saved}")
-        reporter.run_start(run_dir, summary)
+        status = summary.get("status")
+        try:
+            restart_files(trainer, summary, exp)
+            trainer.tensorboard = open_tensorboard(exp, run_dir)
+            trainer.mlflow = open_live(exp.config.logging.mlflow, run_dir, summary, exp.to_dict())
+            if not reporter.quiet:
+                reporter.print(f"resuming {run_dir} {trainer.saved}")
+            reporter.run_start(run_dir, summary)
+        except BaseException as exc:  # stopped or failed before training went on: say so
+            if isinstance(exc, Stopped):
+                summary["status"] = status if status != "running" else "interrupted"
+                close_run(trainer, summary, summary["status"])
+                stop = Interrupted()
+                stop.run_dir, stop.signum, stop.saved = run_dir, exc.signum, trainer.saved
+                raise stop from None
+            summary["error"] = exc.line() if isinstance(exc, RnnlabError) else f"{type(exc).__name__}: {exc}"
+            close_run(trainer, summary, "failed")
+            raise
         return finish_run(trainer, summary), None
 
 
@@ -190,7 +206,7 @@ def restart_files(trainer: Trainer, summary: dict[str, Any], exp: Experiment) ->
     runs.write_jsonl(run_dir / runs.METRICS, trainer.state.history)
     if read_yaml(run_dir / runs.CONFIG) != exp.to_dict():  # safe --set changes become the config
         runs.write_text(run_dir / runs.CONFIG, exp.to_yaml())
-    for key in ("error", "finished", "best_val"):  # a completed run given more epochs: stale
+    for key in ("error", "finished", "best_val", "interrupted"):  # a completed run given more epochs: stale
         summary.pop(key, None)
     summary["test"] = {}
     summary.update(environment(trainer.device, trainer.threads))

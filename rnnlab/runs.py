@@ -8,7 +8,9 @@ import json
 import os
 import pickle
 import re
+import stat
 import tempfile
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -16,13 +18,15 @@ from typing import Any, Callable, Iterable
 import torch
 
 from .errors import RnnlabError, RunDirError
+from .names import name_problem
+from .safeio import disk_full_error, guard_disk_full, is_disk_full
+from .signals import deferred
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 PLOTS = "plots"
-LOCK = ".lock"
 
 
 # ----------------------------------------------------------------------------- atomic files
@@ -54,8 +58,9 @@ FILE_MODE = _umask_mode()
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Write through ``write(fileobj)`` into a temp file beside ``path``, fsync, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    guard_disk_full(path, lambda: path.parent.mkdir(parents=True, exist_ok=True))
+    fd, tmp = guard_disk_full(path, lambda: tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                                             dir=path.parent))
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, FILE_MODE)
@@ -64,11 +69,13 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if is_disk_full(exc):
+            raise disk_full_error(path, exc) from None  # type: ignore[arg-type]
         raise
     _fsync_dir(path.parent)
 
@@ -78,7 +85,35 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Atomically; on a full disk, a file already there is overwritten in place when the new
+    text fits in the blocks it already holds (padded with spaces, still valid JSON), so a run can
+    still be marked failed when not one free block is left."""
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    try:
+        write_text(path, text)
+    except RnnlabError as exc:
+        if "no space left" not in exc.what or not _overwrite_in_place(Path(path), text.encode("utf-8")):
+            raise
+
+
+def _overwrite_in_place(path: Path, data: bytes) -> bool:
+    """Write ``data`` over ``path`` without allocating blocks; False when it cannot fit."""
+    try:
+        st = path.stat()
+        room = max(st.st_size, getattr(st, "st_blocks", 0) * 512)
+        if not path.is_file() or len(data) > room:
+            return False
+        if len(data) < st.st_size:  # same length as before: JSON allows trailing spaces
+            data = data[:-1] + b" " * (st.st_size - len(data)) + b"\n"
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return True
+    except OSError:
+        return False
 
 
 def save_torch(path: Path, obj: Any) -> None:
@@ -88,10 +123,14 @@ def save_torch(path: Path, obj: Any) -> None:
 def append_jsonl(path: Path, obj: Any) -> None:
     """One whole line in a single write(); a power cut can only tear the last line."""
     line = json.dumps(obj, default=_json_default) + "\n"
-    with open(path, "ab") as fh:
-        fh.write(line.encode("utf-8"))
-        fh.flush()
-        os.fsync(fh.fileno())
+
+    def append() -> None:
+        with open(path, "ab") as fh:
+            fh.write(line.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    guard_disk_full(path, append)
 
 
 def write_jsonl(path: Path, rows: Iterable[Any]) -> None:
@@ -113,14 +152,22 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         return []
-    complete, _, _torn = path.read_text(encoding="utf-8").rpartition("\n")
+    from .safeio import MAX_DATA_BYTES, read_bytes_bounded
+
+    raw = read_bytes_bounded(path, MAX_DATA_BYTES, path.name, RunDirError)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise RunDirError(path, f"line {line} is not valid UTF-8 text (byte {exc.start})") from None
+    complete, _, _torn = text.rpartition("\n")
     rows = []
     for number, line in enumerate(complete.split("\n") if complete else [], 1):
         if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise RunDirError(path, f"line {number} is not valid JSON") from None
     return rows
 
@@ -144,8 +191,10 @@ def safe_name(name: str) -> str:
 
 
 def check_name(name: str, where: str = "--name") -> str:
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
-        raise RnnlabError(where, f"invalid run name {name!r}: use letters, digits, '.', '_' and '-'")
+    """The run name rule of ``rnnlab.names``: refused names are an error naming ``where``."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise RnnlabError(where, f"invalid run name {name[:60]!r}: {problem}")
     return name
 
 
@@ -183,14 +232,37 @@ def create_run_dir(runs_dir: Path, name: str, now: datetime | None = None,
         path = runs_dir / (base if attempt == 1 else f"{base}-{attempt}")
         if not inside(path, runs_dir) or path.resolve().parent != runs_dir.resolve():
             raise RunDirError(path, f"run directory would not be directly inside {runs_dir}")
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
+        with deferred():  # created and recorded together: a signal cannot leave it unrecorded
+            try:
+                guard_disk_full(path, path.mkdir)
+            except FileExistsError:
+                continue
+            _setting_up.append(path)
         for sub in subdirs:
-            (path / sub).mkdir()
+            guard_disk_full(path / sub, (path / sub).mkdir)
         return path
     raise RnnlabError(runs_dir, "could not find a free run directory name")
+
+
+# run directories this process created whose set-up has not finished: a failure or a signal
+# before training starts removes them, so no directory is left that is not a run
+_setting_up: list[Path] = []
+
+
+def setup_done(run_dir: Path) -> None:
+    """The run now has its summary and trains: it stays, whatever happens next."""
+    with deferred():
+        if run_dir in _setting_up:
+            _setting_up.remove(run_dir)
+
+
+def discard_unfinished_runs() -> None:
+    """Remove the run directories this process created and did not finish setting up."""
+    import shutil
+
+    with deferred():
+        while _setting_up:
+            shutil.rmtree(_setting_up.pop(), ignore_errors=True)
 
 
 def find_run(run: str | os.PathLike[str], runs_dir: Path) -> Path:
@@ -222,13 +294,23 @@ def read_summary(run: Path) -> dict[str, Any]:
     path = Path(run) / SUMMARY
     if not path.is_file():
         raise RunDirError(path, "summary.json is missing (the run may not have started training)")
+    from .runfiles import check_summary
+    from .safeio import MAX_CONFIG_BYTES, read_bytes_bounded
+
+    raw = read_bytes_bounded(path, MAX_CONFIG_BYTES, "summary.json", RunDirError)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise RunDirError(path, "summary.json is corrupted (not valid JSON)") from None
-    if not isinstance(data, dict):
-        raise RunDirError(path, "summary.json is not a JSON object")
-    return data
+    return check_summary(data, path)
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl's complete rows, each checked to be a row of numbers."""
+    from .runfiles import check_metrics_rows
+
+    path = Path(run_dir) / METRICS
+    return check_metrics_rows(read_jsonl(path), path)
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -237,12 +319,19 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
         raise RunDirError(path, "checkpoint not found")
     if path.stat().st_size == 0:
         raise RunDirError(path, "checkpoint is empty (0 bytes)")
+    if not path.is_file() or not stat.S_ISREG(path.stat().st_mode):
+        raise RunDirError(path, "checkpoint is not a regular file")
     try:
-        obj = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch warns above its own error; ours is the one line
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # truncated zip, garbage bytes, wrong magic... (torch's messages vary)
-        if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
-            raise RunDirError(path, "checkpoint holds objects other than tensors and plain data; "
-                              "refused (rnnlab loads checkpoints with weights_only=True)") from None
+        if isinstance(exc, pickle.UnpicklingError) and "global" in str(exc).lower():
+            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+            what = f" ({found.group(1)})" if found else ""
+            raise RunDirError(path, f"checkpoint holds a pickled object{what}, not a state dict; "
+                              "refused (rnnlab loads checkpoints with weights_only=True, which runs "
+                              "no code)") from None
         raise RunDirError(path, "checkpoint is truncated or corrupted (torch.load cannot read it)") from None
     if not isinstance(obj, dict) or "model" not in obj:
         raise RunDirError(path, "not an rnnlab checkpoint (no 'model' state dict)")
@@ -250,12 +339,14 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
 
 
 class RunLock:
-    """An exclusive lock on ``run_dir/.lock`` while a process trains the run, so two processes never
-    train (or resume) one run at once. The kernel drops the lock when its holder dies, even by
-    ``kill -9``. Without ``fcntl`` (Windows) runs are not locked."""
+    """An exclusive lock on the run directory itself (``flock`` on its file descriptor) while a
+    process trains the run, so two processes never train (or resume) one run at once. Taking it
+    writes nothing (a ``--resume`` that fails leaves the run exactly as it was), and the kernel
+    drops it when its holder dies, even by ``kill -9``. Without ``fcntl`` (Windows) runs are not
+    locked. (rnnlab before 0.x locked ``<run>/.lock``; such a file left in a run is harmless.)"""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / LOCK
+        self.path = Path(run_dir)
         self._fd: int | None = None
 
     def __enter__(self) -> "RunLock":
@@ -263,13 +354,12 @@ class RunLock:
             import fcntl
         except ImportError:
             return self
-        # O_CREAT leaves an existing lock file untouched: taking the lock writes nothing
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise RunDirError(self.path.parent, "another rnnlab process is training this run "
+            raise RunDirError(self.path, "another rnnlab process is training this run "
                               "right now") from None
         self._fd = fd
         return self

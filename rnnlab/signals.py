@@ -8,14 +8,63 @@ time), so dying anywhere leaves the previous version of each file intact.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
 from types import FrameType
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM outside training (set-up, final evaluation, other commands): raised at
+    once by the handlers ``install_stop_handlers`` sets, so every ``finally``/cleanup runs and the
+    command ends with one ``interrupted:`` line and 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: Optional[FrameType]) -> None:
+    raise Stopped(signum)
+
+
+def install_stop_handlers() -> None:
+    """For the command line (``cli.main``): SIGINT and SIGTERM raise ``Stopped`` wherever the
+    process is, instead of SIGTERM's default of dying without a word. Training replaces them
+    with ``GracefulStop`` while it runs. Only the main thread can install handlers."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, _raise_stopped)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while a few statements that must happen together run (creating a
+    run directory and recording it, writing the final summary): a signal received meanwhile is
+    handed to the handler that was in place once they are done. (Python-level, not
+    ``pthread_sigmask``: a process-directed signal may land on any thread.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            handler = previous[received[0]]
+            if callable(handler):
+                handler(received[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), received[0])
 
 
 def exit_status(signum: Optional[int]) -> int:

@@ -26,6 +26,7 @@ from typing import Iterator, Literal, Optional, Union
 
 from .errors import DataError
 from .registry import did_you_mean
+from .safeio import MAX_DATA_BYTES, decode_text, read_bytes_bounded
 
 Column = Union[int, str]
 
@@ -68,22 +69,12 @@ class BadLines:
         return sum(self.counts.values())
 
 
-def decode(path: Path, encoding: str) -> str:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(path, "data file not found") from None
-    except IsADirectoryError:
-        raise DataError(path, "is a directory, expected a TSV/CSV file") from None
-    except OSError as exc:
-        raise DataError(path, f"cannot read: {exc.strerror}") from None
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise DataError(path, f"line {line}: not valid {encoding} text (byte {exc.start}); "
-                        "set data.encoding (e.g. latin-1)") from None
-    return text.removeprefix("\ufeff")
+def decode(path: Path, encoding: str, limit: int = MAX_DATA_BYTES, what: str = "data file",
+           setting: Optional[str] = "data.encoding") -> str:
+    """A whole data file as text: a regular file of at most ``limit`` bytes, in ``encoding``
+    (a BOM or NUL bytes of another encoding are reported with the encoding to set)."""
+    raw = read_bytes_bounded(path, limit, what)
+    return decode_text(raw, encoding, path, setting)
 
 
 def detect_format(path: Path, text: str, declared: str) -> str:

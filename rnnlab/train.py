@@ -14,6 +14,7 @@ import platform
 import random
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -21,10 +22,11 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from . import __version__, runs
+from . import __version__, identity, runs
 from .budget import STOP_EARLY, STOP_EPOCHS, Replay, StepPlan, load_replay
 from .config import Experiment, TrainConfig
 from .errors import ConfigError, DataError, RnnlabError, RunDirError
+from .limits import allocation_guard, check_memory, check_threads
 from .models import build_model
 from .models.base import Model
 from .precision import Precision, check_precision, isa_summary, resolve_precision
@@ -51,8 +53,9 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def set_threads(threads: Optional[int]) -> int:
-    n = threads or available_cores()
+def set_threads(threads: Optional[int], warn: bool = True) -> int:
+    """Torch's CPU threads: ``threads``, capped (with a warning) to the cores available."""
+    n = check_threads(threads, available_cores(), warn)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
@@ -127,9 +130,14 @@ def build_task(exp: Experiment, device: torch.device, run_dir: Optional[Path] = 
 
 def build(exp: Experiment, device: torch.device, run_dir: Optional[Path] = None
           ) -> tuple[Task, Model]:
-    """Task, then the model against the task's spec (seeded, so init is reproducible)."""
-    task = build_task(exp, device, run_dir)
-    return task, init_model(exp, task, device)
+    """Task, then the model against the task's spec (seeded, so init is reproducible). The
+    model's memory is estimated (on the meta device) and refused before it is allocated when it
+    cannot fit; an allocation that fails anyway is one line too."""
+    with allocation_guard(f"the task's data (task {exp.task.name})"):
+        task = build_task(exp, device, run_dir)
+    check_memory(exp, task, device, draw=run_dir is None)
+    with allocation_guard(f"the model (model {exp.model.name})"):
+        return task, init_model(exp, task, device)
 
 
 def init_model(exp: Experiment, task: Task, device: torch.device) -> Model:
@@ -278,6 +286,7 @@ class Interrupted(Exception):
         self.run_dir: Optional[Path] = None
         self.signum: Optional[int] = None
         self.saved: Optional[str] = None  # where the checkpoint stands, in words
+        self.note: Optional[str] = None  # without a run directory: what happened, in words
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -381,6 +390,7 @@ class Trainer:
         self.step_norms = torch.zeros(0)  # the last epoch's per-step pre-clip norms (for loggers)
         self.saved: Optional[str] = None  # what last.pt holds, for messages
         self._saved_at = time.monotonic()
+        self._identity: Optional[dict[str, Any]] = None
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> dict[str, Any]:
@@ -402,7 +412,14 @@ class Trainer:
                           if self._pass is not None else None),
             "rng": rng_state(self.generator),
             "scaler": self.amp.state_dict(),
+            "identity": self.identity(),
         }
+
+    def identity(self) -> dict[str, Any]:
+        """The run's id and config hash, carried by every checkpoint (see ``rnnlab.identity``)."""
+        if self._identity is None:
+            self._identity = identity.make_identity(self.run_dir, self.exp.to_dict())
+        return self._identity
 
     def restore(self, ckpt: dict[str, Any], path: Path) -> None:
         """Continue exactly where ``checkpoint()`` (read from ``path``) left off."""
@@ -469,7 +486,8 @@ class Trainer:
 
     def save_best(self, val: dict[str, float]) -> None:
         runs.save_torch(self.run_dir / runs.CHECKPOINTS / "best.pt",
-                        {"model": self.model.state_dict(), "epoch": self.state.epoch, "val": val})
+                        {"model": self.model.state_dict(), "epoch": self.state.epoch, "val": val,
+                         "identity": self.identity()})
 
     def save_epoch(self, row: dict[str, Any]) -> None:
         runs.append_jsonl(self.run_dir / runs.METRICS, row)
@@ -669,14 +687,24 @@ def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
 
     if distributed.launched():
         return distributed.train_run(exp, runs_dir, reporter)
+    from .signals import Stopped
+
     runs.check_runs_dir(runs_dir)
     device = resolve_device(exp.train.device)
     check_runtime(exp, device)
     threads = set_threads(exp.train.threads)
     task, model = build(exp, device)
     precision = check_precision(exp.train.precision, device, model)
-    run_dir = open_run(exp, runs_dir, task)
-    return start_run(Trainer(exp, task, model, run_dir, reporter, device, threads, precision))
+    try:
+        run_dir = open_run(exp, runs_dir, task)
+        return start_run(Trainer(exp, task, model, run_dir, reporter, device, threads, precision))
+    except BaseException as exc:  # failed or stopped before training began: leave no directory
+        runs.discard_unfinished_runs()
+        if isinstance(exc, Stopped):
+            stop = Interrupted()
+            stop.signum, stop.note = exc.signum, f"{exc} during set-up; no run directory was left"
+            raise stop from None
+        raise
 
 
 def check_runtime(exp: Experiment, device: torch.device) -> None:
@@ -725,33 +753,64 @@ def start_run(trainer: Trainer, extra: Optional[dict[str, Any]] = None) -> Path:
 def finish_run(trainer: Trainer, summary: dict[str, Any]) -> Path:
     """Train to the end, then test the best checkpoint and close the run (the caller holds the
     run's lock). A stop, a divergence or a crash closes the run with that status and re-raises."""
-    from .signals import GracefulStop
+    from .signals import GracefulStop, Stopped, deferred
 
     run_dir = trainer.run_dir
-    with GracefulStop(trainer.request_stop) as stop:
-        try:
-            trainer.fit()
-        except Interrupted as exc:
-            close_run(trainer, summary, "interrupted")
-            exc.run_dir, exc.signum, exc.saved = run_dir, stop.signum, trainer.saved
+    trained = False  # set inside GracefulStop: a signal after it finds the final stage handled
+    try:
+        with GracefulStop(trainer.request_stop) as stop:
+            runs.setup_done(run_dir)  # from here on the run directory stays, whatever happens
+            try:
+                trainer.fit()
+            except Interrupted as exc:
+                close_run(trainer, summary, "interrupted")
+                exc.run_dir, exc.signum, exc.saved = run_dir, stop.signum, trainer.saved
+                raise
+            except Diverged as exc:
+                exc.where = str(run_dir)
+                exc.what += (f"; kept the last good checkpoint ({trainer.saved})" if trainer.saved
+                             else "; no checkpoint had been saved yet")
+                summary["error"] = exc.line()
+                close_run(trainer, summary, "diverged")
+                raise
+            except KeyboardInterrupt:  # only when no handler could be installed (not the main thread)
+                close_run(trainer, summary, "interrupted")
+                raise
+            except BaseException as exc:
+                summary["error"] = f"{type(exc).__name__}: {exc}"
+                close_run(trainer, summary, "failed")
+                raise
+            trained = True
+        final_outputs(trainer, summary)
+    except Stopped as exc:  # training is complete and saved; the test evaluation is redone on resume
+        if not trained:
             raise
-        except Diverged as exc:
-            exc.where = str(run_dir)
-            exc.what += (f"; kept the last good checkpoint ({trainer.saved})" if trainer.saved
-                         else "; no checkpoint had been saved yet")
-            summary["error"] = exc.line()
-            close_run(trainer, summary, "diverged")
+        summary["interrupted"] = (f"{exc} during the final test evaluation (training is complete; "
+                                  f"rnnlab train --resume {run_dir} evaluates it again)")
+        close_run(trainer, summary, "interrupted")
+        stop_exc = Interrupted()
+        stop_exc.run_dir, stop_exc.signum, stop_exc.saved = run_dir, exc.signum, trainer.saved
+        raise stop_exc from None
+    except BaseException as exc:
+        if not trained:
             raise
-        except KeyboardInterrupt:  # only when no handler could be installed (not the main thread)
-            close_run(trainer, summary, "interrupted")
-            raise
-        except BaseException as exc:
-            summary["error"] = f"{type(exc).__name__}: {exc}"
-            close_run(trainer, summary, "failed")
-            raise
-    # final report: the best checkpoint on the test split, exactly as `rnnlab eval` does it
+        summary["error"] = (exc.line() if isinstance(exc, RnnlabError)
+                            else f"{type(exc).__name__}: {exc}")
+        close_run(trainer, summary, "failed")
+        raise
+    with deferred():  # a signal now would find the run complete: it waits until it is written
+        close_run(trainer, summary, "completed")
+    trainer.reporter.run_end(run_dir, summary)
+    return run_dir
+
+
+def final_outputs(trainer: Trainer, summary: dict[str, Any]) -> None:
+    """After training: the best checkpoint on the test split (exactly as ``rnnlab eval`` does
+    it), the plots and the task's other outputs."""
+    run_dir = trainer.run_dir
     best_path = run_dir / runs.CHECKPOINTS / "best.pt"
     best = runs.load_checkpoint(best_path, trainer.device)
+    identity.check(best, best_path, run_dir, trainer.exp.to_dict(), identity.foreign_allowed())
     load_weights(trainer.model, best["model"], best_path)
     summary["test"] = evaluate(trainer.task, trainer.model, "test", trainer.eval_batch_size)
     summary["best_val"] = best["val"]
@@ -761,9 +820,6 @@ def finish_run(trainer: Trainer, summary: dict[str, Any]) -> Path:
     trainer.model.eval()  # task outputs beyond figures (e.g. text samples), written even without plots
     with torch.no_grad():
         trainer.task.final_outputs(trainer.model, run_dir)
-    close_run(trainer, summary, "completed")
-    trainer.reporter.run_end(run_dir, summary)
-    return run_dir
 
 
 def close_run(trainer: Trainer, summary: dict[str, Any], status: str) -> Path:
@@ -792,6 +848,7 @@ def base_summary(exp: Experiment, run_dir: Path, task: Task, model: Model, devic
     return {
         "status": "running",
         "run_id": run_dir.name,
+        "run_uuid": uuid.uuid4().hex,  # unique even when two runs get the same id (see identity.py)
         "name": exp.name,
         "task": exp.task.name,
         "model": exp.model.name,
@@ -846,19 +903,25 @@ def write_plots(exp: Experiment, task: Task, model: Model, history: list[dict[st
 # ----------------------------------------------------------------------------- evaluation of runs
 
 
-def load_run(run: str | os.PathLike[str], checkpoint: str = "best", device: str = "cpu"
-             ) -> tuple[Path, Experiment, Task, Model, dict[str, Any]]:
-    """Rebuild task and model from a run directory's own files."""
+def load_run(run: str | os.PathLike[str], checkpoint: str = "best", device: str = "cpu",
+             allow_foreign: Optional[bool] = None) -> tuple[Path, Experiment, Task, Model, dict[str, Any]]:
+    """Rebuild task and model from a run directory's own files. A checkpoint of another run is
+    refused unless ``allow_foreign`` (default: ``--allow-foreign-checkpoint`` was given)."""
     from .config import build_experiment, read_yaml
 
     run_dir = runs.resolve_run(run)
     exp = build_experiment(read_yaml(run_dir / runs.CONFIG), str(run_dir / runs.CONFIG))
     summary = runs.read_summary(run_dir)
     dev = resolve_device(device, "--device")
-    set_threads(summary.get("threads") or exp.train.threads)
+    threads = summary.get("threads")
+    set_threads(threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0
+                else exp.train.threads, warn=False)
     task, model = build(exp, dev, run_dir)
     path = run_dir / runs.CHECKPOINTS / f"{checkpoint}.pt"
-    load_weights(model, runs.load_checkpoint(path, dev)["model"], path)
+    ckpt = runs.load_checkpoint(path, dev)
+    identity.check(ckpt, path, run_dir, exp.to_dict(),
+                   identity.foreign_allowed() if allow_foreign is None else allow_foreign)
+    load_weights(model, ckpt["model"], path)
     return run_dir, exp, task, model, summary
 
 

@@ -225,7 +225,8 @@ CASES: dict[str, tuple[Callable[[Env], list[str]], str]] = {
                                                                 env.checkpoint("last.pt")), Env.resume),
                                  "last.pt: not a full training checkpoint (no optimizer, trainer, rng)"),
     "resume pickled object": (broken(lambda env: pickled_object(env.checkpoint("last.pt")), Env.resume),
-                              "last.pt: checkpoint holds objects other than tensors and plain data; refused"),
+                              "last.pt: checkpoint holds a pickled object (pathlib.PosixPath), not a "
+                              "state dict; refused"),
     "resume unsafe change": (lambda env: env.resume("--set", "train.lr=0.5"),
                              "--set: train.lr: cannot change when resuming"),
     "resume unknown key": (lambda env: env.resume("--set", "train.lrr=0.5"), "train.lrr: unknown key"),
@@ -256,7 +257,8 @@ CASES: dict[str, tuple[Callable[[Env], list[str]], str]] = {
                                "head.weight"),
     "eval pickled object": (broken(lambda env: pickled_object(env.checkpoint("last.pt")),
                                    lambda env: env.eval("--checkpoint", "last")),
-                            "last.pt: checkpoint holds objects other than tensors"),
+                            "last.pt: checkpoint holds a pickled object (pathlib.PosixPath), not a "
+                            "state dict"),
     "eval not a checkpoint dict": (broken(lambda env: torch.save([1, 2], env.checkpoint("best.pt")),
                                           Env.eval),
                                    "best.pt: not an rnnlab checkpoint"),

@@ -144,8 +144,13 @@ class Sentiment(Task):
         if run_dir is None:  # training: everything from the data, every data error before the run exists
             self.classes = self.data.labels or label_order(self.sources["train"])
             if len(self.classes) < 2:
-                raise DataError(f"data.{'path' if self.data.path else 'train'}",
-                                f"every example has the label {self.classes[0]!r}; need 2 or more classes")
+                where = f"data.{'path' if self.data.path else 'train'}"
+                if not self.classes:  # every line was skipped (or none had a label)
+                    skipped = f"; {self.bad.total} bad line(s) skipped" if self.bad.total else ""
+                    raise DataError(where, f"no usable examples in the training data{skipped}; "
+                                    "need examples of 2 or more classes")
+                raise DataError(where, f"every example has the label {self.classes[0]!r}; need 2 or "
+                                "more classes")
             self.vocab = Vocab.build((ex.tokens for ex in self.examples["train"]), self.options.min_freq,
                                      self.options.max_size)
             _ = self.splits
