@@ -241,7 +241,8 @@ class TrainConfig(Strict):
 
     @model_validator(mode="after")
     def _warmup_needs_steps(self) -> "TrainConfig":
-        if self.max_time is not None and self.max_steps is None and getattr(self.scheduler, "warmup_steps", None):
+        warmup = getattr(self.scheduler, "warmup_steps", None)
+        if self.max_time is not None and self.max_steps is None and warmup:
             raise ValueError("scheduler.warmup_steps: counts optimizer steps, which a time budget "
                              "(max_time) does not fix; set train.max_steps too, or drop the warm-up")
         return self
