@@ -77,6 +77,7 @@ class Strict(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(),
                               allow_inf_nan=False)
+    PARSES_TEXT: ClassVar[tuple[str, ...]] = ()  # number fields whose own validator reads text
 
     @model_validator(mode="before")
     @classmethod
@@ -86,7 +87,7 @@ class Strict(BaseModel):
         if isinstance(data, dict):
             for key, value in data.items():
                 info = cls.model_fields.get(key) if isinstance(key, str) else None
-                if info is not None:
+                if info is not None and key not in cls.PARSES_TEXT:
                     problem = coercion_problem(value, info.annotation)
                     if problem:
                         raise ValueError(f"{key}: {problem}")
@@ -196,6 +197,7 @@ def parse_duration(value: Any) -> Any:
 
 
 class TrainConfig(Strict):
+    PARSES_TEXT: ClassVar[tuple[str, ...]] = ("max_time",)  # "10 min", "90 s": parse_duration
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(32, gt=0)
     eval_batch_size: Optional[int] = Field(None, gt=0, description="default: 4 x batch_size")

@@ -46,7 +46,7 @@ def test_bad_max_time_is_one_config_error(write_config, bad, message) -> None:
         load_experiment(write_config({"train": {"max_time": bad}}))
 
 
-def test_a_budget_stops_training_and_the_schedule_follows_its_elapsed_fraction(write_config, runs_dir) -> None:
+def test_a_budget_stops_training_and_the_schedule_follows_its_elapsed_fraction(write_config, runs_dir):
     run = train(write_config(BUDGETED), runs_dir)
     s = summary(run)
     assert s["status"] == "completed" and s["stopped"] == "time budget"
