@@ -45,20 +45,10 @@ class Replay:
     trace: Optional[list[int]]  # scheduler advances per step; None when the schedule was not timed
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def load_replay(config: dict[str, Any], replay: str) -> Replay:
     """The run ``replay`` names, checked against ``config`` (the replaying run's resolved config):
     both must be the same experiment apart from ``REPLAY_MAY_DIFFER``."""
-    from .config import read_yaml
+    from .config import flatten, read_yaml
 
     where = "train.replay"
     run_dir = Path(replay).expanduser()
@@ -73,8 +63,8 @@ def load_replay(config: dict[str, Any], replay: str) -> Replay:
     trainer = ckpt.get("trainer") if isinstance(ckpt, dict) else None
     if not isinstance(trainer, dict) or not isinstance(trainer.get("step"), int):
         raise ConfigError(where, f"{last}: holds no training state to replay")
-    saved = _flatten(read_yaml(run_dir / runs.CONFIG))
-    ours = _flatten(config)
+    saved = flatten(read_yaml(run_dir / runs.CONFIG))
+    ours = flatten(config)
     for key in sorted(set(saved) | set(ours)):
         if any(key == k or key.startswith(k + ".") for k in REPLAY_MAY_DIFFER):
             continue

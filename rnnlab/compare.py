@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import runs
-from .config import read_yaml
+from .config import flatten, read_yaml
 from .errors import ConfigError, RnnlabError, RunDirError
 from .stats import Difference, mean_std, welch_interval
 
@@ -113,13 +113,6 @@ def runs_table(infos: list[RunInfo], title: str) -> Any:
 # ----------------------------------------------------------------------------- compare
 
 
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict) and tree:
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: tree}
 
 
 def expand_args(paths: list[Path]) -> list[Path]:

@@ -182,6 +182,17 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|secs?|seconds?|m|mins?|m
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted keys: ``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}`` (an empty
+    mapping stays a value)."""
+    if isinstance(tree, dict) and tree:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: tree}
+
+
 def parse_duration(value: Any) -> Any:
     """``"10 min"``, ``"90 s"``, ``"1.5 h"`` or a number of seconds -> seconds (other values are
     left for the field's own validation to reject)."""

@@ -25,19 +25,13 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+from .config import flatten
 from .errors import RunDirError
 
 EXCLUDED = ("name",)
 OVERRIDE = "--allow-foreign-checkpoint"
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict) and tree:
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: tree}
 
 
 def _excluded(key: str) -> bool:
@@ -48,11 +42,11 @@ def _excluded(key: str) -> bool:
 
 def config_keys(config: dict[str, Any]) -> list[str]:
     """The dotted keys of ``config`` that make up its identity."""
-    return sorted(k for k in _flatten(config) if not _excluded(k))
+    return sorted(k for k in flatten(config) if not _excluded(k))
 
 
 def config_sha256(config: dict[str, Any], keys: list[str]) -> str:
-    flat = _flatten(config)
+    flat = flatten(config)
     items = [[k, flat.get(k, "<absent>")] for k in keys]
     return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
 

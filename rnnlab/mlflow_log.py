@@ -117,15 +117,11 @@ def open_store(options: Any, runs_dir: Path, to: Optional[str] = None,
 # ----------------------------------------------------------------------------- what is logged
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = value if isinstance(value, str) else json.dumps(value)
-    return out
+def flatten(config: dict[str, Any]) -> dict[str, str]:
+    """The config as MLflow params: dotted keys, values as text (JSON but for strings)."""
+    from .config import flatten as dotted
+
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in dotted(config).items()}
 
 
 def numeric(row: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import identity, runs
-from .config import Experiment, apply_overrides, build_experiment, read_yaml
+from .config import Experiment, apply_overrides, build_experiment, flatten, read_yaml
 from .errors import ConfigError, RnnlabError, RunDirError
 from .mlflow_log import open_live
 from .precision import DTYPES, check_precision
@@ -50,18 +50,6 @@ SAFE_TO_CHANGE = (
     "logging.mlflow",
 )
 SCHEDULES_SPANNING_EPOCHS = ("cosine", "onecycle")  # their shape is fixed by the total step count
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, path + "."))
-        else:
-            out[path] = value
-    return out
 
 
 def changed_keys(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
