@@ -109,6 +109,8 @@ def open_store(options: Any, runs_dir: Path, to: Optional[str] = None,
     artifacts = None
     if uri is None:
         uri, artifacts = default_uri(runs_dir), runs_dir / ARTIFACTS
+    elif uri.startswith("sqlite:///"):  # artifacts beside the database, not in ./mlruns of the cwd
+        artifacts = Path(uri[len("sqlite:///"):]).parent / ARTIFACTS
     where = "--to" if to else "logging.mlflow.tracking_uri" if getattr(options, "tracking_uri", None) \
         else "logging.mlflow"
     return Store(uri, experiment or getattr(options, "experiment", None), artifacts, where)
