@@ -21,8 +21,9 @@ from pathlib import Path
 
 from rnnlab import runs
 from rnnlab.config import load_experiment
+from rnnlab.evaluation import evaluate_run
+from rnnlab.lifecycle import train_run
 from rnnlab.progress import Reporter
-from rnnlab.train import evaluate_run, train_run
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED_MSE = {  # horizon -> model -> MSE, as in ../shared/data/README.md

@@ -47,10 +47,11 @@ CONFIG = {
     "logging": {"plots": False},
 }
 # functions whose N-th call sends the signal: set-up, checkpoints, the final test evaluation
-EVENTS = ("rnnlab.runs:create_run_dir", "rnnlab.train:open_run", "rnnlab.runs:write_text",
+EVENTS = ("rnnlab.runs:create_run_dir", "rnnlab.lifecycle:open_run", "rnnlab.runs:write_text",
           "rnnlab.runs:write_json", "rnnlab.runs:save_torch", "rnnlab.runs:append_jsonl",
-          "rnnlab.train:evaluate", "rnnlab.train:final_outputs", "rnnlab.train:close_run",
-          "rnnlab.resume:restart_files", "rnnlab.train:build")
+          "rnnlab.trainer:evaluate", "rnnlab.lifecycle:evaluate", "rnnlab.lifecycle:final_outputs",
+          "rnnlab.lifecycle:close_run",
+          "rnnlab.resume:restart_files", "rnnlab.lifecycle:build")
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT, "SIGKILL": signal.SIGKILL}
 FORK = True
 
@@ -285,8 +286,8 @@ def main() -> int:
     FORK = not args.spawn
     if FORK:
         import rnnlab.cli  # noqa: F401 (imported once, inherited by every forked command)
+        import rnnlab.lifecycle  # noqa: F401
         import rnnlab.resume  # noqa: F401
-        import rnnlab.train  # noqa: F401
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="rnnlab-faults-"))
     config = work / "fault.yaml"

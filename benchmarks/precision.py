@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rnnlab.models.elman import ElmanRNN  # noqa: E402
 from rnnlab.precision import isa_summary, probe_bf16  # noqa: E402
-from rnnlab.train import cpu_model  # noqa: E402
+from rnnlab.runtime import cpu_model  # noqa: E402
 
 
 def step_seconds(rnn: nn.Module, head: nn.Module, x: torch.Tensor, bf16: bool, reps: int) -> float:

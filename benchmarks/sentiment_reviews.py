@@ -20,10 +20,11 @@ import torch
 
 from rnnlab import runs
 from rnnlab.config import load_experiment
+from rnnlab.evaluation import evaluate_run, load_run
+from rnnlab.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
 from rnnlab.progress import Reporter
 from rnnlab.tasks.base import TaskSpec
-from rnnlab.train import evaluate_run, load_run, train_run
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from rnnlab import runs
 from rnnlab.config import load_experiment
 from rnnlab.errors import RnnlabError
+from rnnlab.lifecycle import train_run
 from rnnlab.progress import Reporter
-from rnnlab.train import train_run
 
 
 def measure(config: Path, overrides: list[str], device: str, precision: str, steps: int) -> dict:

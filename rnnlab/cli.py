@@ -105,8 +105,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def training_outcomes(reporter: "Reporter") -> Iterator[None]:
     """How a training command ends when it does not complete: a stop (exit 130/143) or a
     divergence (exit 3) leaves a run directory, printed last as on success."""
+    from .outcomes import Diverged, Interrupted
     from .signals import exit_status
-    from .train import Diverged, Interrupted
 
     try:
         yield
@@ -165,9 +165,9 @@ def train(
 ) -> None:
     """Train a model on a task; writes runs/<id>/ and prints its path last."""
     from .config import load_experiment
+    from .lifecycle import train_run
     from .progress import make_reporter
     from .runs import check_name
-    from .train import train_run
 
     if resume is not None:
         from .identity import allow_foreign as set_allow_foreign
@@ -217,7 +217,7 @@ def eval_(
     allow_foreign: bool = foreign_option(),
 ) -> None:
     """Re-evaluate a finished run from its own files."""
-    from .train import evaluate_run
+    from .evaluation import evaluate_run
 
     if split not in ("test", "val"):
         fail(f"--split: must be 'test' or 'val', got {split!r}")
@@ -302,9 +302,9 @@ def list_() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from .factories import OPTIMIZERS, SCHEDULERS
     from .models import MODELS
     from .tasks import TASKS
-    from .train import OPTIMIZERS, SCHEDULERS
 
     console = Console(highlight=False)
     for title, items in (("tasks", list(TASKS.describe())), ("models", list(MODELS.describe())),

@@ -27,21 +27,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .budget import STOP_TIME
 from .config import Experiment
+from .factories import build
+from .lifecycle import check_runtime, open_run, start_run
 from .models.base import Model
 from .precision import check_precision
 from .progress import Reporter
+from .runtime import available_cores, resolve_device, set_threads
 from .signals import GracefulStop
 from .tasks.base import Batch, Task
-from .train import (
-    Trainer,
-    available_cores,
-    build,
-    check_runtime,
-    open_run,
-    resolve_device,
-    set_threads,
-    start_run,
-)
+from .trainer import Trainer
 
 
 def launched() -> bool:
@@ -182,7 +176,7 @@ def default_threads(group: Group) -> int:
 
 
 def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
-    """The data-parallel counterpart of ``rnnlab.train.train_run``: rank 0 creates, fills and
+    """The data-parallel counterpart of ``rnnlab.lifecycle.train_run``: rank 0 creates, fills and
     finishes the run directory (test metrics, plots, summary); the other ranks train beside it."""
     group = init_group(exp.train.device)
     try:

@@ -272,7 +272,7 @@ def sample_inputs(task: Any, batch: int) -> torch.Tensor:
 def export_run(run: str | Path, fmt: str, checkpoint: str = "best", out: Optional[Path] = None,
                tolerance: float = TOLERANCE, batch: int = 8) -> Exported:
     """Export a run's model, verify it, and keep the file only if it matches PyTorch."""
-    from .train import load_run
+    from .evaluation import load_run
 
     if fmt not in FORMATS:
         raise ConfigError("--format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")

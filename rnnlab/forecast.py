@@ -43,8 +43,8 @@ def _stamp(t: Any, dates_only: bool) -> str:
 
 def forecast_run(run: str | os.PathLike[str], file: Path, horizon: Optional[int] = None,
                  out: Optional[Path] = None, checkpoint: str = "best", device: str = "cpu") -> Forecast:
+    from .evaluation import load_run
     from .seriesplots import forecast_plot
-    from .train import load_run
 
     if horizon is not None and horizon < 1:
         raise RnnlabError("--horizon", f"must be at least 1, got {horizon}")

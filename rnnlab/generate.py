@@ -74,8 +74,8 @@ def generate_run(run: str | os.PathLike[str], prefix: str, length: int, temperat
                  top_k: Optional[int] = None, seed: Optional[int] = None, checkpoint: str = "best",
                  device: str = "cpu") -> str:
     """Load a char-LM run (its vocabulary and weights; the corpus is not read) and sample."""
+    from .evaluation import load_run
     from .tasks.charlm import CharLM
-    from .train import load_run
 
     check_settings(length, temperature, top_k)
     run_dir, exp, task, model, _ = load_run(run, checkpoint, device)

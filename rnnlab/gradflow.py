@@ -238,8 +238,10 @@ def measure_config(path: Path, overrides: list[str], steps: int, device: torch.d
     """A config's model at initialisation and, with ``steps`` > 0, after that many training
     steps (the trainer's own step: optimizer, clipping, precision)."""
     from .config import load_experiment
+    from .factories import build
     from .progress import Reporter
-    from .train import Trainer, build, set_threads
+    from .runtime import set_threads
+    from .trainer import Trainer
 
     exp = load_experiment(path, overrides)
     threads = set_threads(exp.train.threads)
@@ -259,7 +261,8 @@ def measure_config(path: Path, overrides: list[str], steps: int, device: torch.d
 
 def measure_run(path: Path, device: torch.device, batch_size: Optional[int]) -> list[Curve]:
     """A run's model at its initialisation (rebuilt from its seed) and at its best checkpoint."""
-    from .train import init_model, load_run
+    from .evaluation import load_run
+    from .factories import init_model
 
     run_dir, exp, task, trained, _ = load_run(path, "best", str(device))
     batch = first_batch(exp, task, batch_size)
@@ -271,7 +274,7 @@ def measure_run(path: Path, device: torch.device, batch_size: Optional[int]) -> 
 def gradflow(sources: list[Path], overrides: list[str], steps: int, device: str = "cpu",
              batch_size: Optional[int] = None) -> list[Curve]:
     """Curves for every source: a run directory or a config file (``overrides`` apply to configs)."""
-    from .train import resolve_device
+    from .runtime import resolve_device
 
     dev = resolve_device(device, "--device")
     out: list[Curve] = []

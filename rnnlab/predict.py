@@ -40,7 +40,7 @@ def read_sentences(path: Path, encoding: str = "utf-8") -> list[tuple[str, str]]
 def predict(run: str | os.PathLike[str], texts: list[str], file: Optional[Path] = None,
             checkpoint: str = "best", device: str = "cpu") -> list[Prediction]:
     """Predicted label and probabilities for each text (the arguments first, then the file's lines)."""
-    from .train import load_run
+    from .evaluation import load_run
 
     items = [(f"text {i}", text) for i, text in enumerate(texts, 1)]
     if file is not None:

@@ -59,7 +59,8 @@ def show_lines(run: str | os.PathLike[str]) -> list[str]:
 def replot(run: str | os.PathLike[str], device: str = "cpu") -> list[Path]:
     """Rebuild the run's task and best model from its files and redraw every plot, with the
     same code training uses."""
-    from .train import load_run, write_plots
+    from .evaluation import load_run
+    from .lifecycle import write_plots
 
     run_dir, exp, task, model, _ = load_run(run, "best", device)
     history: list[dict[str, Any]] = runs.read_metrics(run_dir)

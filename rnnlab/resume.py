@@ -18,24 +18,16 @@ from typing import Any, Optional
 from . import identity, runs
 from .config import Experiment, apply_overrides, build_experiment, flatten, read_yaml
 from .errors import ConfigError, RnnlabError, RunDirError
+from .factories import build
+from .lifecycle import check_runtime, close_run, finish_run
 from .mlflow_log import open_live
+from .outcomes import Interrupted
 from .precision import DTYPES, check_precision
 from .progress import Reporter
+from .runtime import determinism, environment, resolve_device, set_threads
 from .signals import Stopped
 from .tblog import open_tensorboard
-from .train import (
-    Interrupted,
-    Trainer,
-    build,
-    check_runtime,
-    close_run,
-    determinism,
-    environment,
-    finish_run,
-    require_training_state,
-    resolve_device,
-    set_threads,
-)
+from .trainer import Trainer, require_training_state
 
 SAFE_TO_CHANGE = (
     "train.epochs",  # extend or shorten a run (not with a per-step cosine/onecycle schedule)

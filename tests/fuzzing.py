@@ -203,7 +203,7 @@ def check(args: list[str], before_root: Path, allow_new: Optional[Callable[[str]
     assert the property; return the result."""
     from unittest import mock
 
-    from rnnlab.train import Trainer
+    from rnnlab.trainer import Trainer
 
     before = snapshot(before_root)
     real = Trainer.should_stop

@@ -11,8 +11,11 @@ from rnnlab import runs
 from rnnlab.budget import VIRTUAL_STEPS, StepPlan
 from rnnlab.config import TrainConfig, load_experiment
 from rnnlab.errors import ConfigError
+from rnnlab.evaluation import evaluate_run
+from rnnlab.factories import build
+from rnnlab.lifecycle import train_run
 from rnnlab.progress import Reporter
-from rnnlab.train import Trainer, build, evaluate_run, train_run
+from rnnlab.trainer import Trainer
 
 TIMING = ("seconds", "train_seconds", "samples_per_s", "tokens_per_s")
 BUDGETED = {"task": {"n_points": 600},

@@ -14,11 +14,14 @@ import torch
 from rnnlab import corpora, runs
 from rnnlab.config import build_experiment, load_experiment
 from rnnlab.errors import ConfigError, DataError
+from rnnlab.evaluation import evaluate, evaluate_run
+from rnnlab.factories import build
 from rnnlab.generate import generate_run
+from rnnlab.lifecycle import train_run
 from rnnlab.models import build_model
 from rnnlab.progress import Reporter
 from rnnlab.tasks.charlm import CharLM, Vocab, sequential_windows, shell_quote
-from rnnlab.train import Trainer, build, evaluate, evaluate_run, train_run
+from rnnlab.trainer import Trainer
 
 from .conftest import deep_merge
 

@@ -11,9 +11,9 @@ import torch
 from rnnlab import runs
 from rnnlab.config import load_experiment
 from rnnlab.distributed import shard
+from rnnlab.lifecycle import train_run
 from rnnlab.progress import Reporter
 from rnnlab.tasks.base import Batch
-from rnnlab.train import train_run
 
 from .conftest import REPO
 

@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 
 from rnnlab.cli import app
 from rnnlab.config import build_experiment
+from rnnlab.evaluation import load_run
 from rnnlab.export import ExportError, export_run, plain_rnn, signature
+from rnnlab.lifecycle import train_run
 from rnnlab.models.elman import ElmanRNN
 from rnnlab.progress import Reporter
-from rnnlab.train import load_run, train_run
 
 from .mnist_data import write_tiny_mnist
 from .test_charlm import WORDS, charlm_raw, text_file

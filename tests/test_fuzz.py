@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rnnlab.config import load_experiment
+from rnnlab.lifecycle import train_run
 from rnnlab.progress import Reporter
-from rnnlab.train import train_run
 
 from . import fuzzing
 

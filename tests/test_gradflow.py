@@ -12,11 +12,12 @@ from typer.testing import CliRunner
 
 from rnnlab.cli import app
 from rnnlab.config import load_experiment
+from rnnlab.factories import build
 from rnnlab.gradflow import Recorder, Unrolled, first_batch, measure
+from rnnlab.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
 from rnnlab.progress import Reporter
 from rnnlab.tasks.base import Batch, Task, TaskSpec
-from rnnlab.train import build, train_run
 
 from .conftest import SINE_TINY
 

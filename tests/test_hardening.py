@@ -20,9 +20,10 @@ from typer.testing import CliRunner
 from rnnlab import runs, safeio, signals
 from rnnlab.cli import app
 from rnnlab.config import load_experiment
+from rnnlab.lifecycle import train_run
 from rnnlab.progress import Reporter
+from rnnlab.runtime import available_cores
 from rnnlab.tasks.sine import Sine
-from rnnlab.train import available_cores, train_run
 
 from .conftest import SINE_TINY, deep_merge
 

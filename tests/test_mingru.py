@@ -12,14 +12,16 @@ import torch
 
 from rnnlab.config import build_experiment
 from rnnlab.errors import ConfigError
+from rnnlab.factories import build
 from rnnlab.generate import generate_run
 from rnnlab.gradflow import measure
+from rnnlab.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
 from rnnlab.models.minrnn import MinStack
 from rnnlab.models.scan import _Fused
 from rnnlab.progress import Reporter
 from rnnlab.tasks.base import TaskSpec
-from rnnlab.train import Trainer, build, train_run
+from rnnlab.trainer import Trainer
 
 from .mnist_data import write_tiny_mnist
 
@@ -261,7 +263,7 @@ def test_a_run_reloads_from_its_own_config(tmp_path: Path) -> None:
     import json
 
     from rnnlab import runs
-    from rnnlab.train import evaluate_run
+    from rnnlab.evaluation import evaluate_run
 
     write_tiny_mnist(tmp_path / "data", n_train=60, n_test=20)
     raw = base({"name": "mnist", "val_size": 20}, {"name": "minlstm", "num_layers": 2, "conv": 2},

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from rnnlab.cli import app
 from rnnlab.config import build_experiment
+from rnnlab.lifecycle import train_run
 from rnnlab.mlflow_log import default_uri
 from rnnlab.progress import Reporter
-from rnnlab.train import train_run
 
 from .conftest import SINE_TINY, deep_merge
 

@@ -13,9 +13,10 @@ from rnnlab import runs
 from rnnlab.cli import app
 from rnnlab.config import build_experiment, load_experiment
 from rnnlab.errors import ConfigError, DataError
+from rnnlab.factories import build, build_task
+from rnnlab.lifecycle import train_run
 from rnnlab.progress import Reporter
 from rnnlab.tasks.mnist import FILES, MEAN, STD, Mnist, MnistData, confusion_matrix, mnist_root, translate
-from rnnlab.train import build, build_task, train_run
 
 from .conftest import CONFIGS
 from .mnist_data import write_tiny_mnist

@@ -19,9 +19,11 @@ from rnnlab import precision, runs
 from rnnlab.cli import app
 from rnnlab.config import load_experiment
 from rnnlab.errors import ConfigError
+from rnnlab.evaluation import evaluate_run
+from rnnlab.factories import build
+from rnnlab.lifecycle import train_run
 from rnnlab.precision import Precision, check_precision, native_bf16, probe_bf16, resolve_precision
 from rnnlab.progress import Reporter
-from rnnlab.train import build, evaluate_run, train_run
 
 from .conftest import REPO, SINE_TINY
 

@@ -12,9 +12,12 @@ from typer.testing import CliRunner
 from rnnlab import runs
 from rnnlab.cli import app
 from rnnlab.config import load_experiment
+from rnnlab.evaluation import evaluate_run
+from rnnlab.factories import build
+from rnnlab.lifecycle import train_run
 from rnnlab.precision import Precision, native_bf16
 from rnnlab.progress import Reporter
-from rnnlab.train import Trainer, build, evaluate_run, train_run
+from rnnlab.trainer import Trainer
 
 from .conftest import SINE_TINY
 

@@ -21,13 +21,15 @@ from typer.testing import CliRunner
 from rnnlab import runs
 from rnnlab.cli import app
 from rnnlab.config import load_experiment
+from rnnlab.evaluation import evaluate_run
+from rnnlab.lifecycle import train_run
+from rnnlab.outcomes import Diverged, Interrupted
 from rnnlab.progress import Reporter
 from rnnlab.resume import resume_run
 from rnnlab.signals import GracefulStop
 from rnnlab.tasks import TASKS
 from rnnlab.tasks.base import Batch, batch_indices
 from rnnlab.tasks.sine import Sine
-from rnnlab.train import Diverged, Interrupted, evaluate_run, train_run
 
 from .conftest import REPO
 

@@ -14,13 +14,15 @@ from rnnlab import runs
 from rnnlab.cli import app
 from rnnlab.config import build_experiment, load_experiment
 from rnnlab.errors import ConfigError, DataError
+from rnnlab.evaluation import evaluate_run
+from rnnlab.factories import build_task
+from rnnlab.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
 from rnnlab.progress import Reporter
 from rnnlab.tasks.base import TaskSpec
 from rnnlab.tasks.sentiment import bucketed
 from rnnlab.text import UNK_ID, Vocab, tokenize
 from rnnlab.textfiles import BadLines, TableFormat, read_labelled
-from rnnlab.train import build_task, evaluate_run, train_run
 
 from .conftest import CONFIGS, REPO
 

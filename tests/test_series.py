@@ -19,9 +19,10 @@ from typer.testing import CliRunner
 from rnnlab.cli import app
 from rnnlab.config import build_experiment
 from rnnlab.errors import ConfigError, DataError
+from rnnlab.evaluation import evaluate, evaluate_run
+from rnnlab.factories import build_task
 from rnnlab.models import build_model
 from rnnlab.seriesfiles import Frequency
-from rnnlab.train import build_task, evaluate, evaluate_run
 
 from .conftest import deep_merge
 

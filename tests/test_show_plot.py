@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from rnnlab import runs
 from rnnlab.cli import app
 from rnnlab.config import load_experiment
+from rnnlab.lifecycle import train_run
 from rnnlab.progress import Reporter
-from rnnlab.train import train_run
 
 from .conftest import SINE_TINY
 

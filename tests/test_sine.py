@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from rnnlab.config import build_experiment
+from rnnlab.evaluation import evaluate
+from rnnlab.factories import build_task
 from rnnlab.models import build_model
-from rnnlab.train import build_task, evaluate
 
 from .conftest import SINE_TINY, deep_merge
 

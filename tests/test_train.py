@@ -8,8 +8,10 @@ import torch
 
 from rnnlab import runs
 from rnnlab.config import load_experiment
+from rnnlab.evaluation import evaluate_run
+from rnnlab.lifecycle import train_run
 from rnnlab.progress import Reporter
-from rnnlab.train import clip_grad_norm, evaluate_run, train_run
+from rnnlab.trainer import clip_grad_norm
 
 from .conftest import SINE_TINY
 

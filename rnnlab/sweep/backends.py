@@ -20,7 +20,7 @@ from typing import Any, Optional
 import rnnlab
 
 from ..errors import ConfigError
-from ..train import available_cores
+from ..runtime import available_cores
 from .trial import PARENT_ENV, STOP_FILE_ENV
 
 STOP_GRACE_S = 60.0  # how long an interrupted trial may take to write its summary

@@ -73,7 +73,7 @@ def prepare(sweep: Sweep) -> None:
         import torch
 
         from ..config import build_experiment
-        from ..train import build_task
+        from ..factories import build_task
 
         config = resolve_trial(sweep, 0, {}).config
         spec = build_task(build_experiment(config, sweep.source), torch.device("cpu")).spec

@@ -1,0 +1,228 @@
+"""A run from config to closed directory: checks before anything is written, the run directory,
+its summary, training, the final test of the best checkpoint, plots, and the status it ends with.
+"""
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from . import identity, runs
+from .budget import STOP_EARLY, STOP_EPOCHS, load_replay
+from .config import Experiment
+from .errors import RnnlabError
+from .evaluation import evaluate, load_weights
+from .factories import build
+from .models.base import Model
+from .outcomes import Diverged, Interrupted
+from .precision import check_precision, resolve_precision
+from .progress import Reporter
+from .runtime import determinism, environment, resolve_device, set_threads
+from .tasks.base import Task
+from .trainer import Trainer
+
+
+def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
+    """Validate, build, create the run directory, train, test, write the summary. Everything that
+    can fail because of user input fails before the run directory exists. Under torchrun (more
+    than one process) the run is trained data-parallel by ``rnnlab.distributed``."""
+    from . import distributed
+
+    if distributed.launched():
+        return distributed.train_run(exp, runs_dir, reporter)
+    from .signals import Stopped
+
+    runs.check_runs_dir(runs_dir)
+    device = resolve_device(exp.train.device)
+    check_runtime(exp, device)
+    threads = set_threads(exp.train.threads)
+    task, model = build(exp, device)
+    precision = check_precision(exp.train.precision, device, model)
+    try:
+        run_dir = open_run(exp, runs_dir, task)
+        return start_run(Trainer(exp, task, model, run_dir, reporter, device, threads, precision))
+    except BaseException as exc:  # failed or stopped before training began: leave no directory
+        runs.discard_unfinished_runs()
+        if isinstance(exc, Stopped):
+            stop = Interrupted()
+            stop.signum, stop.note = exc.signum, f"{exc} during set-up; no run directory was left"
+            raise stop from None
+        raise
+
+
+def check_runtime(exp: Experiment, device: torch.device) -> None:
+    """Checks that need the device, optional packages or other runs, before anything is written
+    (those that need the built model: ``check_precision`` with it)."""
+    from .mlflow_log import check_mlflow
+    from .tblog import require_tensorboard
+
+    check_precision(exp.train.precision, device)
+    if exp.train.replay:
+        load_replay(exp.to_dict(), exp.train.replay)
+    if exp.config.logging.tensorboard:
+        require_tensorboard()
+    check_mlflow(exp.config.logging.mlflow)
+
+
+def open_run(exp: Experiment, runs_dir: Path, task: Task) -> Path:
+    """A new run directory holding the resolved config and the task's artifacts."""
+    run_dir = runs.create_run_dir(runs_dir, exp.name)
+    runs.write_text(run_dir / runs.CONFIG, exp.to_yaml())
+    task.save_artifacts(run_dir)
+    return run_dir
+
+
+def start_run(trainer: Trainer, extra: Optional[dict[str, Any]] = None) -> Path:
+    """Write the initial summary (plus ``extra`` facts), open the loggers, train and finish,
+    holding the run's lock throughout."""
+    from .mlflow_log import open_live
+    from .tblog import open_tensorboard
+
+    with runs.RunLock(trainer.run_dir):
+        summary = base_summary(trainer.exp, trainer.run_dir, trainer.task, trainer.model,
+                               trainer.device, trainer.threads)
+        summary.update(extra or {})
+        summary["precision"] = trainer.amp.name
+        if trainer.plan.replay is not None:
+            summary["replay_of"] = str(trainer.plan.replay.run_dir)
+        runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
+        trainer.tensorboard = open_tensorboard(trainer.exp, trainer.run_dir)
+        trainer.mlflow = open_live(trainer.exp.config.logging.mlflow, trainer.run_dir, summary,
+                                   trainer.exp.to_dict())
+        trainer.reporter.run_start(trainer.run_dir, summary)
+        return finish_run(trainer, summary)
+
+
+def finish_run(trainer: Trainer, summary: dict[str, Any]) -> Path:
+    """Train to the end, then test the best checkpoint and close the run (the caller holds the
+    run's lock). A stop, a divergence or a crash closes the run with that status and re-raises."""
+    from .signals import GracefulStop, Stopped, deferred
+
+    run_dir = trainer.run_dir
+    trained = False  # set inside GracefulStop: a signal after it finds the final stage handled
+    try:
+        with GracefulStop(trainer.request_stop) as stop:
+            runs.setup_done(run_dir)  # from here on the run directory stays, whatever happens
+            try:
+                trainer.fit()
+            except Interrupted as exc:
+                close_run(trainer, summary, "interrupted")
+                exc.run_dir, exc.signum, exc.saved = run_dir, stop.signum, trainer.saved
+                raise
+            except Diverged as exc:
+                exc.where = str(run_dir)
+                exc.what += (f"; kept the last good checkpoint ({trainer.saved})" if trainer.saved
+                             else "; no checkpoint had been saved yet")
+                summary["error"] = exc.line()
+                close_run(trainer, summary, "diverged")
+                raise
+            except KeyboardInterrupt:  # only when no handler could be installed (not the main thread)
+                close_run(trainer, summary, "interrupted")
+                raise
+            except BaseException as exc:
+                summary["error"] = f"{type(exc).__name__}: {exc}"
+                close_run(trainer, summary, "failed")
+                raise
+            trained = True
+        final_outputs(trainer, summary)
+    except Stopped as exc:  # training is complete and saved; the test evaluation is redone on resume
+        if not trained:
+            raise
+        summary["interrupted"] = (f"{exc} during the final test evaluation (training is complete; "
+                                  f"rnnlab train --resume {run_dir} evaluates it again)")
+        close_run(trainer, summary, "interrupted")
+        stop_exc = Interrupted()
+        stop_exc.run_dir, stop_exc.signum, stop_exc.saved = run_dir, exc.signum, trainer.saved
+        raise stop_exc from None
+    except BaseException as exc:
+        if not trained:
+            raise
+        summary["error"] = (exc.line() if isinstance(exc, RnnlabError)
+                            else f"{type(exc).__name__}: {exc}")
+        close_run(trainer, summary, "failed")
+        raise
+    with deferred():  # a signal now would find the run complete: it waits until it is written
+        close_run(trainer, summary, "completed")
+    trainer.reporter.run_end(run_dir, summary)
+    return run_dir
+
+
+def final_outputs(trainer: Trainer, summary: dict[str, Any]) -> None:
+    """After training: the best checkpoint on the test split (exactly as ``rnnlab eval`` does
+    it), the plots and the task's other outputs."""
+    run_dir = trainer.run_dir
+    best_path = run_dir / runs.CHECKPOINTS / "best.pt"
+    best = runs.load_checkpoint(best_path, trainer.device)
+    identity.check(best, best_path, run_dir, trainer.exp.to_dict(), identity.foreign_allowed())
+    load_weights(trainer.model, best["model"], best_path)
+    summary["test"] = evaluate(trainer.task, trainer.model, "test", trainer.eval_batch_size)
+    summary["best_val"] = best["val"]
+    if trainer.exp.config.logging.plots:
+        trainer.reporter.plots(write_plots(trainer.exp, trainer.task, trainer.model,
+                                           trainer.state.history, run_dir))
+    trainer.model.eval()  # task outputs beyond figures (e.g. text samples), written even without plots
+    with torch.no_grad():
+        trainer.task.final_outputs(trainer.model, run_dir)
+
+
+def close_run(trainer: Trainer, summary: dict[str, Any], status: str) -> Path:
+    s = trainer.state
+    summary.update({
+        "status": status,
+        "epochs_completed": s.epoch,
+        "best_epoch": s.best_epoch,
+        "stopped_early": s.stopped_early,
+        "steps": s.step,
+        "train_seconds": round(s.train_seconds, 3),
+        "finished": runs.now_iso(),
+    })
+    if status == "completed":
+        summary["stopped"] = s.stopped or (STOP_EARLY if s.stopped_early else STOP_EPOCHS)
+    runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
+    if trainer.tensorboard is not None:
+        trainer.tensorboard.close()
+    if trainer.mlflow is not None:
+        trainer.mlflow.close(summary)
+    return trainer.run_dir
+
+
+def base_summary(exp: Experiment, run_dir: Path, task: Task, model: Model, device: torch.device,
+                 threads: int) -> dict[str, Any]:
+    return {
+        "status": "running",
+        "run_id": run_dir.name,
+        "run_uuid": uuid.uuid4().hex,  # unique even when two runs get the same id (see identity.py)
+        "name": exp.name,
+        "task": exp.task.name,
+        "model": exp.model.name,
+        "metric": task.spec.metric,
+        "mode": task.spec.mode,
+        "test": {},
+        "best_epoch": None,
+        "train_seconds": 0.0,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "precision": resolve_precision(exp.train.precision, device, model),
+        "seed": exp.train.seed,
+        "determinism": determinism(exp, device),
+        **environment(device, threads),
+        "data": task.describe(),
+        "command": " ".join(["rnnlab", *sys.argv[1:]]) if sys.argv else "",
+        "started": runs.now_iso(),
+    }
+
+
+def write_plots(exp: Experiment, task: Task, model: Model, history: list[dict[str, Any]],
+                run_dir: Path) -> list[Path]:
+    """Every figure of a run: the learning curves from its metrics, then the task's own from the
+    model (in eval mode under no_grad). Training and ``rnnlab plot`` both call this."""
+    from .plots import learning_curves
+
+    paths = [learning_curves(history, run_dir / runs.PLOTS / "learning_curves.png",
+                             task.spec.metric, exp.train.clip_grad_norm)]
+    model.eval()
+    with torch.no_grad():
+        paths += task.plots(model, run_dir, history)
+    return paths
