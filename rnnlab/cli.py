@@ -394,7 +394,7 @@ def sweep(
         False, "--quiet", "-q", help="no per-trial lines; only the table and the best run"),
 ) -> None:
     """Run a grid/random sweep as separate runs, N at a time; rank them; print the best run last."""
-    from .sweep.runner import Options, run_sweep
+    from .sweeps.runner import Options, run_sweep
 
     if sweep_file is None and resume is None:
         fail("give a sweep file, or --resume DIR to continue a sweep")

@@ -181,7 +181,7 @@ def log_run(store: Store, run_dir: Path, parent: Optional[str] = None, checkpoin
 
 def log_sweep(store: Store, sweep_dir: Path, checkpoint: bool = False) -> list[str]:
     """A sweep as a parent run with its trials' runs nested; lines saying what was logged."""
-    from .sweep.results import read_records
+    from .sweeps.results import read_records
 
     meta, records = read_records(sweep_dir)
     parent = store.find(SWEEP_TAG, sweep_dir.name)

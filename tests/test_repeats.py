@@ -19,8 +19,8 @@ from rnnlab.cli import app
 from rnnlab.compare import compare_groups
 from rnnlab.errors import ConfigError
 from rnnlab.stats import t_quantile, welch_interval
-from rnnlab.sweep.results import Ranking, TrialRecord, grouped, groups_csv, ranked_table, write_plots
-from rnnlab.sweep.spec import expand, load_sweep
+from rnnlab.sweeps.results import Ranking, TrialRecord, grouped, groups_csv, ranked_table, write_plots
+from rnnlab.sweeps.spec import expand, load_sweep
 
 from .conftest import SINE_TINY
 

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 from rnnlab.cli import app
 from rnnlab.config import build_experiment, load_experiment
 from rnnlab.errors import ConfigError
-from rnnlab.sweep.results import Ranking, TrialRecord, to_csv
-from rnnlab.sweep.runner import log_error
-from rnnlab.sweep.spec import expand, load_sweep
+from rnnlab.sweeps.results import Ranking, TrialRecord, to_csv
+from rnnlab.sweeps.runner import log_error
+from rnnlab.sweeps.spec import expand, load_sweep
 from rnnlab.tasks import TASKS
 
 from .conftest import CONFIGS, REPO, SINE_TINY

@@ -28,7 +28,7 @@ STOP_GRACE_S = 60.0  # how long an interrupted trial may take to write its summa
 
 def train_args(config: Path, runs_dir: Path, name: str, threads: int) -> list[str]:
     """The trial's command line after the Python interpreter: ``rnnlab train`` (see ``trial``)."""
-    return ["-m", "rnnlab.sweep.trial", str(config), "--runs-dir", str(runs_dir), "--name", name,
+    return ["-m", "rnnlab.sweeps.trial", str(config), "--runs-dir", str(runs_dir), "--name", name,
             "--quiet", "--set", f"train.threads={threads}"]
 
 

@@ -321,7 +321,7 @@ class SearchDriver(Driver):
                               self.backend.threads)
         else:
             name = trial.run_name(record.attempts)
-            args = ["-m", "rnnlab.sweep.trial", "--resume", str(resume), "--quiet",
+            args = ["-m", "rnnlab.sweeps.trial", "--resume", str(resume), "--quiet",
                     "--set", f"train.threads={self.backend.threads}"]
         optuna_trial = asked
         if optuna_trial is None:

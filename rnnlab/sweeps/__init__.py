@@ -2,5 +2,5 @@
 ``spec`` reads and expands sweep files, ``runner`` runs the trials (``backends``: local processes
 or Ray; ``trial``: each trial's entry point), ``results`` ranks them and writes the summaries.
 
-Nothing is imported here: a trial process starts with ``python -m rnnlab.sweep.trial`` and must
+Nothing is imported here: a trial process starts with ``python -m rnnlab.sweeps.trial`` and must
 reach its own first line quickly (see ``trial``)."""
