@@ -297,24 +297,39 @@ def forecast(
 
 @app.command("list")
 @user_errors
-def list_() -> None:
-    """List tasks, models, optimizers and schedulers."""
+def list_(
+    name: Optional[str] = typer.Argument(None, help="one entry: its options, types, defaults"),
+    plugin: List[str] = typer.Option([], "--plugin", "-p", help="import a plugin first (module "
+                                     "or .py file; repeatable)"),
+) -> None:
+    """List tasks, models, optimizers and schedulers (with plugins'), or one entry's options."""
     from rich.console import Console
     from rich.table import Table
 
-    from .factories import OPTIMIZERS, SCHEDULERS
-    from .models import MODELS
-    from .tasks import TASKS
+    from .catalog import describe, entries
+    from .plugins import load_plugins
 
+    load_plugins(plugin, "--plugin")
     console = Console(highlight=False)
-    for title, items in (("tasks", list(TASKS.describe())), ("models", list(MODELS.describe())),
-                         ("optimizers", list(OPTIMIZERS.items())),
-                         ("schedulers", list(SCHEDULERS.items()))):
-        table = Table(title=title, title_justify="left", show_header=False)
+    if name is not None:
+        kind, text, origin, rows = describe(name)
+        console.print(f"[bold]{name}[/bold] ({kind}, from {origin}): {text}")
+        table = Table(show_header=True, header_style="bold")
+        for column in ("option", "type", "default", "description"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table if rows else "no options")
+        return
+    listed = list(entries())
+    for kind in ("task", "model", "optimizer", "scheduler"):
+        table = Table(title=f"{kind}s", title_justify="left", show_header=False)
         table.add_column("name", style="bold")
         table.add_column("description")
-        for name, text in items:
-            table.add_row(name, text)
+        table.add_column("from")
+        for k, entry, text, origin in listed:
+            if k == kind:
+                table.add_row(entry, text, origin)
         console.print(table)
 
 
@@ -551,10 +566,14 @@ def track(
 
 
 def main() -> None:
+    import shlex
+
+    from .invocation import invoked_as
     from .signals import install_stop_handlers
 
     install_stop_handlers()  # SIGTERM/SIGINT at any instant: one `interrupted:` line, not silence
-    app(prog_name="rnnlab")
+    with invoked_as(shlex.join(["rnnlab", *sys.argv[1:]])):
+        app(prog_name="rnnlab")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pydantic import (
 from .errors import ConfigError
 from .registry import did_you_mean
 
-SECTIONS = ("name", "task", "model", "train", "data", "logging", "sweep")
+SECTIONS = ("name", "plugins", "task", "model", "train", "data", "logging", "sweep")
 INT64 = (-(2**63), 2**63 - 1)  # what torch (seeds, sizes, counts) can hold
 FLOAT32_MAX = 3.4028234663852886e38  # what a float32 tensor (weights, biases, losses) can hold
 
@@ -95,7 +95,8 @@ class Strict(BaseModel):
 
 
 class Scheduler(Strict):
-    name: Literal["none", "step", "cosine", "onecycle", "plateau"] = "none"
+    name: str = Field("none", description="a registered scheduler (rnnlab list): none, step, cosine, "
+                      "onecycle, plateau, or a plugin's")
     step_size: Optional[int] = Field(None, gt=0, description="step: epochs between decays")
     gamma: Optional[float] = Field(None, gt=0, le=1, description="step: decay factor")
     min_lr_ratio: Optional[float] = Field(None, ge=0, le=1, description="cosine: final lr / lr")
@@ -109,14 +110,6 @@ class Scheduler(Strict):
     div_factor: Optional[float] = Field(None, gt=0, description="onecycle: lr / initial lr")
     final_div_factor: Optional[float] = Field(None, gt=0, description="onecycle: initial lr / final lr")
 
-    OPTIONS: ClassVar[dict[str, set[str]]] = {
-        "none": set(),
-        "step": {"step_size", "gamma"},
-        "cosine": {"min_lr_ratio", "warmup_steps"},
-        "onecycle": {"pct_start", "div_factor", "final_div_factor"},
-        "plateau": {"factor", "patience"},
-    }
-
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, value: Any) -> Any:
@@ -124,7 +117,12 @@ class Scheduler(Strict):
 
     @model_validator(mode="after")
     def _options_match_name(self) -> "Scheduler":
-        allowed = self.OPTIONS[self.name]
+        from .optim import SCHEDULERS
+
+        if self.name not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {self.name!r}{did_you_mean(self.name, SCHEDULERS.names())}; "
+                             f"known: {', '.join(SCHEDULERS.names())}")
+        allowed = SCHEDULERS.get(self.name).options
         for key in self.model_fields_set - {"name"}:
             if key not in allowed and getattr(self, key) is not None:
                 raise ValueError(f"option '{key}' does not apply to scheduler '{self.name}'")
@@ -219,7 +217,8 @@ class TrainConfig(Strict):
         None, gt=0, description="an epoch is this many tokens (rounded up to whole steps; passes are chained)"
     )
     lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    optimizer: str = Field(
+        "adam", description="a registered optimizer (rnnlab list): adam, adamw, sgd, or a plugin's")
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
     seed: int = 0
@@ -259,6 +258,16 @@ class TrainConfig(Strict):
             raise ValueError("scheduler.warmup_steps: counts optimizer steps, which a time budget "
                              "(max_time) does not fix; set train.max_steps too, or drop the warm-up")
         return self
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        from .optim import OPTIMIZERS
+
+        if value not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {value!r}{did_you_mean(value, OPTIMIZERS.names())}; "
+                             f"known: {', '.join(OPTIMIZERS.names())}")
+        return value
 
     @field_validator("max_time", mode="before")
     @classmethod
@@ -304,6 +313,8 @@ class Config(Strict):
     data: dict[str, Any] = Field(default_factory=dict)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     sweep: Optional[dict[str, Any]] = None
+    plugins: list[str] = Field(default_factory=list, description="modules or .py files to import first "
+                               "(their registrations: tasks, models, optimizers, schedulers)")
 
     @field_validator("name")
     @classmethod
@@ -333,6 +344,8 @@ class Experiment:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.config.name}
+        if self.config.plugins:  # absolute paths or module names: any directory finds them again
+            out["plugins"] = list(self.config.plugins)
         out["task"] = self.task.model_dump(mode="json")
         out["model"] = self.model.model_dump(mode="json")
         out["train"] = self.train.model_dump(mode="json")
@@ -504,12 +517,18 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return raw
 
 
-def build_experiment(raw: dict[str, Any], where: str = "config") -> Experiment:
-    """Validate a raw config mapping (after overrides) into an Experiment."""
+def build_experiment(raw: dict[str, Any], where: str = "config", base_dir: Path | None = None
+                     ) -> Experiment:
+    """Validate a raw config mapping (after overrides) into an Experiment. Its ``plugins`` (``.py``
+    paths relative to ``base_dir``, default the working directory) are imported first."""
     from .models import MODELS
+    from .plugins import load_entry_points, load_plugins
     from .tasks import TASKS
 
     raw = dict(raw)
+    load_entry_points()
+    if raw.get("plugins") is not None:
+        raw["plugins"] = load_plugins(raw["plugins"], where, base_dir)
     for key in raw:
         if key not in SECTIONS:
             raise ConfigError(where, f"{key}: unknown section{did_you_mean(str(key), list(SECTIONS))}; "
@@ -544,4 +563,4 @@ def load_experiment(path: str | os.PathLike[str], overrides: list[str] | None = 
         raw["name"] = name
     elif raw.get("name") is None:  # an empty name is refused like every invalid one (names.py)
         raw["name"] = Path(path).stem
-    return build_experiment(raw, str(path))
+    return build_experiment(raw, str(path), Path(path).parent)

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import torch
 
-from . import identity, runs
+from . import identity, plugins, runs
 from .config import Experiment
 from .errors import RunDirError
 from .factories import build
@@ -49,6 +49,7 @@ def load_run(run: str | os.PathLike[str], checkpoint: str = "best", device: str 
     run_dir = runs.resolve_run(run)
     exp = build_experiment(read_yaml(run_dir / runs.CONFIG), str(run_dir / runs.CONFIG))
     summary = runs.read_summary(run_dir)
+    plugins.verify(summary.get("plugins"), run_dir)  # the same plugin code the run was trained with
     dev = resolve_device(device, "--device")
     threads = summary.get("threads")
     set_threads(threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0

@@ -3,19 +3,19 @@ its summary, training, the final test of the best checkpoint, plots, and the sta
 """
 from __future__ import annotations
 
-import sys
 import uuid
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from . import identity, runs
+from . import identity, plugins, runs
 from .budget import STOP_EARLY, STOP_EPOCHS, load_replay
 from .config import Experiment
 from .errors import RnnlabError
 from .evaluation import evaluate, load_weights
 from .factories import build
+from .invocation import invocation
 from .models.base import Model
 from .outcomes import Diverged, Interrupted
 from .precision import check_precision, resolve_precision
@@ -209,8 +209,9 @@ def base_summary(exp: Experiment, run_dir: Path, task: Task, model: Model, devic
         "determinism": determinism(exp, device),
         **environment(device, threads),
         "data": task.describe(),
-        "command": " ".join(["rnnlab", *sys.argv[1:]]) if sys.argv else "",
+        "command": invocation(),
         "started": runs.now_iso(),
+        **({"plugins": plugin_records} if (plugin_records := plugins.records()) else {}),
     }
 
 

@@ -77,6 +77,16 @@ class Reporter:
         pass
 
 
+class Silent(Reporter):
+    """Prints nothing at all (the Python API's ``quiet=True``)."""
+
+    def __init__(self) -> None:
+        super().__init__(quiet=True)
+
+    def print(self, text: str = "") -> None:
+        pass
+
+
 class RichReporter(Reporter):
     """A live progress bar (epoch, step, loss, it/s) and a final table, for terminals."""
 

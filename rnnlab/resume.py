@@ -11,16 +11,17 @@ Every check runs before anything in the run directory is written.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from . import identity, runs
+from . import identity, plugins, runs
 from .config import Experiment, apply_overrides, build_experiment, flatten, read_yaml
 from .errors import ConfigError, RnnlabError, RunDirError
 from .factories import build
+from .invocation import invocation
 from .lifecycle import check_runtime, close_run, finish_run
 from .mlflow_log import open_live
+from .optim import per_step
 from .outcomes import Interrupted
 from .precision import DTYPES, check_precision
 from .progress import Reporter
@@ -41,7 +42,6 @@ SAFE_TO_CHANGE = (
     "logging.tensorboard",
     "logging.mlflow",
 )
-SCHEDULES_SPANNING_EPOCHS = ("cosine", "onecycle")  # their shape is fixed by the total step count
 
 
 def changed_keys(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -75,7 +75,7 @@ def check_changes(saved: dict[str, Any], exp: Experiment, where: str, source: st
         raise ConfigError(where, f"{key}: cannot change when resuming ({was!r} in the checkpoint, "
                           f"{now!r} {source}){more}; safe to change: {', '.join(SAFE_TO_CHANGE)}")
     schedule = exp.train.scheduler.name
-    if "train.epochs" in changes and schedule in SCHEDULES_SPANNING_EPOCHS:
+    if "train.epochs" in changes and per_step(schedule):  # its shape is fixed by the total step count
         was, now = changes["train.epochs"]
         raise ConfigError(where, f"train.epochs: cannot change when resuming with scheduler "
                           f"'{schedule}' ({was} -> {now}): its schedule spans the original epochs")
@@ -129,6 +129,7 @@ def resume_run(run: str | os.PathLike[str], overrides: list[str], runs_dir: Path
         require_training_state(ckpt, last)
         identity.check(ckpt, last, run_dir, None, identity.foreign_allowed())  # load_config: the rest
         exp = load_config(run_dir, overrides, ckpt)
+        plugins.verify(summary.get("plugins"), run_dir)  # the code it trained with, unchanged
         note = completed_note(summary, ckpt, exp)
         if note is not None:
             return run_dir, note
@@ -194,5 +195,5 @@ def restart_files(trainer: Trainer, summary: dict[str, Any], exp: Experiment) ->
     summary["status"] = "running"
     summary.setdefault("resumed", []).append({
         "at": runs.now_iso(), "from": trainer.saved,
-        "command": " ".join(["rnnlab", *sys.argv[1:]]) if sys.argv else ""})
+        "command": invocation()})
     runs.write_json(run_dir / runs.SUMMARY, summary)

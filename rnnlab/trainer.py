@@ -20,8 +20,8 @@ from .budget import Replay, StepPlan, load_replay
 from .config import Experiment, TrainConfig
 from .errors import DataError, RunDirError
 from .evaluation import evaluate, load_weights
-from .factories import PER_STEP_SCHEDULES, make_optimizer, make_scheduler
 from .models.base import Model
+from .optim import make_optimizer, make_scheduler, on_metric, per_step
 from .outcomes import Diverged, Interrupted
 from .precision import Precision, resolve_precision
 from .progress import Reporter
@@ -138,10 +138,10 @@ class Trainer:
         self.optimizer = make_optimizer(self.cfg, model)
         replay: Optional[Replay] = load_replay(exp.to_dict(), self.cfg.replay) if self.cfg.replay else None
         self.plan = StepPlan(self.cfg, self.steps_per_epoch,
-                             self.cfg.scheduler.name in PER_STEP_SCHEDULES, replay)
+                             per_step(self.cfg.scheduler.name), replay)
         self.scheduler, self.per_step = make_scheduler(self.cfg, self.optimizer, self.plan.schedule_steps,
                                                        task.spec.mode)
-        self.plateau = self.cfg.scheduler.name == "plateau"
+        self.plateau = on_metric(self.cfg.scheduler.name)  # stepped with the validation metric
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.eval_batch_size = self.cfg.eval_batch_size or 4 * self.cfg.batch_size

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from rnnlab import runs
 from rnnlab.cli import app
 from rnnlab.config import build_experiment
-from rnnlab.factories import make_scheduler, warmup_cosine
+from rnnlab.optim import make_scheduler, warmup_cosine
 
 from .conftest import CONFIGS, SINE_TINY, deep_merge
 from .mnist_data import write_tiny_mnist

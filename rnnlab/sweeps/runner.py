@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import yaml
 
 from .. import mlflow_log, runs
 from ..errors import ConfigError, RnnlabError, RunDirError
+from ..invocation import invocation
 from .backends import STOP_GRACE_S, LocalBackend, RayBackend, train_args
 from .results import FINISHED, Ranking, TrialRecord, ranked_table, read_records, write_plots, write_summaries
 from .spec import Sweep, Trial, expand, load_sweep
@@ -51,10 +51,10 @@ class Options:
     address: Optional[str] = None  # Ray cluster address (default: a local Ray instance)
 
 
-def run_sweep(sweep_file: Optional[Path], runs_dir: Path, resume: Optional[Path], options: Options,
+def run_sweep(sweep_file: Optional[Path | Sweep], runs_dir: Path, resume: Optional[Path], options: Options,
               say: Callable[[str], None] = print) -> Outcome:
-    """``rnnlab sweep``: a new sweep from ``sweep_file`` in ``runs_dir``, or ``resume`` an existing
-    sweep directory (running only its trials not completed)."""
+    """``rnnlab sweep``: a new sweep from ``sweep_file`` (a path or a parsed ``Sweep``) in
+    ``runs_dir``, or ``resume`` an existing sweep directory (running only its trials not completed)."""
     if options.workers < 1:
         raise ConfigError("--workers", f"must be >= 1, got {options.workers}")
     if options.backend not in BACKENDS:
@@ -63,7 +63,7 @@ def run_sweep(sweep_file: Optional[Path], runs_dir: Path, resume: Optional[Path]
         sweep_dir, sweep, trials = _reopen(resume, sweep_file)
     else:
         assert sweep_file is not None
-        sweep = load_sweep(sweep_file)
+        sweep = sweep_file if isinstance(sweep_file, Sweep) else load_sweep(sweep_file)
         trials = expand(sweep)  # every trial validated before anything is created
         sweep_dir = None
     if sweep.search is not None:  # Optuna installed, metric known: before anything is written
@@ -147,7 +147,7 @@ def _commands(sweep_dir: Path, options: Options) -> dict[str, str]:
     where = sweep_dir.resolve()
     common = ["--workers", str(options.workers), *backend]
     return {
-        "command": shlex.join(["rnnlab", *sys.argv[1:]]),
+        "command": invocation(),
         "cwd": os.getcwd(),
         "rerun": shlex.join(["rnnlab", "sweep", str(where / SWEEP_FILE), "--runs-dir", str(where.parent),
                              *common]),

@@ -247,11 +247,21 @@ def _int(value: Any, key: str, where: str, minimum: Optional[int] = None) -> int
 
 
 def _base(value: Any, where: str, base_dir: Path) -> dict[str, Any]:
+    """The base config; its plugin files resolved against the file they are written in."""
+    from ..plugins import resolve_specs
+
     if isinstance(value, dict):
-        return copy.deepcopy(value)
-    if isinstance(value, str) and value.strip():
+        base = copy.deepcopy(value)
+    elif isinstance(value, str) and value.strip():
         path = Path(value).expanduser()
-        return read_yaml(path if path.is_absolute() else base_dir / path)
+        path = path if path.is_absolute() else base_dir / path
+        base, base_dir = read_yaml(path), path.parent
+    else:
+        base = None
+    if isinstance(base, dict):
+        if "plugins" in base:
+            base["plugins"] = resolve_specs(base["plugins"], base_dir, f"{where}: base")
+        return base
     raise ConfigError(where, f"base: must be a config path or an inline config mapping, got {value!r}")
 
 

@@ -1,0 +1,133 @@
+"""Optimizers and learning-rate schedules, as registries a plugin can add to.
+
+An optimizer entry is ``build(params, train) -> torch.optim.Optimizer``; it reads what it needs
+from the ``train`` section (``lr``, ``weight_decay``, ``momentum``). A scheduler entry is
+``build(train, optimizer, total_steps, mode) -> scheduler or None`` with two attributes: ``per_step``
+(stepped after every optimizer step, else after every epoch; ``plateau``-like entries, stepped with
+the validation metric, set ``on_metric``) and ``options``, the ``train.scheduler.*`` keys it reads
+(any other key given with it is refused, naming the field). Register your own with
+``rnnlab.register_optimizer`` / ``rnnlab.register_scheduler``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+
+from .registry import Registry
+
+OPTIMIZERS: Registry = Registry("optimizer")
+SCHEDULERS: Registry = Registry("scheduler")
+
+
+def scheduler_entry(name: str, description: str, options: Iterable[str] = (), per_step: bool = False,
+                    on_metric: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a schedule builder with what the trainer must know about it."""
+    def decorator(build: Callable[..., Any]) -> Callable[..., Any]:
+        build.per_step = per_step  # type: ignore[attr-defined]
+        build.on_metric = on_metric  # type: ignore[attr-defined]
+        build.options = frozenset(options)  # type: ignore[attr-defined]
+        return SCHEDULERS.register(name, description)(build)
+    return decorator
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+def _adam(cls: type[torch.optim.Optimizer], params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
+    try:  # fused: one kernel per step instead of a loop over tensors (on CPU since torch 2.4)
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)  # type: ignore[call-arg]
+    except RuntimeError:  # an older torch or a device without the fused kernel
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)  # type: ignore[call-arg]
+
+
+@OPTIMIZERS.register("adam", "Adam (torch.optim.Adam); train.lr, train.weight_decay")
+def adam(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
+    return _adam(torch.optim.Adam, params, cfg)
+
+
+@OPTIMIZERS.register("adamw", "AdamW, decoupled weight decay; train.lr, train.weight_decay")
+def adamw(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
+    return _adam(torch.optim.AdamW, params, cfg)
+
+
+@OPTIMIZERS.register("sgd", "SGD with momentum; train.lr, train.momentum, train.weight_decay")
+def sgd(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def make_optimizer(cfg: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return OPTIMIZERS.get(cfg.optimizer, "train.optimizer")(params, cfg)
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+@scheduler_entry("none", "constant learning rate")
+def constant(cfg: Any, optimizer: torch.optim.Optimizer, total_steps: int, mode: str) -> None:
+    return None
+
+
+@scheduler_entry("step", "multiply lr by gamma every step_size epochs (per epoch)", ("step_size", "gamma"))
+def step(cfg: Any, optimizer: torch.optim.Optimizer, total_steps: int, mode: str) -> Any:
+    s = cfg.scheduler
+    return torch.optim.lr_scheduler.StepLR(optimizer, s.step_size or max(1, cfg.epochs // 3), s.gamma or 0.1)
+
+
+@scheduler_entry("cosine", "cosine decay over all steps to lr * min_lr_ratio (per step); warmup_steps: "
+                 "linear warm-up first", ("min_lr_ratio", "warmup_steps"), per_step=True)
+def cosine(cfg: Any, optimizer: torch.optim.Optimizer, total_steps: int, mode: str) -> Any:
+    s = cfg.scheduler
+    if s.warmup_steps:
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, functools.partial(warmup_cosine, warmup=s.warmup_steps, total=max(1, total_steps),
+                                         floor=s.min_lr_ratio or 0.0))
+    return torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(1, total_steps), eta_min=cfg.lr * (s.min_lr_ratio or 0.0))
+
+
+@scheduler_entry("onecycle", "one-cycle: warm up to lr, then anneal (per step); pct_start, div_factor, "
+                 "final_div_factor", ("pct_start", "div_factor", "final_div_factor"), per_step=True)
+def onecycle(cfg: Any, optimizer: torch.optim.Optimizer, total_steps: int, mode: str) -> Any:
+    s = cfg.scheduler
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr, total_steps=max(2, total_steps), pct_start=s.pct_start or 0.3,
+        div_factor=s.div_factor or 25.0, final_div_factor=s.final_div_factor or 1e4)
+
+
+@scheduler_entry("plateau", "ReduceLROnPlateau on the task's validation metric (per epoch); factor, "
+                 "patience", ("factor", "patience"), on_metric=True)
+def plateau(cfg: Any, optimizer: torch.optim.Optimizer, total_steps: int, mode: str) -> Any:
+    s = cfg.scheduler
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max" if mode == "max" else "min", factor=s.factor or 0.1,
+        patience=2 if s.patience is None else s.patience)
+
+
+def make_scheduler(cfg: Any, optimizer: torch.optim.Optimizer, total_steps: int,
+                   mode: str = "min") -> tuple[Optional[Any], bool]:
+    """(scheduler, steps_per_batch). ``total_steps``: the optimizer steps a per-step schedule spans;
+    ``mode``: whether the task's validation metric (which ``plateau`` watches) is better lower or higher."""
+    build = SCHEDULERS.get(cfg.scheduler.name, "train.scheduler")
+    return build(cfg, optimizer, total_steps, mode), bool(build.per_step)
+
+
+def per_step(name: str) -> bool:
+    return bool(SCHEDULERS.get(name, "train.scheduler").per_step)
+
+
+def on_metric(name: str) -> bool:
+    return bool(SCHEDULERS.get(name, "train.scheduler").on_metric)
+
+
+def warmup_cosine(step: int, warmup: int, total: int, floor: float) -> float:
+    """The lr multiplier at optimizer step ``step`` (0-based) of ``cosine`` with warm-up: linear from
+    1/warmup to 1 over ``warmup`` steps, then the cosine from 1 down to ``floor`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
