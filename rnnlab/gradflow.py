@@ -26,7 +26,6 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from .config import Experiment
 from .errors import ConfigError
 from .models.base import Model
-from .models.minrnn import MinLayer
 from .tasks.base import Batch, Task
 
 CELLS = {"LSTM": torch.lstm_cell, "GRU": torch.gru_cell,
@@ -184,7 +183,8 @@ def unrolled(model: nn.Module, recorder: Recorder) -> Iterator[None]:
             if isinstance(child, nn.RNNBase):
                 setattr(parent, name, Unrolled(child, recorder))
                 swapped.append((parent, name, child))
-    recording = [m for m in model.modules() if isinstance(m, MinLayer)]
+    # minGRU/minLSTM layers and plugin cores that keep a ``recorder`` (Recurrent.build_core)
+    recording = [m for m in model.modules() if hasattr(m, "recorder") and not isinstance(m, Recorder)]
     for layer in recording:  # these run their sequential form and hand every h_t to the recorder
         layer.recorder = recorder
     if not swapped and not recording:

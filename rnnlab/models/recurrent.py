@@ -1,4 +1,5 @@
-"""Vanilla RNN, LSTM and GRU: one class, built against the task's spec.
+"""Vanilla RNN, LSTM and GRU: one class, built against the task's spec, around a recurrent core
+(``Recurrent.build_core``; a plugin's own cell is one more core).
 
 Variable-length batches are packed (``enforce_sorted=False``) so a sequence's representation never
 depends on the padding it was batched with; the last-step summary comes from ``h_n`` (the state at
@@ -78,12 +79,7 @@ class Recurrent(Model):
         else:
             self.embed = None
             in_size = spec.input_size
-        kwargs: dict[str, Any] = {}
-        if issubclass(self.cell, nn.RNN):
-            kwargs["nonlinearity"] = o.nonlinearity  # type: ignore[attr-defined]
-        self.rnn = self.cell(in_size, o.hidden_size, num_layers=o.num_layers, batch_first=True,
-                             dropout=o.dropout if o.num_layers > 1 else 0.0,
-                             bidirectional=o.bidirectional, **kwargs)
+        self.rnn = self.build_core(in_size, o)
         self.drop = nn.Dropout(o.dropout)
         self.embed_drop = nn.Dropout(o.dropout if o.embedding_dropout is None else o.embedding_dropout)
         self.head = nn.Linear(o.hidden_size * self.directions, spec.output_size)
@@ -91,6 +87,23 @@ class Recurrent(Model):
             self.head.weight = self.embed.weight
 
     # ------------------------------------------------------------------ pieces
+    def build_core(self, input_size: int, options: Any) -> nn.Module:
+        """The recurrent core, which everything else here (embedding, one-hot, tying, pooling, the
+        head, forecasting, ``init``, gradflow) wraps. The built-ins use ``cls.cell``, a torch RNN
+        module, packed for variable lengths. A subclass may return any module with
+        ``forward(x, lengths, state) -> (out, final_state)``: ``x`` (B, T, input_size), ``lengths``
+        (B,) or None, ``out`` (B, T, directions * hidden_size) with each sequence's padded steps
+        ignored, and ``final_state`` the state after each sequence's real last step, shaped as
+        torch's ``h_n`` (num_layers * directions, B, hidden_size) or a tuple whose first item is.
+        For gradflow such a core defines ``recorder = None`` and, when gradflow sets it, hands
+        every h_t over with ``recorder.keep_states(label, hs, real, order)``."""
+        kwargs: dict[str, Any] = {}
+        if issubclass(self.cell, nn.RNN):
+            kwargs["nonlinearity"] = options.nonlinearity
+        return self.cell(input_size, options.hidden_size, num_layers=options.num_layers, batch_first=True,
+                         dropout=options.dropout if options.num_layers > 1 else 0.0,
+                         bidirectional=options.bidirectional, **kwargs)
+
     def encode_inputs(self, x: torch.Tensor) -> torch.Tensor:
         if self.spec.input_kind != "tokens":
             return x
@@ -100,6 +113,8 @@ class Recurrent(Model):
 
     def run(self, x: torch.Tensor, lengths: Optional[torch.Tensor], state: State
             ) -> tuple[torch.Tensor, State]:
+        if not isinstance(self.rnn, nn.RNNBase):  # a core of the (x, lengths, state) contract
+            return self.rnn(x, lengths, state)
         if lengths is None:
             return self.rnn(x, state)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -133,11 +148,11 @@ class Recurrent(Model):
 
     def forecast(self, x: torch.Tensor, horizon: int) -> torch.Tensor:
         """Read the window once, then feed each prediction back as the next input, carrying state."""
-        out, state = self.rnn(x)
+        out, state = self.run(x, None, None)
         pred = self.head(self.drop(out[:, -1:]))
         preds = [pred]
         for _ in range(horizon - 1):
-            out, state = self.rnn(pred, state)
+            out, state = self.run(pred, None, state)
             pred = self.head(self.drop(out))
             preds.append(pred)
         return torch.cat(preds, dim=1)
