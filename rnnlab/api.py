@@ -78,13 +78,13 @@ def train(config: ConfigLike, *, overrides: Optional[Sequence[str]] = None,
           quiet: bool = True) -> "Run":
     """Train one run (as ``rnnlab train``) and return it. ``config``: a YAML path, a mapping with
     the config's sections, or an ``Experiment``; ``overrides``: dotted ``KEY=VALUE`` strings."""
-    from .lifecycle import train_run
+    from .distributed import run_training
 
     exp = experiment(config, overrides, name)
     reporter = _reporter(quiet, exp.train.log_every)
     with invoked_as(_call("train", config, overrides, name)):
         try:
-            run_dir = train_run(exp, Path(runs_dir), reporter)
+            run_dir = run_training(exp, Path(runs_dir), reporter)
         finally:
             reporter.close()
     return Run(run_dir)

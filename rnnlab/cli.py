@@ -165,7 +165,7 @@ def train(
 ) -> None:
     """Train a model on a task; writes runs/<id>/ and prints its path last."""
     from .config import load_experiment
-    from .lifecycle import train_run
+    from .distributed import run_training
     from .progress import make_reporter
     from .runs import check_name
 
@@ -185,7 +185,7 @@ def train(
     exp = load_experiment(config, set_, name)
     reporter = make_reporter(quiet, exp.train.log_every)
     with training_outcomes(reporter):
-        run_dir = train_run(exp, runs_dir, reporter)
+        run_dir = run_training(exp, runs_dir, reporter)
     typer.echo(str(run_dir))
 
 

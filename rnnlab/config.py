@@ -26,6 +26,21 @@ from pydantic import (
 from .errors import ConfigError
 from .registry import did_you_mean
 
+#: config keys a resumed run may change (``--resume --set``): how long or how verbosely training goes
+#: on, not what a step does; a checkpoint's identity leaves them out too (``identity``)
+SAFE_TO_CHANGE = (
+    "train.epochs",  # extend or shorten a run (not with a per-step cosine/onecycle schedule)
+    "train.early_stopping",
+    "train.max_loss",
+    "train.checkpoint_every",
+    "train.log_every",
+    "train.threads",  # results may differ in the last bits with another thread count
+    "train.device",  # e.g. finish a GPU run on a CPU; not bit-exact across devices
+    "logging.plots",
+    "logging.tensorboard",
+    "logging.mlflow",
+)
+
 SECTIONS = ("name", "plugins", "task", "model", "train", "data", "logging", "sweep")
 INT64 = (-(2**63), 2**63 - 1)  # what torch (seeds, sizes, counts) can hold
 FLOAT32_MAX = 3.4028234663852886e38  # what a float32 tensor (weights, biases, losses) can hold

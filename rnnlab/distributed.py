@@ -29,18 +29,14 @@ from .budget import STOP_TIME
 from .config import Experiment
 from .factories import build
 from .lifecycle import check_runtime, open_run, start_run
+from .lifecycle import train_run as train_one_process
 from .models.base import Model
 from .precision import check_precision
 from .progress import Reporter
-from .runtime import available_cores, resolve_device, set_threads
+from .runtime import available_cores, launched, resolve_device, set_threads
 from .signals import GracefulStop
 from .tasks.base import Batch, Task
 from .trainer import Trainer
-
-
-def launched() -> bool:
-    """True in a process that torchrun started as one of several."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 @dataclass(frozen=True)
@@ -211,3 +207,11 @@ def _train_run(exp: Experiment, runs_dir: Path, reporter: Reporter, group: Group
         # an exception's traceback keeps this frame, and with it the trainer, alive: drop the
         # DDP wrapper (and its reference to the process group) here
         del trainer.compute_loss
+
+
+def run_training(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
+    """``rnnlab train``'s entry: data-parallel under torchrun (several processes), else the
+    single-process ``lifecycle.train_run``."""
+    if launched():
+        return train_run(exp, runs_dir, reporter)
+    return train_one_process(exp, runs_dir, reporter)

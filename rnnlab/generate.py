@@ -45,6 +45,10 @@ def next_id(logits: torch.Tensor, temperature: float, top_k: Optional[int],
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def describe_char(c: str) -> str:
+    return f"{c!r} (U+{ord(c):04X})"
+
+
 def sample(model: "Model", vocab: "Vocab", prefix: str, length: int, temperature: float,
            top_k: Optional[int] = None, seed: Optional[int] = None) -> str:
     """``prefix`` followed by exactly ``length`` generated characters. Call in eval mode under
@@ -54,8 +58,6 @@ def sample(model: "Model", vocab: "Vocab", prefix: str, length: int, temperature
         raise ConfigError("--prefix", "must not be empty (the model needs a character to start from)")
     unknown = vocab.unknown(prefix)
     if unknown:
-        from .tasks.charlm import describe_char
-
         shown = ", ".join(describe_char(c) for c in unknown[:5])
         raise ConfigError("--prefix", f"character(s) not in the run's vocabulary: {shown} "
                           f"(the model knows {len(vocab) - 1} characters)")
@@ -75,11 +77,11 @@ def generate_run(run: str | os.PathLike[str], prefix: str, length: int, temperat
                  device: str = "cpu") -> str:
     """Load a char-LM run (its vocabulary and weights; the corpus is not read) and sample."""
     from .evaluation import load_run
-    from .tasks.charlm import CharLM
 
     check_settings(length, temperature, top_k)
     run_dir, exp, task, model, _ = load_run(run, checkpoint, device)
-    if not isinstance(task, CharLM):
+    if getattr(task.spec, "input_kind", None) != "tokens" or not hasattr(task, "vocab") \
+            or task.spec.output != "sequence":  # a next-token model with a character vocabulary
         raise RunDirError(run_dir, f"task '{exp.task.name}' does not generate text (only charlm runs do)")
     model.eval()
     with torch.no_grad():

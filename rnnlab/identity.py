@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import flatten
+from .config import SAFE_TO_CHANGE, flatten
 from .errors import RunDirError
 
 EXCLUDED = ("name",)
@@ -35,7 +35,6 @@ OVERRIDE = "--allow-foreign-checkpoint"
 
 
 def _excluded(key: str) -> bool:
-    from .resume import SAFE_TO_CHANGE
 
     return any(key == k or key.startswith(k + ".") for k in (*EXCLUDED, *SAFE_TO_CHANGE))
 

@@ -27,12 +27,8 @@ from .trainer import Trainer
 
 def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
     """Validate, build, create the run directory, train, test, write the summary. Everything that
-    can fail because of user input fails before the run directory exists. Under torchrun (more
-    than one process) the run is trained data-parallel by ``rnnlab.distributed``."""
-    from . import distributed
-
-    if distributed.launched():
-        return distributed.train_run(exp, runs_dir, reporter)
+    can fail because of user input fails before the run directory exists. One process (under
+    torchrun, ``rnnlab.distributed.run_training`` trains data-parallel instead)."""
     from .signals import Stopped
 
     runs.check_runs_dir(runs_dir)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import identity, plugins, runs
-from .config import Experiment, apply_overrides, build_experiment, flatten, read_yaml
+from .config import SAFE_TO_CHANGE, Experiment, apply_overrides, build_experiment, flatten, read_yaml
 from .errors import ConfigError, RnnlabError, RunDirError
 from .factories import build
 from .invocation import invocation
@@ -25,23 +25,10 @@ from .optim import per_step
 from .outcomes import Interrupted
 from .precision import DTYPES, check_precision
 from .progress import Reporter
-from .runtime import determinism, environment, resolve_device, set_threads
+from .runtime import determinism, environment, launched, resolve_device, set_threads
 from .signals import Stopped
 from .tblog import open_tensorboard
 from .trainer import Trainer, require_training_state
-
-SAFE_TO_CHANGE = (
-    "train.epochs",  # extend or shorten a run (not with a per-step cosine/onecycle schedule)
-    "train.early_stopping",
-    "train.max_loss",
-    "train.checkpoint_every",
-    "train.log_every",
-    "train.threads",  # results may differ in the last bits with another thread count
-    "train.device",  # e.g. finish a GPU run on a CPU; not bit-exact across devices
-    "logging.plots",
-    "logging.tensorboard",
-    "logging.mlflow",
-)
 
 
 def changed_keys(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -113,9 +100,7 @@ def resume_run(run: str | os.PathLike[str], overrides: list[str], runs_dir: Path
                reporter: Reporter) -> tuple[Path, Optional[str]]:
     """Continue ``run`` (a path, or a run id under ``runs_dir``) to the end of its training.
     Returns the run directory and, when the run was already complete, a note saying so."""
-    from . import distributed
-
-    if distributed.launched():
+    if launched():
         raise ConfigError("--resume", "not supported under torchrun yet; resume the run in one "
                           "process (its checkpoint is an ordinary one)")
     run_dir = runs.find_run(run, runs_dir)

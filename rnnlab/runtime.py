@@ -118,3 +118,8 @@ def determinism(exp: Experiment, device: torch.device) -> dict[str, Any]:
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
     }
+
+
+def launched() -> bool:
+    """True in a process that torchrun started as one of several."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1

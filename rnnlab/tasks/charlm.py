@@ -37,6 +37,7 @@ from pydantic import Field, model_validator
 
 from .. import corpora
 from ..errors import ConfigError, DataError, RunDirError
+from ..generate import describe_char, sample
 from ..runs import write_json
 from . import TASKS
 from .base import Batch, DataOptions, Encoding, Task, TaskOptions, TaskSpec, cache_dir, data_root
@@ -140,10 +141,6 @@ class Vocab:
             return cls(chars), data.get("corpus", {})
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise RunDirError(path, f"vocabulary is unreadable or corrupted ({exc})") from None
-
-
-def describe_char(c: str) -> str:
-    return f"{c!r} (U+{ord(c):04X})"
 
 
 def shell_quote(text: str) -> str:
@@ -351,7 +348,6 @@ class CharLM(Task):
     def final_outputs(self, model: "Model", run_dir: Path) -> list[Path]:
         """``samples.txt``: a few samples, each headed by the ``rnnlab generate`` command that
         reproduces it exactly."""
-        from ..generate import sample
         from ..runs import write_text
 
         o = self.options
