@@ -27,8 +27,9 @@ from .precision import DTYPES, check_precision
 from .progress import Reporter
 from .runtime import determinism, environment, launched, resolve_device, set_threads
 from .signals import Stopped
+from .steps import require_training_state
 from .tblog import open_tensorboard
-from .trainer import Trainer, require_training_state
+from .trainer import Trainer
 
 
 def changed_keys(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

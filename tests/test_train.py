@@ -11,7 +11,7 @@ from rnnlab.config import load_experiment
 from rnnlab.evaluation import evaluate_run
 from rnnlab.lifecycle import train_run
 from rnnlab.progress import Reporter
-from rnnlab.trainer import clip_grad_norm
+from rnnlab.steps import clip_grad_norm
 
 from .conftest import SINE_TINY
 
