@@ -48,7 +48,8 @@ class Replay:
 def load_replay(config: dict[str, Any], replay: str) -> Replay:
     """The run ``replay`` names, checked against ``config`` (the replaying run's resolved config):
     both must be the same experiment apart from ``REPLAY_MAY_DIFFER``."""
-    from .config import flatten, read_yaml
+    from .config import read_yaml
+    from .sections import flatten
 
     where = "train.replay"
     run_dir = Path(replay).expanduser()

@@ -66,8 +66,8 @@ def option_rows(model: type[BaseModel], prefix: str, skip: tuple[str, ...] = ("n
 
 def describe(name: str) -> tuple[str, str, str, list[tuple[str, str, str, str]]]:
     """(kind, description, origin, option rows) of the entry called ``name``."""
-    from .config import Scheduler, TrainConfig
     from .plugins import origin
+    from .sections import Scheduler, TrainConfig
 
     found = [(kind, reg) for kind, reg in registries() if name in reg]
     if not found:

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import runs
-from .config import flatten, read_yaml
+from .config import read_yaml
 from .errors import ConfigError, RnnlabError, RunDirError
+from .sections import flatten
 from .stats import Difference, mean_std, welch_interval
 
 MAX_DEPTH = 3  # runs/<run>, runs/<sweep>/<run>, and one level more for folders of sweeps

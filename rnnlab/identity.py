@@ -25,8 +25,9 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import SAFE_TO_CHANGE, flatten
+from .config import SAFE_TO_CHANGE
 from .errors import RunDirError
+from .sections import flatten
 
 EXCLUDED = ("name",)
 OVERRIDE = "--allow-foreign-checkpoint"

@@ -121,7 +121,7 @@ def open_store(options: Any, runs_dir: Path, to: Optional[str] = None,
 
 def flatten(config: dict[str, Any]) -> dict[str, str]:
     """The config as MLflow params: dotted keys, values as text (JSON but for strings)."""
-    from .config import flatten as dotted
+    from .sections import flatten as dotted
 
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in dotted(config).items()}
 
@@ -304,7 +304,7 @@ def base_options(base: dict[str, Any]) -> Any:
     """``logging.mlflow`` of a sweep's base config (None when absent or off)."""
     from pydantic import ValidationError
 
-    from .config import LoggingConfig
+    from .sections import LoggingConfig
 
     logging_ = base.get("logging") if isinstance(base, dict) else None
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import identity, plugins, runs
-from .config import SAFE_TO_CHANGE, Experiment, apply_overrides, build_experiment, flatten, read_yaml
+from .config import SAFE_TO_CHANGE, Experiment, apply_overrides, build_experiment, read_yaml
 from .errors import ConfigError, RnnlabError, RunDirError
 from .factories import build
 from .invocation import invocation
@@ -26,6 +26,7 @@ from .outcomes import Interrupted
 from .precision import DTYPES, check_precision
 from .progress import Reporter
 from .runtime import determinism, environment, launched, resolve_device, set_threads
+from .sections import flatten
 from .signals import Stopped
 from .steps import require_training_state
 from .tblog import open_tensorboard

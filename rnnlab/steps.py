@@ -11,8 +11,8 @@ from typing import Any, Optional
 
 import torch
 
-from .config import TrainConfig
 from .errors import RunDirError
+from .sections import TrainConfig
 from .tasks.base import Task
 
 

@@ -33,9 +33,9 @@ from typer.testing import CliRunner
 
 from rnnlab import runs
 from rnnlab.cli import app
-from rnnlab.config import LoggingConfig, TrainConfig
 from rnnlab.models.mlp import MLPOptions
 from rnnlab.models.recurrent import LSTMOptions
+from rnnlab.sections import LoggingConfig, TrainConfig
 from rnnlab.tasks.sine import SineOptions
 
 runner = CliRunner()

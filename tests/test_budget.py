@@ -9,12 +9,13 @@ import pytest
 
 from rnnlab import runs
 from rnnlab.budget import VIRTUAL_STEPS, StepPlan
-from rnnlab.config import TrainConfig, load_experiment
+from rnnlab.config import load_experiment
 from rnnlab.errors import ConfigError
 from rnnlab.evaluation import evaluate_run
 from rnnlab.factories import build
 from rnnlab.lifecycle import train_run
 from rnnlab.progress import Reporter
+from rnnlab.sections import TrainConfig
 from rnnlab.trainer import Trainer
 
 TIMING = ("seconds", "train_seconds", "samples_per_s", "tokens_per_s")

@@ -6,8 +6,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..config import Strict
 from ..errors import ConfigError
+from ..sections import Strict
 from ..tasks.base import TaskSpec
 
 State = Any  # a tensor, a tuple of tensors (LSTM), or None

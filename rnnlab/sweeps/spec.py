@@ -37,10 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import SECTIONS, TrainConfig, build_experiment, read_yaml, set_dotted
+from ..config import SECTIONS, build_experiment, read_yaml, set_dotted
 from ..errors import ConfigError
 from ..registry import did_you_mean
 from ..runs import safe_name
+from ..sections import TrainConfig
 
 TOP_KEYS = ("name", "base", "grid", "random", "tpe", "cmaes", "seed", "repeats", "seeds", "metric",
             "mode", "split")

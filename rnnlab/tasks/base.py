@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Iterator, Literal, Optional
 import torch
 from pydantic import AfterValidator, Field
 
-from ..config import Strict
+from ..sections import Strict
 
 if TYPE_CHECKING:
     from ..config import Experiment
