@@ -66,5 +66,5 @@ def load_run(run: str | os.PathLike[str], checkpoint: str = "best", device: str 
 def evaluate_run(run: str | os.PathLike[str], split: str = "test", checkpoint: str = "best",
                  device: str = "cpu") -> dict[str, float]:
     _, exp, task, model, _ = load_run(run, checkpoint, device)
-    batch = exp.train.eval_batch_size or 4 * exp.train.batch_size
+    batch = exp.train.eval_batch
     return evaluate(task, model, split, batch)

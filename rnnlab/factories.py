@@ -14,11 +14,11 @@ from .models import build_model
 from .models.base import Model
 from .runtime import seed_everything
 from .tasks import TASKS
-from .tasks.base import Task
+from .tasks.base import Task, TaskContext
 
 
 def build_task(exp: Experiment, device: torch.device, run_dir: Optional[Path] = None) -> Task:
-    return TASKS.get(exp.task.name)(exp, device, run_dir)
+    return TASKS.get(exp.task.name)(exp.task, exp.data, TaskContext.of(exp, device, run_dir))
 
 
 def build(exp: Experiment, device: torch.device, run_dir: Optional[Path] = None

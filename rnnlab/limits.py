@@ -115,7 +115,7 @@ def estimate(exp: "Experiment", task: "Task", draw: bool = True) -> dict[str, An
     out = task.spec.output_size
     with allocation_guard("one training batch", "train.batch_size"):
         train_tokens = _batch_tokens(task, exp.train.batch_size, draw)
-        eval_tokens = _batch_tokens(task, exp.train.eval_batch_size or 4 * exp.train.batch_size, draw)
+        eval_tokens = _batch_tokens(task, exp.train.eval_batch, draw)
     # per step and layer: the gates (4 x width for an LSTM), states and outputs, kept for backward
     activations = train_tokens * (6 * width * layers + out) * bytes_per
     outputs = eval_tokens * (2 * width + out) * bytes_per  # eval: no graph, one layer at a time
@@ -143,7 +143,7 @@ def check_memory(exp: "Experiment", task: "Task", device: torch.device,
     else:
         field = "train.batch_size"
         cause = (f"activations of a batch of {exp.train.batch_size} "
-                 f"(and eval batches of {exp.train.eval_batch_size or 4 * exp.train.batch_size})")
+                 f"(and eval batches of {exp.train.eval_batch})")
     raise ConfigError(where, f"{field}: training would need about {human(est['total'])} "
                       f"({cause}); {human(available)} of {device.type} memory is available")
 

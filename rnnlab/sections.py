@@ -262,6 +262,11 @@ class TrainConfig(Strict):
                              "(max_time) does not fix; set train.max_steps too, or drop the warm-up")
         return self
 
+    @property
+    def eval_batch(self) -> int:
+        """Validation and test batch size: ``eval_batch_size``, else 4 x ``batch_size``."""
+        return self.eval_batch_size or 4 * self.batch_size
+
     @field_validator("optimizer")
     @classmethod
     def _known_optimizer(cls, value: str) -> str:

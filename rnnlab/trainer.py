@@ -57,7 +57,7 @@ class Trainer:
         self.plateau = on_metric(self.cfg.scheduler.name)  # stepped with the validation metric
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.eval_batch_size = self.cfg.eval_batch_size or 4 * self.cfg.batch_size
+        self.eval_batch_size = self.cfg.eval_batch
         self.state = TrainState()
         self.progress = EpochProgress.start(device)
         self.stop_requested = False

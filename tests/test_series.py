@@ -64,7 +64,11 @@ def experiment(path: Path, task: dict[str, Any] | None = None, data: dict[str, A
 
 
 def task_for(path: Path, **kw: Any) -> Any:
-    return build_task(experiment(path, **kw), torch.device("cpu"))
+    """The task, with the experiment it was built from beside it (``.experiment``: the model's options)."""
+    exp = experiment(path, **kw)
+    task = build_task(exp, torch.device("cpu"))
+    task.experiment = exp
+    return task
 
 
 # ----------------------------------------------------------------------------- reading
@@ -244,7 +248,7 @@ def test_baselines_on_a_known_series(tmp_path: Path) -> None:
 
 def test_every_window_is_scored_and_metrics_are_in_both_units(tmp_path: Path) -> None:
     t = task_for(toy(tmp_path), task={"scaling": "standard"})
-    model = build_model(t.exp.model, t.spec)
+    model = build_model(t.experiment.model, t.spec)
     m = evaluate(t, model, "test", 7)  # 7 does not divide the window count
     assert m["windows"] == len(t.index["test"][0]) == 60 - 6 + 1
     pred, y = t.predictions(model.eval(), "test", 7)
@@ -269,7 +273,7 @@ def test_every_window_is_scored_and_metrics_are_in_both_units(tmp_path: Path) ->
 ])
 def test_models_and_modes_forecast_the_horizon(tmp_path: Path, model, task, data) -> None:
     t = task_for(toy(tmp_path), model=model, task=task, data=data)
-    m = build_model(t.exp.model, t.spec)
+    m = build_model(t.experiment.model, t.spec)
     batch = next(iter(t.train_batches(16, torch.Generator().manual_seed(0))))
     assert t.predict(m, batch.x).shape == (16, 6, len(t.targets))
     loss, _ = t.loss(m, batch)
@@ -287,7 +291,7 @@ def test_incompatible_modes_are_config_errors(tmp_path: Path) -> None:
         task_for(path, model={"name": "lstm"}, task={"mode": "rollout"}, data={"inputs": "MS"})
     t = task_for(path, model={"name": "segrnn", "segment": 5})
     with pytest.raises(ConfigError, match="model.segment: 5 must divide the lookback"):
-        build_model(t.exp.model, t.spec)
+        build_model(t.experiment.model, t.spec)
 
 
 # ----------------------------------------------------------------------------- runs, eval, forecast

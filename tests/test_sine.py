@@ -12,8 +12,11 @@ from .conftest import SINE_TINY, deep_merge
 
 
 def task_for(**task):
+    """The task, with the experiment it was built from beside it (``.experiment``: the model's options)."""
     exp = build_experiment(deep_merge(SINE_TINY, {"task": task}))
-    return build_task(exp, torch.device("cpu"))
+    built = build_task(exp, torch.device("cpu"))
+    built.experiment = exp
+    return built
 
 
 @pytest.mark.parametrize("mode,extra", [("window", {"window": 6}), ("rollout", {"window": 6, "horizon": 5})])
@@ -48,7 +51,7 @@ def test_seq2seq_contexts() -> None:
 
 def test_metrics_are_relative_to_the_realised_noise() -> None:
     task = task_for()
-    model = build_model(task.exp.model, task.spec)
+    model = build_model(task.experiment.model, task.spec)
     m = evaluate(task, model, "test", 64)
     p = task.predictions(model.eval(), "test", 64)
     noise = (p["y"] - p["clean"]).double().pow(2).mean().item()

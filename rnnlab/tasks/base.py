@@ -59,6 +59,24 @@ def _known_encoding(value: str) -> str:
 Encoding = Annotated[str, AfterValidator(_known_encoding)]
 
 
+@dataclass(frozen=True)
+class TaskContext:
+    """What a task is given beside its own two sections: where it lives and the numbers of ``train``
+    it needs (a task never reads the whole config)."""
+
+    device: torch.device
+    seed: int  # data.seed, else train.seed: generated data and splits
+    batch_size: int  # train.batch_size
+    eval_batch_size: int  # train.eval_batch_size, else 4 x batch_size
+    run_dir: Optional[Path] = None  # the run's directory (artifacts), None while only validating
+    model: str = ""  # model.name, for a task whose windows depend on the model (series)
+
+    @classmethod
+    def of(cls, exp: "Experiment", device: torch.device, run_dir: Optional[Path] = None) -> "TaskContext":
+        seed = exp.data.seed if getattr(exp.data, "seed", None) is not None else exp.train.seed
+        return cls(device, seed, exp.train.batch_size, exp.train.eval_batch, run_dir, exp.model.name)
+
+
 class TaskOptions(Strict):
     name: str
 
@@ -82,20 +100,23 @@ def cache_dir() -> Path:
 
 
 class Task:
-    """Base class. A task builds its data in ``__init__`` (from its options, the data section and a
-    seed) and keeps it as tensors on ``device``; batches are made by indexing, never item by item."""
+    """Base class. A task builds its data in ``__init__(options, data, context)`` (its own section,
+    the data section and a ``TaskContext``: device, seed, batch sizes, run directory; never the
+    whole config) and keeps it as tensors on the device; batches are made by indexing, never item
+    by item."""
 
     Options: type[TaskOptions] = TaskOptions
     DataOptions: type[DataOptions] = DataOptions
     spec: TaskSpec
 
-    def __init__(self, exp: "Experiment", device: torch.device, run_dir: Optional[Path] = None) -> None:
-        self.exp = exp
-        self.options = exp.task
-        self.data = exp.data
-        self.device = device
-        self.run_dir = run_dir
-        self.seed = exp.data.seed if exp.data.seed is not None else exp.train.seed  # type: ignore[attr-defined]
+    def __init__(self, options: Any, data: Any, context: "TaskContext") -> None:
+        self.options = options  # the validated task section (``Options``)
+        self.data = data  # the validated data section (``DataOptions``)
+        self.device = context.device
+        self.run_dir = context.run_dir
+        self.seed = context.seed
+        self.batch_size = context.batch_size
+        self.eval_batch_size = context.eval_batch_size
 
     # ---------------------------------------------------------------- validation
     @classmethod

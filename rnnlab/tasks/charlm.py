@@ -40,10 +40,9 @@ from ..errors import ConfigError, DataError, RunDirError
 from ..generate import describe_char, sample
 from ..runs import write_json
 from . import TASKS
-from .base import Batch, DataOptions, Encoding, Task, TaskOptions, TaskSpec, cache_dir, data_root
+from .base import Batch, DataOptions, Encoding, Task, TaskContext, TaskOptions, TaskSpec, cache_dir, data_root
 
 if TYPE_CHECKING:
-    from ..config import Experiment
     from ..models.base import Model
 
 VOCAB = "vocab.json"
@@ -198,12 +197,12 @@ class CharLM(Task):
     options: CharLMOptions
     data: CharLMData
 
-    def __init__(self, exp: "Experiment", device: torch.device, run_dir: Optional[Path] = None) -> None:
-        super().__init__(exp, device, run_dir)
+    def __init__(self, options: Any, data: Any, context: TaskContext) -> None:
+        super().__init__(options, data, context)
         self._ids: Optional[torch.Tensor] = None
         self._bounds: dict[str, tuple[int, int]] = {}
         self.corpus_info: dict[str, Any] = {}
-        saved = run_dir / VOCAB if run_dir is not None else None
+        saved = self.run_dir / VOCAB if self.run_dir is not None else None
         if saved is not None and saved.is_file():
             # a trained run: its own vocabulary; the text is read only when evaluation needs it
             self.vocab, self.corpus_info = Vocab.load(saved)
@@ -259,7 +258,7 @@ class CharLM(Task):
         self._ids = self.vocab.encode(text).to(self.device)
 
     def check_sizes(self, where: str, n_train: int, n_val: int) -> None:
-        o, batch = self.options, self.exp.train.batch_size
+        o, batch = self.options, self.batch_size
         if n_val < 1:
             raise DataError(where, "the text leaves no validation characters (raise task.val_fraction "
                             "or use a longer text)")

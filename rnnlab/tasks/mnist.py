@@ -22,10 +22,9 @@ from pydantic import Field
 from ..classify import confusion_matrix
 from ..errors import ConfigError, DataError
 from . import TASKS
-from .base import Batch, DataOptions, Task, TaskOptions, TaskSpec, cache_dir, data_root
+from .base import Batch, DataOptions, Task, TaskContext, TaskOptions, TaskSpec, cache_dir, data_root
 
 if TYPE_CHECKING:
-    from ..config import Experiment
     from ..models.base import Model
 
 SIDE = 28
@@ -136,19 +135,19 @@ class Mnist(Task):
     options: MnistOptions
     data: MnistData
 
-    def __init__(self, exp: "Experiment", device: torch.device, run_dir: Optional[Path] = None) -> None:
-        super().__init__(exp, device, run_dir)
+    def __init__(self, options: Any, data: Any, context: TaskContext) -> None:
+        super().__init__(options, data, context)
         o = self.options
         self.root = mnist_root(self.data)
         files = load_mnist(self.root, self.data.download)
         (train_x, train_y), (test_x, test_y) = files["train"], files["test"]
         self.permutation = pixel_permutation(o.permute_seed) if o.permute else None
         layout = sequence_layout(o.sequence, self.permutation)
-        self.layout = None if layout is None else layout.to(device)
-        self.images = torch.cat([train_x, test_x]).to(device)  # one tensor: train, then test
-        self.labels = torch.cat([train_y, test_y]).to(device)
+        self.layout = None if layout is None else layout.to(self.device)
+        self.images = torch.cat([train_x, test_x]).to(self.device)  # one tensor: train, then test
+        self.labels = torch.cat([train_y, test_y]).to(self.device)
         rows = self.split_rows(len(train_x), len(test_x))
-        self.rows = {split: index.to(device) for split, index in rows.items()}
+        self.rows = {split: index.to(self.device) for split, index in rows.items()}
         self.steps, self.features = (SIDE * SIDE, 1) if o.sequence == "pixels" else (SIDE, SIDE)
         self.spec = TaskSpec(input_kind="features", input_size=self.features, output_size=CLASSES,
                              output="last", causal=False, metric="accuracy", mode="max", window=self.steps)
@@ -237,7 +236,7 @@ class Mnist(Task):
     def plots(self, model: "Model", run_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
         from ..plots import confusion_matrix_plot
 
-        batch_size = self.exp.train.eval_batch_size or 4 * self.exp.train.batch_size
+        batch_size = self.eval_batch_size
         pred, true, _ = self.predictions(model, "test", batch_size)
         matrix = confusion_matrix(pred, true, CLASSES).cpu()
         return [confusion_matrix_plot(matrix, [str(d) for d in range(CLASSES)],

@@ -31,10 +31,19 @@ from ..errors import ConfigError, DataError, RunDirError
 from ..text import Vocab, pad_ids, tokenize
 from ..textfiles import BadLines, Row, TableFormat, is_integer, read_labelled
 from . import TASKS
-from .base import Batch, DataOptions, Encoding, Task, TaskOptions, TaskSpec, batch_indices, data_root
+from .base import (
+    Batch,
+    DataOptions,
+    Encoding,
+    Task,
+    TaskContext,
+    TaskOptions,
+    TaskSpec,
+    batch_indices,
+    data_root,
+)
 
 if TYPE_CHECKING:
-    from ..config import Experiment
     from ..models.base import Model
 
 SPLITS = ("train", "val", "test")
@@ -137,11 +146,11 @@ class Sentiment(Task):
     options: SentimentOptions
     data: SentimentData
 
-    def __init__(self, exp: "Experiment", device: torch.device, run_dir: Optional[Path] = None) -> None:
-        super().__init__(exp, device, run_dir)
+    def __init__(self, options: Any, data: Any, context: TaskContext) -> None:
+        super().__init__(options, data, context)
         self.bad = BadLines(self.data.skip_bad_lines)
         self.formats: dict[str, str] = {}
-        if run_dir is None:  # training: everything from the data, every data error before the run exists
+        if self.run_dir is None:  # training: everything from the data, every data error before the run exists
             self.classes = self.data.labels or label_order(self.sources["train"])
             if len(self.classes) < 2:
                 where = f"data.{'path' if self.data.path else 'train'}"
@@ -155,7 +164,7 @@ class Sentiment(Task):
                                      self.options.max_size)
             _ = self.splits
         else:  # eval/predict: the run's own mapping; data files are read only if a split is needed
-            self.vocab, self.classes = load_artifacts(run_dir)
+            self.vocab, self.classes = load_artifacts(self.run_dir)
         self.spec = TaskSpec(input_kind="tokens", input_size=len(self.vocab), output_size=len(self.classes),
                              output="last", causal=False, metric="accuracy", mode="max")
 
@@ -311,7 +320,7 @@ class Sentiment(Task):
         from ..plots import confusion_matrix_plot
 
         split = self.splits["test"]
-        batch_size = self.exp.train.eval_batch_size or 4 * self.exp.train.batch_size
+        batch_size = self.eval_batch_size
         pred = self.logits(model, split, batch_size).argmax(1)
         matrix = confusion_matrix(pred, split.labels, len(self.classes))
         return [confusion_matrix_plot(matrix, self.classes, run_dir / runs.PLOTS / "confusion_matrix.png",

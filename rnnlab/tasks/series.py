@@ -27,7 +27,17 @@ from .. import runs
 from ..errors import ConfigError, DataError
 from ..seriesfiles import Fill, Frequency, Scaler, Series, parse_time, read_json, read_series
 from . import TASKS
-from .base import Batch, DataOptions, Encoding, Task, TaskOptions, TaskSpec, batch_indices, data_root
+from .base import (
+    Batch,
+    DataOptions,
+    Encoding,
+    Task,
+    TaskContext,
+    TaskOptions,
+    TaskSpec,
+    batch_indices,
+    data_root,
+)
 from .forecasting import Mode, WindowNorm, batched, native_horizon, predict, window_index, windows_in
 from .series_eval import (
     BASELINES,
@@ -151,10 +161,10 @@ class SeriesTask(Task):
             raise ConfigError(where, f"task.mode: model '{name}' forecasts all steps at once; "
                               "use mode: direct")
 
-    def __init__(self, exp: "Experiment", device: torch.device, run_dir: Optional[Path] = None) -> None:
-        super().__init__(exp, device, run_dir)
+    def __init__(self, options: Any, data: Any, context: TaskContext) -> None:
+        super().__init__(options, data, context)
         o, d = self.options, self.data
-        saved = read_json(run_dir / ARTIFACT, "the series' columns and scaler") if run_dir else None
+        saved = read_json(self.run_dir / ARTIFACT, "the series' columns and scaler") if self.run_dir else None
         try:
             self.path = resolve_path(d)
         except DataError:
@@ -182,10 +192,10 @@ class SeriesTask(Task):
             if o.period is not None:
                 raise ConfigError("task.period", f"{o.period} is longer than the lookback ({o.lookback})")
             self.period = 1
-        model_norm = "last" if native_horizon(exp.model.name) else "none"
+        model_norm = "last" if native_horizon(context.model) else "none"
         self.norm = WindowNorm(model_norm if o.window_norm == "auto" else o.window_norm, self.target_idx)
         c_in, c_out = len(self.inputs), len(self.targets)
-        direct_flat = o.mode == "direct" and not native_horizon(exp.model.name)
+        direct_flat = o.mode == "direct" and not native_horizon(context.model)
         self.spec = TaskSpec(
             input_kind="features", input_size=c_in, output_size=o.horizon * c_out if direct_flat else c_out,
             output="last" if direct_flat else "horizon", causal=True, metric="mse", mode="min",

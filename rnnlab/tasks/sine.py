@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 import torch
 from pydantic import Field, model_validator
 
 from ..errors import ConfigError
 from . import TASKS
-from .base import Batch, DataOptions, Task, TaskOptions, TaskSpec, batch_indices
+from .base import Batch, DataOptions, Task, TaskContext, TaskOptions, TaskSpec, batch_indices
 from .forecasting import batched, window_index
 from .forecasting import predict as forecast
 
@@ -94,8 +94,8 @@ class Sine(Task):
             raise ConfigError(where, f"task.seq_len: must fit in the train split "
                               f"({sizes['train']} points), got {o.seq_len}")
 
-    def __init__(self, exp: "Experiment", device: torch.device, run_dir: Optional[Path] = None) -> None:
-        super().__init__(exp, device, run_dir)
+    def __init__(self, options: Any, data: Any, context: TaskContext) -> None:
+        super().__init__(options, data, context)
         o = self.options
         gen = torch.Generator().manual_seed(self.seed)
         t = torch.arange(o.n_points, dtype=torch.float64)
