@@ -27,13 +27,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .budget import STOP_TIME
 from .config import Experiment
-from .factories import build
-from .lifecycle import check_runtime, open_run, start_run
+from .lifecycle import open_run, prepare, start_run
 from .lifecycle import train_run as train_one_process
 from .models.base import Model
-from .precision import check_precision
 from .progress import Reporter
-from .runtime import available_cores, launched, resolve_device, set_threads
+from .runtime import available_cores, launched, resolve_device
 from .signals import GracefulStop
 from .tasks.base import Batch, Task
 from .trainer import Trainer
@@ -185,10 +183,8 @@ def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
 
 
 def _train_run(exp: Experiment, runs_dir: Path, reporter: Reporter, group: Group) -> Path:
-    check_runtime(exp, group.device)
-    threads = set_threads(exp.train.threads or default_threads(group))
-    task, model = build(exp, group.device)
-    precision = check_precision(exp.train.precision, group.device, model)
+    ready = prepare(exp, group.device, threads=exp.train.threads or default_threads(group))
+    task, model, threads, precision = ready.task, ready.model, ready.threads, ready.precision
     run_dir: Optional[Path] = open_run(exp, runs_dir, task) if group.is_main else None
     run_dir = Path(group.broadcast(str(run_dir)))
     if not group.is_main:  # own dropout masks; the data order stays shared

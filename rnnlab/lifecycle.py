@@ -4,6 +4,7 @@ its summary, training, the final test of the best checkpoint, plots, and the sta
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -33,13 +34,11 @@ def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
 
     runs.check_runs_dir(runs_dir)
     device = resolve_device(exp.train.device)
-    check_runtime(exp, device)
-    threads = set_threads(exp.train.threads)
-    task, model = build(exp, device)
-    precision = check_precision(exp.train.precision, device, model)
+    ready = prepare(exp, device)
     try:
-        run_dir = open_run(exp, runs_dir, task)
-        return start_run(Trainer(exp, task, model, run_dir, reporter, device, threads, precision))
+        run_dir = open_run(exp, runs_dir, ready.task)
+        return start_run(Trainer(exp, ready.task, ready.model, run_dir, reporter, device, ready.threads,
+                                 ready.precision))
     except BaseException as exc:  # failed or stopped before training began: leave no directory
         runs.discard_unfinished_runs()
         if isinstance(exc, Stopped):
@@ -47,6 +46,28 @@ def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
             stop.signum, stop.note = exc.signum, f"{exc} during set-up; no run directory was left"
             raise stop from None
         raise
+
+
+@dataclass
+class Prepared:
+    """What a training start has once everything that can fail on the user's input has been checked."""
+
+    task: Task
+    model: Model
+    threads: int
+    precision: str
+
+
+def prepare(exp: Experiment, device: torch.device, run_dir: Optional[Path] = None,
+            threads: Optional[int] = None, precision: Optional[str] = None) -> Prepared:
+    """The one set-up of a new run, a resumed one (``run_dir``: its directory, ``precision``: the one
+    it trained in) and each torchrun rank (``threads``: its share of the cores): runtime checks, the
+    thread count, task and model, and the precision probed on the model's own kernels."""
+    check_runtime(exp, device)
+    threads = set_threads(threads if threads is not None else exp.train.threads)
+    task, model = build(exp, device, run_dir)
+    resolved = check_precision(precision or exp.train.precision, device, model)
+    return Prepared(task, model, threads, resolved)
 
 
 def check_runtime(exp: Experiment, device: torch.device) -> None:

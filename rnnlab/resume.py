@@ -17,15 +17,14 @@ from typing import Any, Optional
 from . import identity, plugins, runs
 from .config import SAFE_TO_CHANGE, Experiment, apply_overrides, build_experiment, read_yaml
 from .errors import ConfigError, RnnlabError, RunDirError
-from .factories import build
 from .invocation import invocation
-from .lifecycle import check_runtime, close_run, finish_run
+from .lifecycle import close_run, finish_run, prepare
 from .mlflow_log import open_live
 from .optim import per_step
 from .outcomes import Interrupted
-from .precision import DTYPES, check_precision
+from .precision import DTYPES
 from .progress import Reporter
-from .runtime import determinism, environment, launched, resolve_device, set_threads
+from .runtime import determinism, environment, launched, resolve_device
 from .sections import flatten
 from .signals import Stopped
 from .steps import require_training_state
@@ -148,14 +147,12 @@ def rebuild(exp: Experiment, run_dir: Path, ckpt: dict[str, Any], path: Path,
     in the precision it was trained in (``precision``, from its summary) when its config says
     ``auto``, even where ``auto`` would now choose otherwise."""
     device = resolve_device(exp.train.device)
-    check_runtime(exp, device)
-    threads = set_threads(exp.train.threads)
-    task, model = build(exp, device, run_dir)
     if exp.train.precision != "auto" or precision not in DTYPES:
         precision = exp.train.precision
-    precision = check_precision(precision, device, model)
+    ready = prepare(exp, device, run_dir, precision=precision)
     reporter.log_every = exp.train.log_every
-    trainer = Trainer(exp, task, model, run_dir, reporter, device, threads, precision)
+    trainer = Trainer(exp, ready.task, ready.model, run_dir, reporter, device, ready.threads,
+                      ready.precision)
     if device.type != "cpu":
         ckpt = runs.load_checkpoint(path, device)  # tensors (optimizer state, carry) onto the device
     trainer.restore(ckpt, path)
