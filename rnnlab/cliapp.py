@@ -53,6 +53,9 @@ def one_line_usage_errors() -> Iterator[None]:
             raise typer.Exit(0) from None
         where = exc.ctx.command_path if exc.ctx else "rnnlab"
         what = " ".join(exc.format_message().split())
+        from .invocation import report
+
+        report(error=f"{where}: {what}")
         typer.echo(f"error: {where}: {what}", err=True)
         raise typer.Exit(EXIT_USER_ERROR) from None
 
@@ -63,6 +66,9 @@ app = typer.Typer(cls=OneLineErrors, add_completion=True, no_args_is_help=True,
 
 
 def fail(message: str) -> None:
+    from .invocation import report
+
+    report(error=message)
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(EXIT_USER_ERROR)
 
@@ -98,6 +104,9 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             if isinstance(exc, OSError) and exc.filename is not None:  # a path the system refuses:
                 fail(f"{exc.filename}: {exc.strerror or exc}")  # name too long, permission, disk full
             traceback.print_exc()
+            from .invocation import report
+
+            report(error=f"internal error: {type(exc).__name__}: {exc}"[:300])
             typer.echo("rnnlab hit an internal error (a bug, not your input); please report it "
                        "with the traceback above.", err=True)
             raise typer.Exit(1) from None
@@ -125,6 +134,9 @@ def training_outcomes(reporter: "Reporter") -> Iterator[None]:
         raise typer.Exit(exit_status(exc.signum)) from None
     except Diverged as exc:
         reporter.close()
+        from .invocation import report
+
+        report(error=exc.line())
         typer.echo(f"error: {exc.line()}", err=True)
         typer.echo(str(exc.where))
         raise typer.Exit(EXIT_DIVERGED) from None

@@ -16,7 +16,7 @@ from .config import Experiment
 from .errors import RnnlabError
 from .evaluation import evaluate, load_weights
 from .factories import build
-from .invocation import invocation
+from .invocation import invocation, report
 from .models.base import Model
 from .outcomes import Diverged, Interrupted
 from .precision import check_precision, resolve_precision
@@ -87,6 +87,7 @@ def check_runtime(exp: Experiment, device: torch.device) -> None:
 def open_run(exp: Experiment, runs_dir: Path, task: Task) -> Path:
     """A new run directory holding the resolved config and the task's artifacts."""
     run_dir = runs.create_run_dir(runs_dir, exp.name)
+    report(run=run_dir.resolve())  # a sweep trial's result file names it at once
     runs.write_text(run_dir / runs.CONFIG, exp.to_yaml())
     task.save_artifacts(run_dir)
     return run_dir

@@ -17,7 +17,7 @@ from typing import Any, Optional
 from . import identity, plugins, runs
 from .config import SAFE_TO_CHANGE, Experiment, apply_overrides, build_experiment, read_yaml
 from .errors import ConfigError, RnnlabError, RunDirError
-from .invocation import invocation
+from .invocation import invocation, report
 from .lifecycle import close_run, finish_run, prepare
 from .mlflow_log import open_live
 from .optim import per_step
@@ -105,6 +105,7 @@ def resume_run(run: str | os.PathLike[str], overrides: list[str], runs_dir: Path
         raise ConfigError("--resume", "not supported under torchrun yet; resume the run in one "
                           "process (its checkpoint is an ordinary one)")
     run_dir = runs.find_run(run, runs_dir)
+    report(run=run_dir.resolve())
     with runs.RunLock(run_dir):
         summary = runs.read_summary(run_dir)
         last = run_dir / runs.CHECKPOINTS / "last.pt"

@@ -108,3 +108,21 @@ def test_import_rnnlab_loads_no_torch_and_reads_no_argv() -> None:
             "assert callable(rnnlab.train) and callable(rnnlab.register_model); print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_a_trial_reports_its_run_and_error_in_a_result_file(tmp_path, monkeypatch, runs_dir) -> None:
+    from rnnlab.invocation import RESULT_FILE_ENV, read_result, report
+
+    result = tmp_path / "result.json"
+    monkeypatch.setenv(RESULT_FILE_ENV, str(result))
+    run = rnnlab.train(SINE_TINY, overrides=["train.epochs=1"], runs_dir=runs_dir)
+    assert read_result(result) == {"run": str(run.path.resolve())}
+    report(error="data.path: not found")
+    assert read_result(result) == {"run": str(run.path.resolve()), "error": "data.path: not found"}
+    monkeypatch.delenv(RESULT_FILE_ENV)
+    spec = {"name": "res", "base": {**SINE_TINY, "train": {**SINE_TINY["train"], "epochs": 1}},
+            "grid": {"model.hidden_size": [4]}}
+    swept = rnnlab.sweep(spec, runs_dir=tmp_path / "s")
+    (record,) = swept.trials
+    (file,) = (swept.path / "results").glob("*.json")
+    assert read_result(file)["run"] == record.run and "error" not in read_result(file)

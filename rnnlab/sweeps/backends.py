@@ -26,10 +26,26 @@ from .trial import PARENT_ENV, STOP_FILE_ENV
 STOP_GRACE_S = 60.0  # how long an interrupted trial may take to write its summary
 
 
+RESULTS = "results"  # in the sweep directory: <run name>.json per trial attempt (see ``trial``)
+
+
+def result_file(sweep_dir: Path, name: str) -> Path:
+    return sweep_dir / RESULTS / f"{name}.json"
+
+
+def trial_args(sweep_dir: Path, name: str, args: list[str], threads: int) -> list[str]:
+    """A trial's command line after the Python interpreter: ``rnnlab train ARGS`` (see ``trial``)."""
+    result = result_file(sweep_dir, name)
+    result.parent.mkdir(exist_ok=True)
+    result.unlink(missing_ok=True)
+    return ["-m", "rnnlab.sweeps.trial", "--result", str(result), *args, "--quiet",
+            "--set", f"train.threads={threads}"]
+
+
 def train_args(config: Path, runs_dir: Path, name: str, threads: int) -> list[str]:
-    """The trial's command line after the Python interpreter: ``rnnlab train`` (see ``trial``)."""
-    return ["-m", "rnnlab.sweeps.trial", str(config), "--runs-dir", str(runs_dir), "--name", name,
-            "--quiet", "--set", f"train.threads={threads}"]
+    """A new trial: ``rnnlab train CONFIG --runs-dir SWEEP_DIR --name NAME`` (``runs_dir`` is the
+    sweep directory)."""
+    return trial_args(runs_dir, name, [str(config), "--runs-dir", str(runs_dir), "--name", name], threads)
 
 
 def child_env(threads: int, stop_file: Optional[Path], die_with_parent: bool) -> dict[str, str]:

@@ -28,7 +28,7 @@ import yaml
 
 from .. import runs
 from ..errors import ConfigError, RnnlabError
-from .backends import train_args
+from .backends import train_args, trial_args
 from .results import TrialRecord, read_records
 from .runner import (
     LOGS,
@@ -41,7 +41,7 @@ from .runner import (
     _run_summary,
     _write_new,
     _write_trial,
-    find_run,
+    trial_run,
 )
 from .spec import Sweep, Trial, resolve_trial
 
@@ -207,7 +207,7 @@ class SearchDriver(Driver):
             record = known.get(trial.id) or TrialRecord(trial.id, values)
             self.trials.append(trial)
             self.records.append(record)
-            run = find_run(self.sweep_dir, trial.run_name(record.attempts)) if record.attempts else None
+            run = trial_run(self.sweep_dir, trial.run_name(record.attempts)) if record.attempts else None
             summary = _run_summary(run)
             if frozen.state != TrialState.RUNNING:  # told: the study's word is final
                 if frozen.state == TrialState.COMPLETE and record.status != "completed":
@@ -321,8 +321,7 @@ class SearchDriver(Driver):
                               self.backend.threads)
         else:
             name = trial.run_name(record.attempts)
-            args = ["-m", "rnnlab.sweeps.trial", "--resume", str(resume), "--quiet",
-                    "--set", f"train.threads={self.backend.threads}"]
+            args = trial_args(self.sweep_dir, name, ["--resume", str(resume)], self.backend.threads)
         optuna_trial = asked
         if optuna_trial is None:
             frozen = self.study.get_trials(deepcopy=False)[number]
@@ -343,7 +342,7 @@ class SearchDriver(Driver):
         metric = f"val_{self.ranking.metric}"
         for handle, w in list(self.watch.items()):
             if w.run is None:
-                w.run = find_run(self.sweep_dir, w.run_name)
+                w.run = trial_run(self.sweep_dir, w.run_name)
                 if w.run is None:
                     continue
             try:

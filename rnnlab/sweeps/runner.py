@@ -23,8 +23,8 @@ import yaml
 
 from .. import mlflow_log, runs
 from ..errors import ConfigError, RnnlabError, RunDirError
-from ..invocation import invocation
-from .backends import STOP_GRACE_S, LocalBackend, RayBackend, train_args
+from ..invocation import invocation, read_result
+from .backends import STOP_GRACE_S, LocalBackend, RayBackend, result_file, train_args
 from .results import FINISHED, Ranking, TrialRecord, ranked_table, read_records, write_plots, write_summaries
 from .spec import Sweep, Trial, expand, load_sweep
 
@@ -176,7 +176,7 @@ def _records(sweep_dir: Path, trials: list[Trial]) -> tuple[dict[str, Any], list
     for trial, record in zip(trials, records):
         if record.status == "completed" or record.attempts == 0:
             continue
-        run = find_run(sweep_dir, trial.run_name(record.attempts))
+        run = trial_run(sweep_dir, trial.run_name(record.attempts))
         summary = _run_summary(run)
         if summary.get("status") == "completed":
             record.adopt(summary)
@@ -307,7 +307,8 @@ class Driver:
         job = self.running.pop(handle)
         record = job.record
         record.seconds = time.monotonic() - job.started
-        run = find_run(self.sweep_dir, job.run_name)
+        result = read_result(result_file(self.sweep_dir, job.run_name))
+        run = trial_run(self.sweep_dir, job.run_name)
         record.run = str(run.resolve()) if run is not None else None
         summary = _run_summary(run)
         if summary.get("status") in FINISHED:
@@ -320,7 +321,8 @@ class Driver:
         elif stopped and record.status == "interrupted":
             record.error = "stopped with the sweep"
         else:
-            record.error = record.error or log_error(job.log) or _exit_text(code, error)
+            record.error = (record.error or result.get("error") or log_error(job.log)
+                            or _exit_text(code, error))
         self.report(job, record)
         self.save()
         return record
@@ -370,6 +372,16 @@ class Driver:
         return Outcome(self.sweep_dir, status, ordered, table, best)
 
 
+def trial_run(sweep_dir: Path, run_name: str) -> Optional[Path]:
+    """The run directory of a trial attempt, as its result file names it (sweeps started before
+    result files existed: found by its name, ``find_run``)."""
+    path = result_file(sweep_dir, run_name)
+    if path.is_file():
+        run = read_result(path).get("run")
+        return Path(run) if isinstance(run, str) and Path(run).is_dir() else None
+    return find_run(sweep_dir, run_name)
+
+
 def find_run(sweep_dir: Path, run_name: str) -> Optional[Path]:
     """The run directory ``rnnlab train --name run_name`` made (``<stamp>_<name>``, maybe ``-2``)."""
     found = [p for p in sweep_dir.glob(f"*_{run_name}*") if p.is_dir()
@@ -378,7 +390,8 @@ def find_run(sweep_dir: Path, run_name: str) -> Optional[Path]:
 
 
 def log_error(log: Path) -> Optional[str]:
-    """The trial's own one-line error (``error: ...``), else the last line it printed."""
+    """Without a reported error (a trial that died, or one from before result files): the trial's
+    own one-line error (``error: ...``) in its log, else the last line it printed."""
     try:
         lines = [ln.strip() for ln in log.read_text(encoding="utf-8", errors="replace").splitlines()]
     except OSError:

@@ -7,6 +7,8 @@ the handler is restored first thing. Then, as the sweep asks through the environ
   unwatched;
 - Ray trials watch a stop file in the shared sweep directory and stop once it appears, however early
   or late that is.
+``--result FILE`` first: the trial writes its run directory (as soon as it exists) and its one-line
+error there (``rnnlab.invocation.report``), which the sweep reads.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from ..invocation import RESULT_FILE_ENV
 
 STOP_FILE_ENV = "RNNLAB_SWEEP_STOP_FILE"
 PARENT_ENV = "RNNLAB_SWEEP_PARENT"
@@ -50,7 +54,11 @@ if __name__ == "__main__":
         die_with_parent(int(os.environ[PARENT_ENV]))
     if os.environ.get(STOP_FILE_ENV):
         threading.Thread(target=watch, args=(Path(os.environ[STOP_FILE_ENV]),), daemon=True).start()
+    args = sys.argv[1:]
+    if args[:1] == ["--result"]:  # the file this trial reports its run and its error to
+        os.environ[RESULT_FILE_ENV] = args[1]
+        args = args[2:]
     from ..cli import main
 
-    sys.argv = ["rnnlab", "train", *sys.argv[1:]]
+    sys.argv = ["rnnlab", "train", *args]
     main()
