@@ -52,28 +52,16 @@ class MinRecurrent(Recurrent):
             raise ConfigError(where, "model.tie_weights: not with a bidirectional residual stack")
         super().check_spec(options, spec, where)
 
-    def __init__(self, options: MinRNNOptions, spec: TaskSpec) -> None:  # noqa: D107
-        nn.Module.__init__(self)
-        self.options, self.spec = options, spec
+    def build_core(self, input_size: int, options: Any) -> nn.Module:
         o = options
-        self.directions = 2 if o.bidirectional else 1
-        if spec.input_kind == "tokens":
-            self.embed: Optional[nn.Embedding] = (None if o.one_hot
-                                                  else nn.Embedding(spec.input_size, o.embedding_dim))
-            in_size = spec.input_size if o.one_hot else o.embedding_dim
-        else:
-            self.embed = None
-            in_size = spec.input_size
-        self.rnn = MinStack(self.family, in_size, o.hidden_size, o.num_layers, o.bidirectional,
-                            o.dropout, o.block, o.norm, o.ffn_mult, o.conv, o.scan)
-        self.drop = nn.Dropout(o.dropout)
-        self.embed_drop = nn.Dropout(o.dropout if o.embedding_dropout is None else o.embedding_dropout)
-        features = self.rnn.features
-        if o.block == "residual" and o.bidirectional and spec.output == "last" and o.pooling == "last":
+        return MinStack(self.family, input_size, o.hidden_size, o.num_layers, o.bidirectional,
+                        o.dropout, o.block, o.norm, o.ffn_mult, o.conv, o.scan)
+
+    def head_features(self) -> int:
+        o, features = self.options, self.rnn.features
+        if o.block == "residual" and o.bidirectional and self.spec.output == "last" and o.pooling == "last":
             features *= 2  # the last step's and the first step's outputs
-        self.head = nn.Linear(features, spec.output_size)
-        if o.tie_weights and self.embed is not None:
-            self.head.weight = self.embed.weight
+        return features
 
     def run(self, x: torch.Tensor, lengths: Optional[torch.Tensor], state: State
             ) -> tuple[torch.Tensor, State]:

@@ -82,9 +82,13 @@ class Recurrent(Model):
         self.rnn = self.build_core(in_size, o)
         self.drop = nn.Dropout(o.dropout)
         self.embed_drop = nn.Dropout(o.dropout if o.embedding_dropout is None else o.embedding_dropout)
-        self.head = nn.Linear(o.hidden_size * self.directions, spec.output_size)
+        self.head = nn.Linear(self.head_features(), spec.output_size)
         if o.tie_weights and self.embed is not None:
             self.head.weight = self.embed.weight
+
+    def head_features(self) -> int:
+        """What the head reads per prediction: the core's output (all directions)."""
+        return self.options.hidden_size * self.directions
 
     # ------------------------------------------------------------------ pieces
     def build_core(self, input_size: int, options: Any) -> nn.Module:
