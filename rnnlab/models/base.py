@@ -93,6 +93,14 @@ def build_model(options: ModelOptions, spec: TaskSpec, where: str = "config") ->
     return model
 
 
+def target_channels(y: torch.Tensor, spec: TaskSpec) -> torch.Tensor:
+    """A channel-wise forecast (B, H, C_in) cut to the channels the task forecasts (``spec.targets``)."""
+    targets = spec.targets
+    if targets is None or list(targets) == list(range(y.shape[2])):
+        return y
+    return y[:, :, list(targets)]
+
+
 def optional_positive(description: str) -> Any:
     return Field(None, gt=0, description=description)
 

@@ -15,7 +15,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..tasks.base import TaskSpec
 from . import MODELS
-from .base import Model, ModelOptions, State
+from .base import Model, ModelOptions, State, target_channels
 
 
 class LinearOptions(ModelOptions):
@@ -66,6 +66,4 @@ class Linear(Model):
         else:
             y = self._map(self.maps[0], z)
         y = y.permute(0, 2, 1)
-        targets = self.spec.targets
-        keep = targets is None or list(targets) == list(range(y.shape[2]))
-        return (y if keep else y[:, :, list(targets)]), None
+        return target_channels(y, self.spec), None

@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..tasks.base import TaskSpec
 from . import MODELS
-from .base import Model, ModelOptions, State
+from .base import Model, ModelOptions, State, target_channels
 
 
 class SegRNNOptions(ModelOptions):
@@ -69,6 +69,4 @@ class SegRNN(Model):
         queries = queries.unsqueeze(0).expand(b, c, m, d).reshape(b * c * m, 1, d)
         _, out = self.rnn(queries, h.repeat_interleave(m, dim=1))  # every segment from the encoder state
         y = self.project(out[0]).view(b, c, m * w)[:, :, :self.spec.horizon].permute(0, 2, 1)
-        targets = self.spec.targets
-        keep = targets is None or list(targets) == list(range(y.shape[2]))
-        return (y if keep else y[:, :, list(targets)]), None
+        return target_channels(y, self.spec), None
