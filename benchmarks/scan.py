@@ -10,6 +10,7 @@ minRNN form: fused, logspace, sequential) and the ratio nn.GRU / minGRU (and nn.
     python benchmarks/scan.py                         # T = 28 128 784 4096, CPU (+ CUDA)
     python benchmarks/scan.py --lengths 784 --repeats 10 --forms fused
     python benchmarks/scan.py --json scan.json        # also write the table as JSON
+    python benchmarks/scan.py --malloc system         # malloc's defaults (rnnlab train keeps freed memory)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from rnnlab.allocator import keep_freed_memory
 from rnnlab.models.minrnn import MinStack
 from rnnlab.models.scan import resolve_form
 
@@ -113,9 +115,14 @@ def main() -> None:
                         help="skip the (slow, reference) sequential form above this length")
     parser.add_argument("--no-cuda", action="store_true")
     parser.add_argument("--json", help="write the rows to this file")
+    parser.add_argument("--malloc", choices=["rnnlab", "system"], default="rnnlab",
+                        help="rnnlab: glibc keeps freed memory, as `rnnlab train` sets it "
+                        "(rnnlab.allocator); system: malloc's defaults")
     args = parser.parse_args()
+    kept = keep_freed_memory() if args.malloc == "rnnlab" else False
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    print(f"malloc: {'freed memory kept (rnnlab.allocator)' if kept else 'system defaults'}")
     print(f"torch {torch.__version__}, {args.threads} CPU thread(s), batch {args.batch}, hidden "
           f"{args.hidden}, input 1, one layer; median ms per training step (forward + backward) "
           f"of {args.repeats}")

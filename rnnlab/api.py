@@ -78,8 +78,10 @@ def train(config: ConfigLike, *, overrides: Optional[Sequence[str]] = None,
           quiet: bool = True) -> "Run":
     """Train one run (as ``rnnlab train``) and return it. ``config``: a YAML path, a mapping with
     the config's sections, or an ``Experiment``; ``overrides``: dotted ``KEY=VALUE`` strings."""
+    from .allocator import keep_freed_memory
     from .distributed import run_training
 
+    keep_freed_memory()
     exp = experiment(config, overrides, name)
     reporter = _reporter(quiet, exp.train.log_every)
     with invoked_as(_call("train", config, overrides, name)):

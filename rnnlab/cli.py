@@ -23,9 +23,11 @@ __all__ = ["EXIT_DIVERGED", "EXIT_USER_ERROR", "app", "main"]
 def main() -> None:
     import shlex
 
+    from .allocator import keep_freed_memory
     from .invocation import invoked_as
     from .signals import install_stop_handlers
 
+    keep_freed_memory()  # before torch allocates anything (rnnlab.allocator; RNNLAB_MALLOC=system: off)
     install_stop_handlers()  # SIGTERM/SIGINT at any instant: one `interrupted:` line, not silence
     with invoked_as(shlex.join(["rnnlab", *sys.argv[1:]])):
         app(prog_name="rnnlab")
