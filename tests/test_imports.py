@@ -89,3 +89,14 @@ print("\\n".join(failed))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", proc.stdout
+
+
+def test_allocator_tuning_is_on_by_default_and_can_be_turned_off() -> None:
+    code = "from rnnlab.allocator import keep_freed_memory as k; print(k(), k())"
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env={**__import__("os").environ, "RNNLAB_MALLOC": "system"})
+    assert off.stdout.split() == ["False", "False"], off.stderr
+    import platform
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert on.stdout.split() == ["True", "True"], on.stderr
