@@ -295,6 +295,26 @@ def forecast(
     typer.echo(str(result.csv))
 
 
+@app.command("check")
+@user_errors
+def check_(
+    name: str = typer.Argument(..., metavar="MODEL_OR_TASK", help="a registered model or task"),
+    task: Optional[str] = typer.Option(None, "--task", help="check the model on this task only"),
+    set_: List[str] = typer.Option([], "--set", "-s", help="model option KEY=VALUE (repeatable)"),
+    plugin: List[str] = typer.Option([], "--plugin", help="import a module or .py file first (repeatable)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="print every check, passed and skipped too"),
+) -> None:
+    """Conformance checks of a model (on every task it can be built for) or of a task: one line
+    per failure, exit status 1 when a check fails."""
+    from .testing import import_plugin, model_options, run_check
+
+    for spec in plugin:
+        import_plugin(spec)
+    status = run_check(name, task, model_options(set_), verbose, typer.echo)
+    if status:
+        raise typer.Exit(status)
+
+
 @app.command("list")
 @user_errors
 def list_() -> None:
