@@ -68,8 +68,16 @@ def layout(task: Any) -> Optional[Layout]:
     own = getattr(task, "split_layout", None)
     if callable(own):
         return own()
-    reader = LAYOUTS.get(type(task).__module__)
+    reader = LAYOUTS.get(builtin(task))
     return reader(task) if reader is not None else None
+
+
+def builtin(task: Any) -> str:
+    """The module of the built-in task class ``task`` is (or derives from), else ''."""
+    for cls in type(task).__mro__:
+        if cls.__module__ in LAYOUTS:
+            return cls.__module__
+    return ""
 
 
 def _mnist_layout(task: Any) -> Layout:
@@ -211,7 +219,7 @@ def perfect(task: Any) -> Optional[tuple[dict[str, dict[str, float]], dict[str, 
     task has no built-in oracle."""
     from ..train import evaluate
 
-    module = type(task).__module__
+    module = builtin(task)
     zero = {"loss": 0.0}
     if module == "rnnlab.tasks.sine":
         table = lookup([(task.windows[s]["x"], task.windows[s]["y"]) for s in SPLITS])

@@ -207,11 +207,11 @@ def round_trip(exp: Experiment, task: Task, model: Model, batch: Batch, folder: 
     from ..train import load_weights
 
     path = folder / "round_trip.pt"
-    torch.save(model.state_dict(), path)
+    torch.save({"model": model.state_dict()}, path)  # as rnnlab's checkpoints hold it
     torch.manual_seed(1_234_567)  # another initialisation than the saved model's
     fresh = build_model(exp.model, task.spec, where="check").to(CPU)
     try:
-        load_weights(fresh, load_checkpoint(path, CPU), path)
+        load_weights(fresh, load_checkpoint(path, CPU)["model"], path)
     except RnnlabError as exc:
         return "fail", f"the saved state_dict does not load into a freshly built model: {exc.what}"
     with evaluating(model), evaluating(fresh):

@@ -109,7 +109,12 @@ def split_of(lay: Layout, position: int) -> str:
     for split, (start, stop) in lay.bounds.items():
         if start <= position < stop:
             return split
-    return "no"
+    return ""
+
+
+def crossing(lay: Layout, position: int) -> str:
+    split = split_of(lay, position)
+    return f"it crosses into the {split} split" if split else "it lies past every split"
 
 
 def windows_inside(lay: Layout) -> Result:
@@ -122,7 +127,7 @@ def windows_inside(lay: Layout) -> Result:
             if bad.numel():
                 p = int(bad.flatten()[0])
                 return "fail", (f"a {split} window's target at position {p} lies outside the {split} "
-                                f"split [{start}, {stop}) (in the {split_of(lay, p)} split)")
+                                f"split [{start}, {stop}) ({crossing(lay, p)})")
         inputs = lay.inputs.get(split)
         if inputs is None or not inputs.numel():
             continue
@@ -130,8 +135,7 @@ def windows_inside(lay: Layout) -> Result:
         bad = inputs[(inputs < low) | (inputs >= stop)]
         if bad.numel():
             p = int(bad.flatten()[0])
-            return "fail", (f"a {split} window reads position {p}, outside [{low}, {stop}): it crosses "
-                            f"into the {split_of(lay, p)} split")
+            return "fail", f"a {split} window reads position {p}, outside [{low}, {stop}): {crossing(lay, p)}"
     return None
 
 
