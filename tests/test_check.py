@@ -124,12 +124,13 @@ BROKEN = [("peeks_ahead", PeeksAhead, "sine", "causality",
 def test_a_broken_model_is_rejected_with_one_line_naming_the_check(name: str, cls: type, task: str,
                                                                     check: str, text: str) -> None:
     with registered(MODELS, name, cls):
-        bad = failures(check_model(name, task=task))
+        findings = check_model(name, task=task)
+        bad = failures(findings)
         assert [f.check for f in bad] == [check], [f.line() for f in bad]
         line = bad[0].line()
         assert line.startswith(f"model '{name}' {text}") and "\n" not in line, line
         with pytest.raises(CheckFailed, match=check):
-            assert_passes(check_model(name, task=task, train_run=False))
+            assert_passes(findings)
 
 
 def test_rnnlab_check_prints_the_failure_and_exits_1() -> None:
