@@ -134,14 +134,23 @@ def model_section(model: str, options: Optional[dict[str, Any]], small: bool) ->
     return section
 
 
+def sections(model: str, options: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
+    """The model sections to try, in order: over the SMALL sizes, then (if that differs) over the
+    model's own defaults, for a model that refuses the small sizes."""
+    small, plain = model_section(model, options, True), model_section(model, options, False)
+    return [small] if small == plain else [small, plain]
+
+
 def experiment(case: Case, model: str, options: Optional[dict[str, Any]] = None) -> Experiment:
-    """The case's experiment with ``model``: small sizes first, the model's own defaults when the
-    small sizes are refused (a plugin may need other sizes)."""
+    """The case's experiment with ``model`` (small sizes where the options allow them)."""
     where = f"check case '{case.label}'"
-    try:
-        return build_experiment(case.raw(model_section(model, options, True)), where)
-    except ConfigError:
-        return build_experiment(case.raw(model_section(model, options, False)), where)
+    tries = sections(model, options)
+    for section in tries[:-1]:
+        try:
+            return build_experiment(case.raw(section), where)
+        except ConfigError:
+            pass
+    return build_experiment(case.raw(tries[-1]), where)
 
 
 # ----------------------------------------------------------------------------- fake MNIST

@@ -25,7 +25,7 @@ from ..config import Experiment, build_experiment
 from ..errors import RnnlabError
 from ..models.base import Model, build_model
 from ..tasks.base import Batch, Task, TaskSpec
-from .cases import Case, all_cases, experiment
+from .cases import Case, all_cases, sections
 from .findings import Finding, Recorder, Status, close, describe_exception, max_diff, shape_text
 
 CPU = torch.device("cpu")
@@ -92,19 +92,26 @@ def evaluating(model: Model) -> Iterator[None]:
 
 def build_case(rec: Recorder, case: Case, name: str, options: Optional[dict[str, Any]]
                ) -> Optional[tuple[Experiment, Task, Model]]:
+    """The case's experiment, task and model: with small sizes, else the model's defaults; a
+    refusal (``ConfigError``, ``DataError``) skips the case with a note."""
     from ..train import build
 
-    try:
-        exp = experiment(case, name, options)
-        task, model = build(exp, CPU)
-    except RnnlabError as exc:  # the model (or this configuration) refuses the task: a note
-        rec.skip("build", f"skipped, not supported here ({exc.line()})")
-        return None
-    except Exception as exc:
-        rec.fail("build", describe_exception(exc))
-        return None
-    rec.ok("build", f"{sum(p.numel() for p in model.parameters())} parameters")
-    return exp, task, model
+    refusal: Optional[RnnlabError] = None
+    for section in sections(name, options):
+        try:
+            exp = build_experiment(case.raw(section), f"check case '{case.label}'")
+            task, model = build(exp, CPU)
+        except RnnlabError as exc:
+            refusal = refusal or exc
+            continue
+        except Exception as exc:
+            rec.fail("build", describe_exception(exc))
+            return None
+        rec.ok("build", f"{sum(p.numel() for p in model.parameters())} parameters")
+        return exp, task, model
+    assert refusal is not None
+    rec.skip("build", f"skipped, not supported here ({refusal.line()})")
+    return None
 
 
 def first_batch(task: Task, batch_size: int = 8) -> Batch:
