@@ -197,6 +197,10 @@ class LeakySine(Sine):
 
     Options = LeakyOptions
 
+    @classmethod
+    def check_configs(cls, folder: Path) -> list[dict[str, Any]]:
+        return [{"label": "leaky, 200 points", "task": {"n_points": 200}}]
+
     def _windows(self, split: str) -> dict[str, torch.Tensor]:
         if split != "train":
             return super()._windows(split)
@@ -204,13 +208,33 @@ class LeakySine(Sine):
         return self._gather(*window_index(start, stop + 3, self.options.window, 1))
 
 
+class OverlapOptions(SineOptions):
+    name: Literal["overlap_sine"] = "overlap_sine"  # type: ignore[assignment]
+
+
+class ClaimsOverlap(Sine):
+    """A task describing its own splits (split_layout), one example in two of them."""
+
+    Options = OverlapOptions
+
+    def split_layout(self) -> Layout:
+        return Layout("examples", {"train": torch.tensor([0, 1, 2]), "val": torch.tensor([2, 3]),
+                                   "test": torch.tensor([4])})
+
+
 def test_a_task_whose_training_windows_leak_is_rejected() -> None:
     with registered(TASKS, "leaky_sine", LeakySine):
         bad = {f.check: f.line() for f in failures(check_task("leaky_sine"))}
     assert set(bad) == {"windows inside splits"}, bad
     assert bad["windows inside splits"].startswith(
-        "task 'leaky_sine': windows inside splits: a train window's target at position 600 lies "
-        "outside the train split [0, 600) (it crosses into the val split)")
+        "task 'leaky, 200 points': windows inside splits: a train window's target at position 120 lies "
+        "outside the train split [0, 120) (it crosses into the val split)")
+
+
+def test_a_task_layout_of_its_own_is_checked() -> None:
+    with registered(TASKS, "overlap_sine", ClaimsOverlap):
+        bad = [f.line() for f in failures(check_task("overlap_sine"))]
+    assert bad == ["task 'overlap_sine': splits disjoint: train and val share 1 example(s), e.g. 2"]
 
 
 def test_layout_checks_catch_shared_examples_and_reads_of_a_later_split() -> None:
