@@ -238,3 +238,25 @@ def config_(
     from .config import load_experiment
 
     typer.echo(load_experiment(config, set_, name).to_yaml(), nl=False)
+
+
+@app.command("check")
+@user_errors
+def check_(
+    name: str = typer.Argument(..., metavar="MODEL_OR_TASK", help="a registered model or task"),
+    task: Optional[str] = typer.Option(None, "--task", help="check the model on this task only"),
+    set_: List[str] = typer.Option([], "--set", "-s", help="model option KEY=VALUE (repeatable)"),
+    plugin: List[str] = typer.Option([], "--plugin", "-p",
+                                     help="import a module or .py file first (repeatable)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="print every check, passed and skipped too"),
+) -> None:
+    """Conformance checks of a model (on every task it can be built for) or of a task: one line
+    per failure, exit status 1 when a check fails."""
+    from .plugins import load_entry_points, load_plugins
+    from .testing import model_options, run_check
+
+    load_entry_points()
+    load_plugins(plugin, "--plugin")
+    status = run_check(name, task, model_options(set_), verbose, typer.echo)
+    if status:
+        raise typer.Exit(status)

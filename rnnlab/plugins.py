@@ -105,7 +105,7 @@ def load_plugins(specs: Sequence[str], where: str = "plugins", base_dir: Optiona
     resolved = resolve_specs(specs if isinstance(specs, (list, str)) or specs is None else list(specs),
                              base_dir, where)
     for i, spec in enumerate(resolved):
-        _load(spec, f"{where}: plugins[{i}]")
+        _load(spec, where if where.startswith("--") else f"{where}: plugins[{i}]")
     return resolved
 
 
