@@ -156,7 +156,8 @@ def test_rnnlab_check_passes_with_exit_0_and_verbose_lists_every_check() -> None
     (["check", "lstmm"], "error: rnnlab check: unknown model or task 'lstmm' (did you mean 'lstm'?)"),
     (["check", "lstm", "--task", "nope"], "error: --task: unknown task 'nope'"),
     (["check", "sine", "--task", "mnist"], "error: --task: 'sine' is a task"),
-    (["check", "lstm", "--plugin", "no_such_module_here"], "error: --plugin: plugin module 'no_such_module_here' not found"),
+    (["check", "lstm", "--plugin", "no_such_module_here"],
+     "error: --plugin: plugin module 'no_such_module_here' not found"),
 ])
 def test_rnnlab_check_bad_names_are_one_line_and_exit_2(args: list[str], text: str) -> None:
     result = runner.invoke(app, args)
