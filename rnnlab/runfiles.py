@@ -44,7 +44,7 @@ SUMMARY_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "steps": _INT, "train_seconds": _NUM, "parameters": _INT, "threads": _OPT_INT,
     "seed": _INT, "device": _STR, "gpu": _OPT_STR, "precision": _STR, "stopped_early": _BOOL,
     "started": _STR, "finished": _STR, "error": _STR, "command": _STR, "cpu": _STR,
-    "data": _DICT, "determinism": _DICT, "versions": _DICT, "resumed": _LIST,
+    "data": _DICT, "determinism": _DICT, "versions": _DICT, "resumed": _LIST, "plugins": _LIST,
     "distributed": (_optional(lambda v: isinstance(v, dict)), "a mapping or null"),
 }
 
