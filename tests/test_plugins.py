@@ -213,3 +213,10 @@ def test_example_indrnn_resumes_after_a_kill(tmp_path: Path) -> None:
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["epochs_completed"] == 6
     assert rnnlab.load_run(run).evaluate() == summary["test"]
+
+
+def test_example_indrnn_passes_rnnlab_check() -> None:
+    result = cli("check", "indrnn", "--plugin", str(EXAMPLE / "indrnn.py"), "--task", "sine")
+    assert result.exit_code == 0, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("indrnn: ") and " 0 failed" in last, last
