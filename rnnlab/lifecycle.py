@@ -3,25 +3,25 @@ its summary, training, the final test of the best checkpoint, plots, and the sta
 """
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from . import identity, plugins, runs
-from .budget import STOP_EARLY, STOP_EPOCHS, load_replay
+from . import identity, runs
+from . import summary as run_summary
+from .budget import load_replay
 from .config import Experiment
-from .errors import RnnlabError
 from .evaluation import evaluate, load_weights
 from .factories import build
-from .invocation import invocation, report
+from .invocation import report
 from .models.base import Model
 from .outcomes import Diverged, Interrupted
-from .precision import check_precision, resolve_precision
+from .precision import check_precision
 from .progress import Reporter
-from .runtime import determinism, environment, resolve_device, set_threads
+from .runtime import resolve_device, set_threads
+from .summary import RunSummary
 from .tasks.base import Task
 from .trainer import Trainer
 
@@ -100,8 +100,8 @@ def start_run(trainer: Trainer, extra: Optional[dict[str, Any]] = None) -> Path:
     from .tblog import open_tensorboard
 
     with runs.RunLock(trainer.run_dir):
-        summary = base_summary(trainer.exp, trainer.run_dir, trainer.task, trainer.model,
-                               trainer.device, trainer.threads)
+        summary = run_summary.new(trainer.exp, trainer.run_dir, trainer.task, trainer.model,
+                                  trainer.device, trainer.threads)
         summary.update(extra or {})
         summary["precision"] = trainer.amp.name
         if trainer.plan.replay is not None:
@@ -114,7 +114,7 @@ def start_run(trainer: Trainer, extra: Optional[dict[str, Any]] = None) -> Path:
         return finish_run(trainer, summary)
 
 
-def finish_run(trainer: Trainer, summary: dict[str, Any]) -> Path:
+def finish_run(trainer: Trainer, summary: RunSummary) -> Path:
     """Train to the end, then test the best checkpoint and close the run (the caller holds the
     run's lock). A stop, a divergence or a crash closes the run with that status and re-raises."""
     from .signals import GracefulStop, Stopped, deferred
@@ -134,14 +134,14 @@ def finish_run(trainer: Trainer, summary: dict[str, Any]) -> Path:
                 exc.where = str(run_dir)
                 exc.what += (f"; kept the last good checkpoint ({trainer.saved})" if trainer.saved
                              else "; no checkpoint had been saved yet")
-                summary["error"] = exc.line()
+                run_summary.record_error(summary, exc)
                 close_run(trainer, summary, "diverged")
                 raise
             except KeyboardInterrupt:  # only when no handler could be installed (not the main thread)
                 close_run(trainer, summary, "interrupted")
                 raise
             except BaseException as exc:
-                summary["error"] = f"{type(exc).__name__}: {exc}"
+                run_summary.record_error(summary, exc)
                 close_run(trainer, summary, "failed")
                 raise
             trained = True
@@ -158,8 +158,7 @@ def finish_run(trainer: Trainer, summary: dict[str, Any]) -> Path:
     except BaseException as exc:
         if not trained:
             raise
-        summary["error"] = (exc.line() if isinstance(exc, RnnlabError)
-                            else f"{type(exc).__name__}: {exc}")
+        run_summary.record_error(summary, exc)
         close_run(trainer, summary, "failed")
         raise
     with deferred():  # a signal now would find the run complete: it waits until it is written
@@ -168,7 +167,7 @@ def finish_run(trainer: Trainer, summary: dict[str, Any]) -> Path:
     return run_dir
 
 
-def final_outputs(trainer: Trainer, summary: dict[str, Any]) -> None:
+def final_outputs(trainer: Trainer, summary: RunSummary) -> None:
     """After training: the best checkpoint on the test split (exactly as ``rnnlab eval`` does
     it), the plots and the task's other outputs."""
     run_dir = trainer.run_dir
@@ -186,51 +185,14 @@ def final_outputs(trainer: Trainer, summary: dict[str, Any]) -> None:
         trainer.task.final_outputs(trainer.model, run_dir)
 
 
-def close_run(trainer: Trainer, summary: dict[str, Any], status: str) -> Path:
-    s = trainer.state
-    summary.update({
-        "status": status,
-        "epochs_completed": s.epoch,
-        "best_epoch": s.best_epoch,
-        "stopped_early": s.stopped_early,
-        "steps": s.step,
-        "train_seconds": round(s.train_seconds, 3),
-        "finished": runs.now_iso(),
-    })
-    if status == "completed":
-        summary["stopped"] = s.stopped or (STOP_EARLY if s.stopped_early else STOP_EPOCHS)
+def close_run(trainer: Trainer, summary: RunSummary, status: str) -> Path:
+    run_summary.close(summary, trainer.state, status)
     runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
     if trainer.tensorboard is not None:
         trainer.tensorboard.close()
     if trainer.mlflow is not None:
         trainer.mlflow.close(summary)
     return trainer.run_dir
-
-
-def base_summary(exp: Experiment, run_dir: Path, task: Task, model: Model, device: torch.device,
-                 threads: int) -> dict[str, Any]:
-    return {
-        "status": "running",
-        "run_id": run_dir.name,
-        "run_uuid": uuid.uuid4().hex,  # unique even when two runs get the same id (see identity.py)
-        "name": exp.name,
-        "task": exp.task.name,
-        "model": exp.model.name,
-        "metric": task.spec.metric,
-        "mode": task.spec.mode,
-        "test": {},
-        "best_epoch": None,
-        "train_seconds": 0.0,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "precision": resolve_precision(exp.train.precision, device, model),
-        "seed": exp.train.seed,
-        "determinism": determinism(exp, device),
-        **environment(device, threads),
-        "data": task.describe(),
-        "command": invocation(),
-        "started": runs.now_iso(),
-        **({"plugins": plugin_records} if (plugin_records := plugins.records()) else {}),
-    }
 
 
 def write_plots(exp: Experiment, task: Task, model: Model, history: list[dict[str, Any]],

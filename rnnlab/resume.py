@@ -15,16 +15,17 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import identity, plugins, runs
+from . import summary as run_summary
 from .config import SAFE_TO_CHANGE, Experiment, apply_overrides, build_experiment, read_yaml
-from .errors import ConfigError, RnnlabError, RunDirError
-from .invocation import invocation, report
+from .errors import ConfigError, RunDirError
+from .invocation import report
 from .lifecycle import close_run, finish_run, prepare
 from .mlflow_log import open_live
 from .optim import per_step
 from .outcomes import Interrupted
 from .precision import DTYPES
 from .progress import Reporter
-from .runtime import determinism, environment, launched, resolve_device
+from .runtime import launched, resolve_device
 from .sections import flatten
 from .signals import Stopped
 from .steps import require_training_state
@@ -136,7 +137,7 @@ def resume_run(run: str | os.PathLike[str], overrides: list[str], runs_dir: Path
                 stop = Interrupted()
                 stop.run_dir, stop.signum, stop.saved = run_dir, exc.signum, trainer.saved
                 raise stop from None
-            summary["error"] = exc.line() if isinstance(exc, RnnlabError) else f"{type(exc).__name__}: {exc}"
+            run_summary.record_error(summary, exc)
             close_run(trainer, summary, "failed")
             raise
         return finish_run(trainer, summary), None
@@ -172,13 +173,5 @@ def restart_files(trainer: Trainer, summary: dict[str, Any], exp: Experiment) ->
     runs.write_jsonl(run_dir / runs.METRICS, trainer.state.history)
     if read_yaml(run_dir / runs.CONFIG) != exp.to_dict():  # safe --set changes become the config
         runs.write_text(run_dir / runs.CONFIG, exp.to_yaml())
-    for key in ("error", "finished", "best_val", "interrupted"):  # a completed run given more epochs: stale
-        summary.pop(key, None)
-    summary["test"] = {}
-    summary.update(environment(trainer.device, trainer.threads))
-    summary["determinism"] = determinism(exp, trainer.device)
-    summary["status"] = "running"
-    summary.setdefault("resumed", []).append({
-        "at": runs.now_iso(), "from": trainer.saved,
-        "command": invocation()})
+    run_summary.reopen(summary, exp, trainer.device, trainer.threads, trainer.saved)
     runs.write_json(run_dir / runs.SUMMARY, summary)
