@@ -84,5 +84,6 @@ def describe(name: str) -> tuple[str, str, str, list[tuple[str, str, str, str]]]
     elif kind == "scheduler":
         rows = option_rows(Scheduler, "train.scheduler", only=obj.options)
     else:
-        rows = option_rows(TrainConfig, "train", only=frozenset({"lr", "weight_decay", "momentum"}))
+        reads = getattr(obj, "options", frozenset({"lr", "weight_decay", "momentum"}))
+        rows = option_rows(TrainConfig, "train", only=frozenset(reads))
     return kind, description, origin(obj), rows

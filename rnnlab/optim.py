@@ -23,6 +23,15 @@ OPTIMIZERS: Registry = Registry("optimizer")
 SCHEDULERS: Registry = Registry("scheduler")
 
 
+def optimizer_entry(name: str, description: str, options: Iterable[str] = ("lr",)
+                    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register an optimizer builder with the ``train.*`` keys it reads (``rnnlab list NAME``)."""
+    def decorator(build: Callable[..., Any]) -> Callable[..., Any]:
+        build.options = frozenset(options)  # type: ignore[attr-defined]
+        return OPTIMIZERS.register(name, description)(build)
+    return decorator
+
+
 def scheduler_entry(name: str, description: str, options: Iterable[str] = (), per_step: bool = False,
                     on_metric: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a schedule builder with what the trainer must know about it."""
@@ -44,17 +53,19 @@ def _adam(cls: type[torch.optim.Optimizer], params: list[torch.Tensor], cfg: Any
         return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)  # type: ignore[call-arg]
 
 
-@OPTIMIZERS.register("adam", "Adam (torch.optim.Adam); train.lr, train.weight_decay")
+@optimizer_entry("adam", "Adam (torch.optim.Adam); train.lr, train.weight_decay", ("lr", "weight_decay"))
 def adam(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
     return _adam(torch.optim.Adam, params, cfg)
 
 
-@OPTIMIZERS.register("adamw", "AdamW, decoupled weight decay; train.lr, train.weight_decay")
+@optimizer_entry("adamw", "AdamW, decoupled weight decay; train.lr, train.weight_decay",
+                 ("lr", "weight_decay"))
 def adamw(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
     return _adam(torch.optim.AdamW, params, cfg)
 
 
-@OPTIMIZERS.register("sgd", "SGD with momentum; train.lr, train.momentum, train.weight_decay")
+@optimizer_entry("sgd", "SGD with momentum; train.lr, train.momentum, train.weight_decay",
+                 ("lr", "momentum", "weight_decay"))
 def sgd(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 

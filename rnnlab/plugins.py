@@ -53,12 +53,14 @@ def register_model(name: str, description: str = "") -> Callable[[T], T]:
     return MODELS.register(name, description)
 
 
-def register_optimizer(name: str, description: str = "") -> Callable[[T], T]:
+def register_optimizer(name: str, description: str = "",
+                       options: Sequence[str] = ("lr", "weight_decay", "momentum")) -> Callable[[T], T]:
     """Function decorator: ``build(params, train) -> torch.optim.Optimizer`` under
-    ``train.optimizer: NAME`` (``train`` is the validated train section: ``lr``, ``weight_decay``...)."""
-    from .optim import OPTIMIZERS
+    ``train.optimizer: NAME`` (``train`` is the validated train section); ``options``: the
+    ``train.*`` keys it reads, which ``rnnlab list NAME`` shows."""
+    from .optim import optimizer_entry
 
-    return OPTIMIZERS.register(name, description)
+    return optimizer_entry(name, description, options)  # type: ignore[return-value]
 
 
 def register_scheduler(name: str, description: str = "", options: Sequence[str] = (),
