@@ -69,30 +69,22 @@ def _gate_values(family: str, p: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 class _Fused(torch.autograd.Function):
     """Gates and recurrence of one direction in one node: p (T, B, G, H), mask (T, B, 1) or None,
-    h0 (B, H) or None -> (every state (T, B, H), the last state (B, H)).
-
-    Every full-size (T, B, H) tensor is a memory pass and, at these sizes, a fresh allocation the
-    kernel must fault in page by page; so minGRU keeps the few it needs anyway (z, a = 1 - z, h~,
-    the states and where the candidate's input is >= 0) for the backward instead of recomputing
-    the gates from ``p``, and the backward writes straight into ``grad_p`` (three full-size
-    allocations instead of about twelve)."""
+    h0 (B, H) or None -> (every state (T, B, H), the last state (B, H))."""
 
     @staticmethod
     @_float32_forward
     def forward(ctx: Any, p: torch.Tensor, mask: Optional[torch.Tensor], h0: Optional[torch.Tensor],
                 family: str) -> tuple[torch.Tensor, torch.Tensor]:
+        p = p.contiguous()
+        values = _gate_values(family, p)
         if family == "mingru":
-            z = torch.sigmoid(p[:, :, 0])
-            cand = g(p[:, :, 1])
+            z, cand = values
             a = torch.sub(1.0, z)
-            b = torch.mul(z, cand)
-            saved: tuple[Optional[torch.Tensor], ...] = (z, cand, p[:, :, 1] >= 0)
+            b = z.mul_(cand)
         else:
-            p = p.contiguous()
-            f, i, total, cand = _gate_values(family, p)
+            f, i, total, cand = values
             a = f.div_(total)
             b = i.div_(total).mul_(cand)
-            saved = (p,)
         if mask is not None:
             a.masked_fill_(~mask, 1.0)
             b.masked_fill_(~mask, 0.0)
@@ -101,9 +93,8 @@ class _Fused(torch.autograd.Function):
             hs[0].addcmul_(a[0], h0)
         for t in range(1, hs.shape[0]):
             hs[t].addcmul_(a[t], hs[t - 1])
-        ctx.save_for_backward(mask, h0, hs, a, *saved)
+        ctx.save_for_backward(p, mask, h0, hs, a)
         ctx.family = family
-        ctx.p_shape = p.shape
         ctx.set_materialize_grads(False)
         return hs, hs[-1].clone()
 
@@ -112,7 +103,7 @@ class _Fused(torch.autograd.Function):
     @_matching_backward
     def backward(ctx: Any, grad_hs: Optional[torch.Tensor], grad_last: Optional[torch.Tensor]
                  ) -> tuple[Optional[torch.Tensor], ...]:
-        mask, h0, hs, a, *saved = ctx.saved_tensors
+        p, mask, h0, hs, a = ctx.saved_tensors
         # g_t, the total gradient reaching h_t: the reverse recurrence g_t = dL/dh_t + a_{t+1} g_{t+1}
         grad = torch.zeros_like(hs) if grad_hs is None else grad_hs.contiguous().clone()
         if grad_last is not None:
@@ -120,23 +111,21 @@ class _Fused(torch.autograd.Function):
         for t in range(grad.shape[0] - 2, -1, -1):
             grad[t].addcmul_(a[t + 1], grad[t + 1])
         grad_h0 = None if h0 is None else grad[0] * a[0]
-        d = torch.empty_like(hs)  # h_{t-1}, then h_{t-1} - h~_t
-        d[1:] = hs[:-1]
-        d[0] = 0.0 if h0 is None else h0
-        grad_p = hs.new_empty(ctx.p_shape)
+        prev = torch.empty_like(hs)  # h_{t-1}
+        prev[1:] = hs[:-1]
+        prev[0] = 0.0 if h0 is None else h0
+        grad_p = torch.empty_like(p)
+        values = _gate_values(ctx.family, p)
+        cand = values[-1]
+        # d h~ / d(W_h x): 1 above zero, sigmoid' below
+        slope = torch.where(p[:, :, -1] >= 0, 1.0, cand * (1 - cand))
         if ctx.family == "mingru":
-            z, cand, above = saved
-            d.sub_(cand)
-            # dL/dz_pre = g (h_{t-1} - h~) z (z - 1) = -(g d z a), a = 1 - z
-            torch.mul(grad, d, out=grad_p[:, :, 0]).mul_(z).mul_(a).neg_()
-            # d h~ / d(W_h x): 1 at and above zero, sigmoid' = h~ (1 - h~) below
-            torch.sub(1.0, cand, out=d).mul_(cand).masked_fill_(above, 1.0)
-            torch.mul(grad, z, out=grad_p[:, :, 1]).mul_(d)
+            z = values[0]
+            torch.mul(grad, prev.sub_(cand), out=grad_p[:, :, 0]).mul_(z).mul_(z - 1)  # dL/dz z(1-z)
+            torch.mul(grad, z, out=grad_p[:, :, 1]).mul_(slope)
         else:
-            (p,) = saved
-            f, i, total, cand = _gate_values(ctx.family, p)
-            slope = torch.where(p[:, :, -1] >= 0, 1.0, cand * (1 - cand))
-            q = grad * d.sub_(cand)  # dL/da - dL/db h~
+            f, i, total = values[:3]
+            q = grad * prev.sub_(cand)  # dL/da - dL/db h~
             q.div_(total.square())
             torch.mul(q, i, out=grad_p[:, :, 0]).mul_(f).mul_(1 - f)
             torch.mul(q, f, out=grad_p[:, :, 1]).mul_(i).mul_(i - 1)
