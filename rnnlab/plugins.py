@@ -214,9 +214,13 @@ def _record(name: str, module: Any, source: str) -> None:
                       "package": str(hasattr(module, "__path__")).lower()}
 
 
-def records() -> list[dict[str, str]]:
-    """Every plugin this process has loaded, for a run's summary."""
-    return [dict(r) for r in _records.values()]
+def records(specs: Sequence[str] = ()) -> list[dict[str, str]]:
+    """For a run's summary: the plugins its config lists (resolved specs) and the installed
+    entry-point plugins, as loaded in this process (not other configs' plugins loaded before)."""
+    names = [_module_name(Path(s)) if is_path(s) else s for s in specs]
+    chosen = [_records[n] for n in names if n in _records]
+    chosen += [r for r in _records.values() if r["source"] == "entry point" and r not in chosen]
+    return [dict(r) for r in chosen]
 
 
 def origin(obj: Any) -> str:

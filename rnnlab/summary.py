@@ -89,8 +89,9 @@ def new(exp: "Experiment", run_dir: Path, task: "Task", model: "Model", device: 
         "command": invocation(),
         "started": runs.now_iso(),
     }
-    if plugins.records():
-        summary["plugins"] = plugins.records()
+    used = plugins.records(exp.config.plugins)
+    if used:
+        summary["plugins"] = used
     return summary
 
 

@@ -328,8 +328,9 @@ class SeriesTask(Task):
         pred, y = pred.cpu(), y.cpu()
         m = forecast_metrics(pred, y, self.to_units, self.mase_scale)
         m["loss"] = m["mae"] if self.options.loss == "mae" else m["mse"]
-        best = min(b["mse"] for b in self.baselines[split].values())
-        m["mse_vs_best_baseline"] = m["mse"] / best if best > 0 else float("nan")
+        if split in self.baselines:  # val and test (the train split has no baseline row)
+            best = min(b["mse"] for b in self.baselines[split].values())
+            m["mse_vs_best_baseline"] = m["mse"] / best if best > 0 else float("nan")
         m["windows"] = float(len(y))
         return m
 
