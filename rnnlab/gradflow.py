@@ -100,9 +100,14 @@ class Unrolled(nn.Module):
         self.lstm = rnn.mode == "LSTM"
         self.directions = 2 if rnn.bidirectional else 1
 
-    def forward(self, input: Any, hx: Any = None) -> tuple[Any, Any]:
+    def forward(self, input: Any, *rest: Any) -> tuple[Any, Any]:
+        """Called as the module it replaces, ``(input, hx=None)``, or inside ``Recurrent.run`` with
+        the core contract ``(x, lengths, state)`` (a padded batch and its lengths)."""
+        lengths, hx = rest if len(rest) == 2 else (None, *(rest or (None,)))
         packed = isinstance(input, PackedSequence)
-        x, lengths = pad_packed_sequence(input, batch_first=True) if packed else (input, None)
+        x, lengths = pad_packed_sequence(input, batch_first=True) if packed else (input, lengths)
+        if lengths is not None:
+            lengths = lengths.cpu()
         batch, steps = x.shape[:2]
         real = None
         if lengths is not None:  # real[b, t]: step t is inside sequence b

@@ -104,8 +104,7 @@ def resolve_specs(specs: Any, base_dir: Optional[Path], where: str) -> list[str]
 def load_plugins(specs: Sequence[str], where: str = "plugins", base_dir: Optional[Path] = None
                  ) -> list[str]:
     """Import each plugin (once per process) and return the resolved specs (what config.yaml keeps)."""
-    resolved = resolve_specs(specs if isinstance(specs, (list, str)) or specs is None else list(specs),
-                             base_dir, where)
+    resolved = resolve_specs(list(specs) if isinstance(specs, tuple) else specs, base_dir, where)
     for i, spec in enumerate(resolved):
         _load(spec, where if where.startswith("--") else f"{where}: plugins[{i}]")
     return resolved

@@ -15,6 +15,13 @@ def did_you_mean(word: str, choices: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def not_one_of(word: str, choices: list[str]) -> str:
+    """The config error for a name outside ``choices``, worded as for a fixed choice."""
+    names = [repr(name) for name in choices]
+    listed = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
+    return f"must be one of {listed}, got {word!r}{did_you_mean(word, choices)}"
+
+
 class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind

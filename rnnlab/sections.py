@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from .registry import did_you_mean
+from .registry import not_one_of
 
 INT64 = (-(2**63), 2**63 - 1)  # what torch (seeds, sizes, counts) can hold
 
@@ -116,13 +116,19 @@ class Scheduler(Strict):
     def _from_string(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) or value is None else value
 
+    @field_validator("name")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        from .optim import SCHEDULERS
+
+        if value not in SCHEDULERS:
+            raise ValueError(not_one_of(value, SCHEDULERS.names()))
+        return value
+
     @model_validator(mode="after")
     def _options_match_name(self) -> "Scheduler":
         from .optim import SCHEDULERS
 
-        if self.name not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {self.name!r}{did_you_mean(self.name, SCHEDULERS.names())}; "
-                             f"known: {', '.join(SCHEDULERS.names())}")
         allowed = SCHEDULERS.get(self.name).options
         for key in self.model_fields_set - {"name"}:
             if key not in allowed and getattr(self, key) is not None:
@@ -273,8 +279,7 @@ class TrainConfig(Strict):
         from .optim import OPTIMIZERS
 
         if value not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {value!r}{did_you_mean(value, OPTIMIZERS.names())}; "
-                             f"known: {', '.join(OPTIMIZERS.names())}")
+            raise ValueError(not_one_of(value, OPTIMIZERS.names()))
         return value
 
     @field_validator("max_time", mode="before")

@@ -30,6 +30,30 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@pytest.fixture(autouse=True)
+def plugins_stay_in_their_test():
+    """A plugin a test loads is registered for that test only: the registries, the plugin records
+    and the imported plugin modules are as before once it ends (the process keeps running tests)."""
+    import sys
+
+    from rnnlab import plugins
+    from rnnlab.models import MODELS
+    from rnnlab.optim import OPTIMIZERS, SCHEDULERS
+    from rnnlab.tasks import TASKS
+
+    registries = (TASKS, MODELS, OPTIMIZERS, SCHEDULERS)
+    saved = [dict(r._items) for r in registries]
+    records, entry_points = dict(plugins._records), plugins._entry_points_loaded
+    yield
+    for name in set(plugins._records) - set(records):
+        sys.modules.pop(name, None)
+    for registry, items in zip(registries, saved):
+        registry._items = items
+    plugins._records.clear()
+    plugins._records.update(records)
+    plugins._entry_points_loaded = entry_points
+
+
 @pytest.fixture
 def write_config(tmp_path: Path):
     """write_config(extra=None, base=SINE_TINY, name="tiny") -> path of a YAML config."""

@@ -269,7 +269,8 @@ CASES: dict[str, tuple[Callable[[Env], list[str]], str]] = {
                                     Env.eval), "summary.json is missing"),
     "eval missing argument": (args("eval"), "Missing argument"),
     # --- list
-    "list extra argument": (args("list", "extra"), "unexpected extra argument"),
+    "list extra argument": (args("list", "lstm", "extra"), "unexpected extra argument"),
+    "list unknown name": (args("list", "lstn"), "no task, model, optimizer or scheduler named 'lstn'"),
     "list unknown option": (args("list", "--all"), "No such option: --all"),
 }
 

@@ -97,7 +97,7 @@ def test_a_plugin_model_trains_evaluates_and_is_recorded(plugin_dir: Path, tmp_p
     proc = subprocess.run([sys.executable, "-m", "rnnlab", "eval", str(run), "--json"], capture_output=True,
                           text=True, cwd=tmp_path)  # another directory, a fresh process
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["mse"] == pytest.approx(summary["test"]["mse"])
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["metrics"]["mse"] == pytest.approx(summary["test"]["mse"])
 
 
 def test_a_changed_or_missing_plugin_is_one_line(plugin_dir: Path, tmp_path: Path) -> None:
@@ -135,9 +135,9 @@ def test_a_missing_plugin_module_and_unknown_names(tmp_path: Path, write_config)
     assert_user_error(cli("train", str(write_config({"plugins": ["no_such_plugin_mod"]}))),
                       "plugin module 'no_such_plugin_mod' not found")
     assert_user_error(cli("train", str(write_config({"train": {"optimizer": "adamm"}}))),
-                      "train.optimizer", "unknown optimizer 'adamm'", "did you mean 'adam'")
+                      "train.optimizer: must be one of", "got 'adamm'", "did you mean 'adam'")
     assert_user_error(cli("train", str(write_config({"train": {"scheduler": "cosin"}}))),
-                      "train.scheduler", "unknown scheduler 'cosin'")
+                      "train.scheduler.name: must be one of", "got 'cosin'", "did you mean 'cosine'")
     assert_user_error(cli("train", str(write_config({"plugins": "x.py"}))), "plugins: must be a list")
 
 

@@ -195,8 +195,8 @@ def training_lowers_loss(task: Task, model: Model, batch: Batch) -> Result:
     for step in range(STEPS):
         optimizer.zero_grad(set_to_none=True)
         loss, _ = task.loss(model, batch)
-        if not math.isfinite(float(loss)):
-            return "fail", f"the training loss became {float(loss)} at step {step + 1}"
+        if not math.isfinite(value := float(loss.detach())):
+            return "fail", f"the training loss became {value} at step {step + 1}"
         loss.backward()
         if step == 0 and all(p.grad is None for p in params):
             return "fail", "no parameter received a gradient from the task's loss"
