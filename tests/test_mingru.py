@@ -18,7 +18,7 @@ from rnnlab.gradflow import measure
 from rnnlab.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
 from rnnlab.models.minrnn import MinStack
-from rnnlab.models.scan import _Fused
+from rnnlab.models.scan import fused
 from rnnlab.progress import Reporter
 from rnnlab.tasks.base import TaskSpec
 from rnnlab.trainer import Trainer
@@ -107,15 +107,16 @@ def test_a_carried_state_continues_the_sequence_exactly(family: str, form: str) 
 def test_hand_written_backward_passes_gradcheck(family: str) -> None:
     gen = torch.Generator().manual_seed(0)
     gates = 2 if family == "mingru" else 3
-    p = torch.randn(5, 2, gates, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    pre = tuple(torch.randn(5, 2, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+                for _ in range(gates))
     h0 = torch.rand(2, 3, generator=gen, dtype=torch.float64).add(0.1).requires_grad_()
     mask = (torch.arange(5)[:, None] < torch.tensor([5, 3])[None, :])[..., None]
 
-    def both(p: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return _Fused.apply(p, mask, h0, family)
+    def both(h0: torch.Tensor, *pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return fused(family, pre, mask, h0)
 
-    assert torch.autograd.gradcheck(both, (p, h0))
-    assert torch.autograd.gradcheck(lambda p: _Fused.apply(p, None, None, family)[0], (p,))
+    assert torch.autograd.gradcheck(both, (h0, *pre))
+    assert torch.autograd.gradcheck(lambda *pre: fused(family, pre, None, None)[0], pre)
 
 
 # ----------------------------------------------------------------------------- models on tasks

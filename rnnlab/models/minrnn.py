@@ -75,11 +75,13 @@ class MinLayer(nn.Module):
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], h0: Optional[torch.Tensor]
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         steps, batch, _ = x.shape
+        form = "sequential" if steps == 1 or self.recorder is not None else resolve_form(self.form, x.device)
+        if form == "fused":
+            return self.forward_fused(x, mask, h0)
         proj = self.proj(x)
         if proj.dtype in (torch.float16, torch.bfloat16):  # the recurrence runs in float32
             proj = proj.float()
         proj = proj.view(steps, batch, self.directions, GATES[self.family], self.hidden_size)
-        form = "sequential" if steps == 1 or self.recorder is not None else resolve_form(self.form, x.device)
         outs, finals = [], []
         for d in range(self.directions):
             p, m = proj[:, :, d], mask
@@ -88,15 +90,32 @@ class MinLayer(nn.Module):
             start = None if h0 is None else h0[d].to(p.dtype)
             if self.recorder is not None:
                 hs = self.recorded(p, m, start, d)
-                last = hs[-1]
-            elif form == "fused":
-                hs, last = fused(self.family, p, m, start)
             else:
                 log = form == "logspace"
                 a, b = gates(self.family, p, m, log)
                 hs = run_scan(form, None if log else a, None if log else b,
                               a if log else None, b if log else None, start)
-                last = hs[-1]
+            finals.append(hs[-1])
+            outs.append(hs.flip(0) if d else hs)
+        out = outs[0] if self.directions == 1 else torch.cat(outs, dim=-1)
+        return out, torch.stack(finals)
+
+    def forward_fused(self, x: torch.Tensor, mask: Optional[torch.Tensor], h0: Optional[torch.Tensor]
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused form: each gate's pre-activation from its own block of ``proj`` (contiguous,
+        where one projection sliced per gate would be strided), then ``scan.fused``."""
+        weight, bias, hidden = self.proj.weight, self.proj.bias, self.hidden_size
+        outs, finals = [], []
+        for d in range(self.directions):
+            pre = []
+            for k in range(GATES[self.family]):
+                rows = slice((d * GATES[self.family] + k) * hidden, (d * GATES[self.family] + k + 1) * hidden)
+                y = F.linear(x, weight[rows], bias[rows])
+                pre.append(y.flip(0) if d else y)  # padded steps are identities: flipping is exact
+            m = mask.flip(0) if mask is not None and d else mask
+            dtype = torch.float32 if pre[0].dtype in (torch.float16, torch.bfloat16) else pre[0].dtype
+            start = None if h0 is None else h0[d].to(dtype)  # the recurrence runs in float32 or wider
+            hs, last = fused(self.family, tuple(pre), m, start)
             finals.append(last)
             outs.append(hs.flip(0) if d else hs)
         out = outs[0] if self.directions == 1 else torch.cat(outs, dim=-1)
