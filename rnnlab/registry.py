@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from .errors import ConfigError
 
@@ -20,6 +20,13 @@ def not_one_of(word: str, choices: list[str]) -> str:
     names = [repr(name) for name in choices]
     listed = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
     return f"must be one of {listed}, got {word!r}{did_you_mean(word, choices)}"
+
+
+def registered(registry: "Registry[Any]", name: str) -> str:
+    """``name`` if ``registry`` holds it, else the ``not_one_of`` error (for config validators)."""
+    if name not in registry:
+        raise ValueError(not_one_of(name, registry.names()))
+    return name
 
 
 class Registry(Generic[T]):

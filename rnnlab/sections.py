@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from .registry import not_one_of
+from .registry import registered
 
 INT64 = (-(2**63), 2**63 - 1)  # what torch (seeds, sizes, counts) can hold
 
@@ -121,9 +121,7 @@ class Scheduler(Strict):
     def _known_scheduler(cls, value: str) -> str:
         from .optim import SCHEDULERS
 
-        if value not in SCHEDULERS:
-            raise ValueError(not_one_of(value, SCHEDULERS.names()))
-        return value
+        return registered(SCHEDULERS, value)
 
     @model_validator(mode="after")
     def _options_match_name(self) -> "Scheduler":
@@ -278,9 +276,7 @@ class TrainConfig(Strict):
     def _known_optimizer(cls, value: str) -> str:
         from .optim import OPTIMIZERS
 
-        if value not in OPTIMIZERS:
-            raise ValueError(not_one_of(value, OPTIMIZERS.names()))
-        return value
+        return registered(OPTIMIZERS, value)
 
     @field_validator("max_time", mode="before")
     @classmethod
