@@ -60,6 +60,11 @@ def gates(family: str, p: torch.Tensor, mask: Optional[torch.Tensor], log: bool
     return a, b
 
 
+def recurrence_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the recurrence runs in: float32 for half-precision inputs (autocast), else theirs."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 class MinLayer(nn.Module):
     """One layer, both directions, time-major: x (T, B, I) -> (out (T, B, D*H), h_n (D, B, H))."""
 
@@ -79,8 +84,7 @@ class MinLayer(nn.Module):
         if form == "fused":
             return self.forward_fused(x, mask, h0)
         proj = self.proj(x)
-        if proj.dtype in (torch.float16, torch.bfloat16):  # the recurrence runs in float32
-            proj = proj.float()
+        proj = proj.to(recurrence_dtype(proj.dtype))
         proj = proj.view(steps, batch, self.directions, GATES[self.family], self.hidden_size)
         outs, finals = [], []
         for d in range(self.directions):
@@ -113,8 +117,7 @@ class MinLayer(nn.Module):
                 y = F.linear(x, weight[rows], bias[rows])
                 pre.append(y.flip(0) if d else y)  # padded steps are identities: flipping is exact
             m = mask.flip(0) if mask is not None and d else mask
-            dtype = torch.float32 if pre[0].dtype in (torch.float16, torch.bfloat16) else pre[0].dtype
-            start = None if h0 is None else h0[d].to(dtype)  # the recurrence runs in float32 or wider
+            start = None if h0 is None else h0[d].to(recurrence_dtype(pre[0].dtype))
             hs, last = fused(self.family, tuple(pre), m, start)
             finals.append(last)
             outs.append(hs.flip(0) if d else hs)
