@@ -1,9 +1,9 @@
 """rnnlab: train and compare recurrent networks from YAML configs, from the command line or Python.
 
-The Python API (``rnnlab.train``, ``rnnlab.load_run``, ``rnnlab.sweep``; see ``rnnlab.api``) and the
-plugin decorators (``rnnlab.register_task`` / ``register_model`` / ``register_optimizer`` /
-``register_scheduler``; see ``rnnlab.plugins``) are imported on first use, so ``import rnnlab`` and
-the command line start without loading torch.
+The Python API (``rnnlab.train``, ``rnnlab.load_run``, ``rnnlab.sweep``, ``rnnlab.runs``; see
+``rnnlab.api``) and the plugin decorators (``rnnlab.register_task`` / ``register_model`` /
+``register_optimizer`` / ``register_scheduler``; see ``rnnlab.plugins``) are imported on first use,
+so ``import rnnlab`` and the command line start without loading torch.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ _LAZY = {
 
 __all__ = ["ConfigError", "DataError", "Diverged", "Interrupted", "RnnlabError", "Run", "RunDirError",
            "SweepResult", "__version__", "experiment", "load_plugins", "load_run", "register_model",
-           "register_optimizer", "register_scheduler", "register_task", "sweep", "train"]
+           "register_optimizer", "register_scheduler", "register_task", "runs", "sweep", "train"]
 
 if TYPE_CHECKING:
     from .api import Run, SweepResult, experiment, load_run, sweep, train
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "runs":  # the submodule rnnlab.runs, callable: rnnlab.runs(dir) lists runs (api.runs)
+        return importlib.import_module(".runs", __name__)
     if name in _LAZY:
         value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value

@@ -1,10 +1,13 @@
 """The Python API: train, sweep and reopen runs from a script or a notebook.
 
     import rnnlab
-    run = rnnlab.train("configs/lstm_sine.yaml", overrides=["train.epochs=3"])
+    run = rnnlab.train("configs/lstm_sine.yaml", overrides={"train.epochs": 3})  # or ["train.epochs=3"]
     run.summary["test"]                     # what `rnnlab train` printed
+    run.history_frame()                     # metrics.jsonl as a pandas DataFrame (rnnlab[pandas])
     rnnlab.load_run(run.path).evaluate()    # the same metrics, from the run directory alone
     model = run.model()                     # the built nn.Module with the best checkpoint loaded
+    rnnlab.train(resume=run, overrides={"train.epochs": 6})   # as `rnnlab train --resume`
+    rnnlab.runs("runs")                     # every run in a folder, newest first (as `rnnlab runs`)
 
 Everything goes through the same code as the command line: a run trained here is a run directory
 like any other (``rnnlab eval``, ``compare``, ``--resume`` ... all work on it). User errors raise
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
@@ -26,23 +30,27 @@ from .errors import ConfigError
 from .invocation import invoked_as
 
 if TYPE_CHECKING:
+    import pandas
     import torch
 
-    from .config import Experiment
+    from .config import Experiment, Overrides
     from .sweeps.results import TrialRecord
 
 ConfigLike = Union[str, "os.PathLike[str]", Mapping[str, Any], "Experiment"]
+OverridesLike = Union[Mapping[str, Any], Sequence[str], None]
+WHERE = "overrides"  # what errors in the API's overrides name (the command line's say --set)
 
 
-def experiment(config: ConfigLike, overrides: Optional[Sequence[str]] = None,
+def experiment(config: ConfigLike, overrides: OverridesLike = None,
                name: Optional[str] = None) -> "Experiment":
     """A validated ``Experiment`` from a YAML path, a config mapping or an ``Experiment``, with
-    ``--set``-style dotted ``overrides`` ("train.lr=1e-3") and a run ``name`` applied."""
+    dotted ``overrides`` (``{"train.lr": 1e-3}``, or ``["train.lr=1e-3"]`` as ``--set`` takes them)
+    and a run ``name`` applied."""
     from .config import Experiment, apply_overrides, build_experiment, load_experiment
 
-    overrides = _override_list(overrides)
+    overrides = _overrides(overrides)
     if isinstance(config, (str, os.PathLike)):
-        return load_experiment(config, overrides, name)
+        return load_experiment(config, overrides, name, WHERE)
     if isinstance(config, Experiment):
         raw = config.to_dict()
         where = "experiment"
@@ -52,18 +60,24 @@ def experiment(config: ConfigLike, overrides: Optional[Sequence[str]] = None,
     else:
         raise ConfigError("config", f"must be a path, a mapping or an Experiment, got "
                           f"{type(config).__name__}")
-    raw = apply_overrides(raw, overrides)
+    raw = apply_overrides(raw, overrides, WHERE)
     if name is not None:
         raw["name"] = name
     raw.setdefault("name", "run")
     return build_experiment(raw, where)
 
 
-def _override_list(overrides: Optional[Sequence[str]]) -> list[str]:
+def _overrides(overrides: OverridesLike) -> "Overrides":
+    """A mapping ``{"train.lr": 1e-3}`` (values as given) or a list of ``"KEY=VALUE"`` strings
+    (values read as YAML, as ``--set`` reads them)."""
     if overrides is None:
         return []
-    if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
-        raise ConfigError("overrides", 'must be a list of "KEY=VALUE" strings, e.g. ["train.lr=1e-3"]')
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    if (isinstance(overrides, (str, bytes)) or not isinstance(overrides, Sequence)
+            or not all(isinstance(o, str) for o in overrides)):
+        raise ConfigError(WHERE, 'must be a mapping such as {"train.lr": 1e-3} or a list of '
+                          f'"KEY=VALUE" strings such as ["train.lr=1e-3"], got {type(overrides).__name__}')
     return list(overrides)
 
 
@@ -73,15 +87,23 @@ def _reporter(quiet: bool, log_every: int) -> Any:
     return Silent() if quiet else Reporter(False, log_every)
 
 
-def train(config: ConfigLike, *, overrides: Optional[Sequence[str]] = None,
+def train(config: Optional[ConfigLike] = None, *, overrides: OverridesLike = None,
           runs_dir: Union[str, "os.PathLike[str]"] = "runs", name: Optional[str] = None,
-          quiet: bool = True) -> "Run":
+          quiet: bool = True, resume: Union[str, "os.PathLike[str]", None] = None) -> "Run":
     """Train one run (as ``rnnlab train``) and return it. ``config``: a YAML path, a mapping with
-    the config's sections, or an ``Experiment``; ``overrides``: dotted ``KEY=VALUE`` strings."""
+    the config's sections, or an ``Experiment``; ``overrides``: a mapping ``{"train.epochs": 2}``
+    or a list of ``"KEY=VALUE"`` strings. ``resume``: a ``Run``, a run directory or a run id in
+    ``runs_dir`` to continue from its last checkpoint (as ``rnnlab train --resume``; ``config`` is
+    then left out and ``overrides`` may change only safe keys such as ``train.epochs``)."""
     from .allocator import keep_freed_memory
     from .distributed import run_training
 
     keep_freed_memory()
+    if resume is not None:
+        return _resume(resume, config, overrides, runs_dir, name, quiet)
+    if config is None:
+        raise ConfigError("config", "missing: give a YAML path, a config mapping or an Experiment "
+                          "(or resume=RUN to continue a run)")
     exp = experiment(config, overrides, name)
     reporter = _reporter(quiet, exp.train.log_every)
     with invoked_as(_call("train", config, overrides, name)):
@@ -89,6 +111,30 @@ def train(config: ConfigLike, *, overrides: Optional[Sequence[str]] = None,
             run_dir = run_training(exp, Path(runs_dir), reporter)
         finally:
             reporter.close()
+    return Run(run_dir)
+
+
+def _resume(run: Union[str, "os.PathLike[str]"], config: Optional[ConfigLike], overrides: OverridesLike,
+            runs_dir: Union[str, "os.PathLike[str]"], name: Optional[str], quiet: bool) -> "Run":
+    """``train(resume=RUN)``: the run goes on with its own config; a run already complete is
+    returned as it is, with a warning saying so."""
+    from .resume import resume_run
+
+    if config is not None:
+        raise ConfigError("config", "a resumed run keeps its own config: leave config out with resume= "
+                          "(change safe keys such as train.epochs with overrides=)")
+    if name is not None:
+        raise ConfigError("name", "a resumed run keeps its name and directory")
+    changes = _overrides(overrides)
+    reporter = _reporter(quiet, 50)  # resume_run sets the run's own log_every
+    with invoked_as(f"rnnlab.train(resume={os.fspath(run)!r}"
+                    + (f", overrides={changes!r})" if changes else ")")):
+        try:
+            run_dir, note = resume_run(run, changes, Path(runs_dir), reporter, WHERE)
+        finally:
+            reporter.close()
+    if note is not None:
+        warnings.warn(f"{run_dir}: {note}", stacklevel=3)
     return Run(run_dir)
 
 
@@ -125,10 +171,27 @@ def sweep(config: Union[str, "os.PathLike[str]", Mapping[str, Any]], *,
     return SweepResult(outcome.sweep_dir, outcome.status, list(outcome.ordered), best)
 
 
-def _call(verb: str, config: Any, overrides: Optional[Sequence[str]], name: Optional[str]) -> str:
+def runs(runs_dir: Union[str, "os.PathLike[str]"] = "runs", *, task: Optional[str] = None,
+         model: Optional[str] = None, status: Optional[str] = None) -> list["Run"]:
+    """The runs under ``runs_dir`` (sweeps' trial runs included), newest first, as ``rnnlab runs``
+    lists them, keeping those matching every filter given. A run whose summary cannot be read is
+    listed too (its repr says why) and named in one warning. Also reachable as ``rnnlab.runs(...)``."""
+    from .compare import list_runs
+
+    infos = list_runs(Path(runs_dir), task, model, status)
+    bad = [i for i in infos if i.problem]
+    if bad:
+        named = "; ".join(f"{i.id}: {i.problem}" for i in bad[:3])
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        warnings.warn(f"{len(bad)} run(s) in {runs_dir} could not be read: {named}{more}", stacklevel=2)
+    return [Run(i.path) for i in infos]
+
+
+def _call(verb: str, config: Any, overrides: OverridesLike, name: Optional[str]) -> str:
     shown = (repr(os.fspath(config)) if isinstance(config, (str, os.PathLike))
              else f"<{type(config).__name__}>")
-    extra = (f", overrides={list(overrides)!r}" if overrides else "") + (f", name={name!r}" if name else "")
+    given = dict(overrides) if isinstance(overrides, Mapping) else list(overrides or [])
+    extra = (f", overrides={given!r}" if given else "") + (f", name={name!r}" if name else "")
     return f"rnnlab.{verb}({shown}{extra})"
 
 
@@ -140,10 +203,20 @@ class Run:
     path: Path
 
     def __post_init__(self) -> None:
-        self.path = Path(self.path)
+        self.path = Path(self.path).expanduser().resolve()  # absolute, however the run was reached
+
+    def __fspath__(self) -> str:
+        return str(self.path)
 
     def __repr__(self) -> str:
-        return f"Run({str(self.path)!r})"
+        from .notebook import run_repr
+
+        return run_repr(self.path)
+
+    def _repr_html_(self) -> str:
+        from .notebook import run_html
+
+        return run_html(self.path)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -165,6 +238,13 @@ class Run:
         from . import runs
 
         return runs.read_metrics(self.path)
+
+    def history_frame(self) -> "pandas.DataFrame":
+        """``history`` as a pandas DataFrame indexed by epoch (needs ``rnnlab[pandas]``)."""
+        from .notebook import history_frame, require_pandas
+
+        require_pandas("history_frame")  # before reading anything
+        return history_frame(self.history)
 
     def model(self, checkpoint: str = "best", device: Optional[str] = None) -> "torch.nn.Module":
         """The run's model, built from its config, with ``checkpoint`` ("best" or "last") loaded,
@@ -220,6 +300,27 @@ class SweepResult:
     trials: list["TrialRecord"] = field(default_factory=list)
     best: Optional[Run] = None
 
+    def __post_init__(self) -> None:
+        self.path = Path(self.path).expanduser().resolve()
+
     def runs(self) -> list[Run]:
         """The trials' run directories, best first (trials that never started have none)."""
         return [Run(Path(r.run)) for r in self.trials if r.run]
+
+    def trials_dataframe(self) -> "pandas.DataFrame":
+        """One row per trial, best first (as Optuna's ``Study.trials_dataframe()``): trial, rank,
+        status, score, one column per swept key, ``val_<metric>``, ``test_<metric>``, times, error,
+        run path. Needs ``rnnlab[pandas]``."""
+        from .notebook import trials_frame
+
+        return trials_frame(self.trials)
+
+    def __repr__(self) -> str:
+        from .notebook import sweep_repr
+
+        return sweep_repr(self.path, self.status, self.trials, self.best.path if self.best else None)
+
+    def _repr_html_(self) -> str:
+        from .notebook import sweep_html
+
+        return sweep_html(self.path, self.status, self.trials)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence, Union
 
 import yaml
 from pydantic import (
@@ -147,15 +147,16 @@ def validate_section(model: type[BaseModel], data: Any, prefix: str, where: str)
 # ----------------------------------------------------------------------------- loading
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
+def parse_override(item: str, where: str = "--set") -> tuple[list[str], Any]:
+    """``"a.b=VALUE"`` -> (["a", "b"], VALUE read as YAML); errors name ``where``."""
     from .safeio import load_yaml
 
     if "=" not in item:
-        raise ConfigError("--set", f"expected KEY=VALUE with a dotted key, got {item!r}")
+        raise ConfigError(where, f"expected KEY=VALUE with a dotted key, got {item!r}")
     key, raw = item.split("=", 1)
     parts = key.strip().split(".")
     if not key.strip() or any(not p for p in parts):
-        raise ConfigError("--set", f"bad key {key!r} in {item!r}")
+        raise ConfigError(where, f"bad key {key!r} in {item!r}")
     try:
         value = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
@@ -163,10 +164,31 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    for item in overrides:
-        parts, value = parse_override(item)
-        set_dotted(raw, parts, value)
+Overrides = Union[Sequence[str], Mapping[str, Any]]
+
+
+def override_pairs(overrides: Overrides, where: str = "--set") -> list[tuple[list[str], Any]]:
+    """(dotted key parts, value) per override: ``"KEY=VALUE"`` strings (values read as YAML) or a
+    mapping ``{"train.lr": 1e-3}`` (values taken as given; a nested mapping such as
+    ``{"train": {"lr": 1e-3}}`` sets its keys one by one)."""
+    if not isinstance(overrides, Mapping):
+        return [parse_override(item, where) for item in overrides]
+    pairs = []
+    for key, value in overrides.items():
+        parts = key.split(".") if isinstance(key, str) else []
+        if not parts or any(not p.strip() for p in parts):
+            raise ConfigError(where, f"bad key {key!r}: expected a dotted key such as 'train.lr'")
+        parts = [p.strip() for p in parts]
+        if isinstance(value, Mapping) and value:
+            pairs += [(parts + sub, v) for sub, v in override_pairs(value, where)]
+        else:
+            pairs.append((parts, value))
+    return pairs
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Overrides, where: str = "--set") -> dict[str, Any]:
+    for parts, value in override_pairs(overrides, where):
+        set_dotted(raw, parts, value, where)
     return raw
 
 
@@ -260,10 +282,11 @@ def build_experiment(raw: dict[str, Any], where: str = "config", base_dir: Path 
     return exp
 
 
-def load_experiment(path: str | os.PathLike[str], overrides: list[str] | None = None,
-                    name: str | None = None) -> Experiment:
+def load_experiment(path: str | os.PathLike[str], overrides: Overrides | None = None,
+                    name: str | None = None, where: str = "--set") -> Experiment:
+    """The config file with ``overrides`` (errors in them name ``where``) and a run name applied."""
     raw = read_yaml(path)
-    raw = apply_overrides(raw, list(overrides or []))
+    raw = apply_overrides(raw, overrides or [], where)
     if name is not None:
         raw["name"] = name
     elif raw.get("name") is None:  # an empty name is refused like every invalid one (names.py)

@@ -26,3 +26,8 @@ class DataError(RnnlabError):
 
 class RunDirError(RnnlabError):
     """A run directory is missing, incomplete or corrupted."""
+
+
+class MissingExtra(RnnlabError, ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it
+    (also an ``ImportError``, so ``except ImportError`` catches it as it would the import's own)."""

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from . import identity, plugins, runs
 from . import summary as run_summary
-from .config import SAFE_TO_CHANGE, Experiment, apply_overrides, build_experiment, read_yaml
+from .config import SAFE_TO_CHANGE, Experiment, Overrides, apply_overrides, build_experiment, read_yaml
 from .errors import ConfigError, RunDirError
 from .invocation import report
 from .lifecycle import close_run, finish_run, prepare
@@ -70,17 +70,19 @@ def check_changes(saved: dict[str, Any], exp: Experiment, where: str, source: st
                           f"'{schedule}' ({was} -> {now}): its schedule spans the original epochs")
 
 
-def load_config(run_dir: Path, overrides: list[str], ckpt: dict[str, Any]) -> Experiment:
+def load_config(run_dir: Path, overrides: Overrides, ckpt: dict[str, Any],
+                where: str = "--set") -> Experiment:
     """The run's config.yaml with ``overrides`` applied, checked against the checkpoint's config:
-    a config.yaml that disagrees is reported against the file, a bad ``--set`` against ``--set``."""
+    a config.yaml that disagrees is reported against the file, a bad override against ``where``
+    (``--set``, or the Python API's ``overrides``)."""
     path = run_dir / runs.CONFIG
     raw = read_yaml(path)
     on_file = build_experiment(dict(raw), str(path))
     saved = ckpt.get("config") or on_file.to_dict()  # checkpoints before format 2 carry none
     check_changes(saved, on_file, str(path),
                   "in this file: edited since, or the checkpoint comes from another run")
-    exp = build_experiment(apply_overrides(raw, overrides), str(path))
-    check_changes(saved, exp, "--set", "asked")
+    exp = build_experiment(apply_overrides(raw, overrides, where), str(path))
+    check_changes(saved, exp, where, "asked")
     return exp
 
 
@@ -98,8 +100,8 @@ def completed_note(summary: dict[str, Any], ckpt: dict[str, Any], exp: Experimen
     return None
 
 
-def resume_run(run: str | os.PathLike[str], overrides: list[str], runs_dir: Path,
-               reporter: Reporter) -> tuple[Path, Optional[str]]:
+def resume_run(run: str | os.PathLike[str], overrides: Overrides, runs_dir: Path,
+               reporter: Reporter, where: str = "--set") -> tuple[Path, Optional[str]]:
     """Continue ``run`` (a path, or a run id under ``runs_dir``) to the end of its training.
     Returns the run directory and, when the run was already complete, a note saying so."""
     if launched():
@@ -116,7 +118,7 @@ def resume_run(run: str | os.PathLike[str], overrides: list[str], runs_dir: Path
         ckpt = runs.load_checkpoint(last)
         require_training_state(ckpt, last)
         identity.check(ckpt, last, run_dir, None, identity.foreign_allowed())  # load_config: the rest
-        exp = load_config(run_dir, overrides, ckpt)
+        exp = load_config(run_dir, overrides, ckpt, where)
         plugins.verify(summary.get("plugins"), run_dir)  # the code it trained with, unchanged
         note = completed_note(summary, ckpt, exp)
         if note is not None:

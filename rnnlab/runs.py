@@ -9,7 +9,9 @@ import os
 import pickle
 import re
 import stat
+import sys
 import tempfile
+import types
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -378,3 +380,17 @@ def iter_runs(runs_dir: Path) -> Iterable[Path]:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _CallableModule(types.ModuleType):
+    """``rnnlab.runs`` is this module (run directory files) for the package's own code, and the
+    Python API's run listing when called: ``rnnlab.runs("runs")`` is ``rnnlab.api.runs("runs")``.
+    (A package attribute cannot be both a submodule and a function; a callable module is both.)"""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from .api import runs as list_runs
+
+        return list_runs(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
