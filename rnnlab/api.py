@@ -208,6 +208,9 @@ class Run:
     def __fspath__(self) -> str:
         return str(self.path)
 
+    def __hash__(self) -> int:  # runs go in sets and dict keys; equal when their paths are
+        return hash(self.path)
+
     def __repr__(self) -> str:
         from .notebook import run_repr
 
