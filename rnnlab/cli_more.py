@@ -194,11 +194,21 @@ def compare(
     breakdowns: bool = typer.Option(
         False, "--breakdowns", help="groups: also per-class metrics such as accuracy/3 (always in --json)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    plot: bool = typer.Option(
+        False, "--plot", help="--plot [FILE]: also overlay the runs' learning curves (train loss, val "
+        "metric) in one figure, written to FILE (an argument ending in .png/.svg/.pdf; default "
+        "./compare.png), never inside a run; its path is printed last"),
+    force: bool = typer.Option(False, "--force", help="--plot: replace FILE if it exists"),
 ) -> None:
     """Config differences and metrics of runs side by side; with two groups (--group-a/--group-b,
     or --by KEY=A,B), the difference of their means with a 95 % Welch t interval."""
     from .compare import compare_groups, compare_runs, comparison_tables, group_table, split_by
 
+    from .overlay import plot_target
+
+    runs, figure = plot_target(list(runs or []), plot, force)  # checked before anything is read
+    if figure is not None and (group_a or group_b or by):
+        raise ConfigError("--plot", "draws RUN... overlaid; not with --group-a/--group-b or --by")
     if group_a or group_b or by:
         if by and (group_a or group_b):
             raise ConfigError("--by", "give either --by or --group-a/--group-b, not both")
@@ -217,12 +227,47 @@ def compare(
         for skipped in groups.skipped:
             console.print(f"left out (not completed): {skipped}")
         return
-    comparison = compare_runs(list(runs or []))
+    comparison = compare_runs(runs)
+    written = _overlay(runs, figure) if figure is not None else None
     if as_json:
-        typer.echo(json.dumps(comparison.to_json()))
+        typer.echo(json.dumps({**comparison.to_json(), **({"plot": str(written)} if written else {})}))
         return
     console = _console()
     for table in comparison_tables(comparison):
+        console.print(table)
+    if written is not None:
+        typer.echo(str(written))
+
+
+def _overlay(paths: List[Path], out: Path) -> Path:
+    """``compare --plot``: the runs' learning curves overlaid, written to ``out``."""
+    from .compare import _short_id, expand_args
+    from .overlay import plot_overlay
+
+    dirs = expand_args(paths)
+    return plot_overlay(dirs, [_short_id(d, dirs) for d in dirs], out)
+
+
+@app.command()
+@user_errors
+def diff(
+    run_a: str = typer.Argument(..., metavar="RUN_A", help="a run directory, or a run id in --runs-dir"),
+    run_b: str = typer.Argument(..., metavar="RUN_B", help="the run to compare it with"),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run ids are looked up"),
+    breakdowns: bool = typer.Option(
+        False, "--breakdowns", help="also per-class metrics such as test accuracy/3 (always in --json)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """What differs between two runs: only the config keys whose values differ (dotted, A and B),
+    then their metrics side by side (test, and val at the best epoch) with B - A."""
+    from .rundiff import diff_runs, diff_tables
+
+    result = diff_runs(run_a, run_b, runs_dir)
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+        return
+    console = _console()
+    for table in diff_tables(result, breakdowns):
         console.print(table)
 
 
