@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
+from . import completion as complete
 from .cliapp import _console, app, check_run_options, fail, foreign_option, user_errors
 from .errors import ConfigError
 
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
 @app.command("list")
 @user_errors
 def list_(
-    name: Optional[str] = typer.Argument(None, help="one entry: its options, types, defaults"),
+    name: Optional[str] = typer.Argument(None, help="one entry: its options, types, defaults",
+                                         autocompletion=complete.registry_names),
     plugin: List[str] = typer.Option([], "--plugin", "-p", help="import a plugin first (module "
                                      "or .py file; repeatable)"),
 ) -> None:
@@ -56,7 +58,8 @@ def list_(
 
 @app.command()
 @user_errors
-def show(run: Path = typer.Argument(..., help="a run directory, e.g. runs/<id>")) -> None:
+def show(run: Path = typer.Argument(..., help="a run directory, e.g. runs/<id>",
+                                    autocompletion=complete.run_dirs)) -> None:
     """Print a run's summary, config, last epoch's metrics and its plots."""
     from .report import show_lines
 
@@ -66,8 +69,9 @@ def show(run: Path = typer.Argument(..., help="a run directory, e.g. runs/<id>")
 @app.command()
 @user_errors
 def plot(
-    run: Path = typer.Argument(..., help="a run directory, e.g. runs/<id>"),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+    run: Path = typer.Argument(..., help="a run directory, e.g. runs/<id>", autocompletion=complete.run_dirs),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto",
+                              autocompletion=complete.devices),
     allow_foreign: bool = foreign_option(),
 ) -> None:
     """Redraw every plot of a run from its own files (metrics and best checkpoint)."""
@@ -81,7 +85,8 @@ def plot(
 @app.command()
 @user_errors
 def gradflow(
-    sources: List[Path] = typer.Argument(..., help="configs and/or run directories, overlaid"),
+    sources: List[Path] = typer.Argument(..., help="configs and/or run directories, overlaid",
+                                         autocompletion=complete.sources),
     steps: int = typer.Option(0, "--steps", min=0,
                               help="configs: also measure after K training steps (runs: best checkpoint)"),
     set_: List[str] = typer.Option([], "--set", "-s", help="override KEY=VALUE for every config"),
@@ -90,7 +95,8 @@ def gradflow(
         "run, else ./gradflow.png)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
                                              help="batch measured (default: train.batch_size)"),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto",
+                              autocompletion=complete.devices),
 ) -> None:
     """Gradient norm ||dL/dh_t|| at every time step and layer (log scale), at initialisation and
     trained; several configs or runs are overlaid (e.g. RNN vs LSTM on 784-pixel MNIST)."""
@@ -117,13 +123,15 @@ def gradflow(
 def sweep(
     sweep_file: Optional[Path] = typer.Argument(
         None, metavar="[SWEEP]",
-        help="sweep file, e.g. configs/sweep_sine_families.yaml (optional with --resume)"),
+        help="sweep file, e.g. configs/sweep_sine_families.yaml (optional with --resume)",
+        autocompletion=complete.config_files),
     workers: int = typer.Option(1, "--workers", "-w", help="trials run at a time"),
     runs_dir: Optional[Path] = typer.Option(
         None, "--runs-dir", help="where the sweep directory goes [default: runs]"),
     resume: Optional[Path] = typer.Option(
-        None, "--resume", help="a sweep directory: run its trials not completed"),
-    backend: str = typer.Option("local", "--backend", help="local | ray"),
+        None, "--resume", help="a sweep directory: run its trials not completed",
+        autocompletion=complete.runs_and_sweeps),
+    backend: str = typer.Option("local", "--backend", help="local | ray", autocompletion=complete.backends),
     ray_address: Optional[str] = typer.Option(
         None, "--ray-address", help="Ray cluster address (default: a local Ray)"),
     quiet: bool = typer.Option(
@@ -157,13 +165,18 @@ def sweep(
 @user_errors
 def runs_(
     runs_dir: Path = typer.Argument(Path("runs"), metavar="[DIR]", help="folder of runs (sweeps included)"),
-    task: Optional[str] = typer.Option(None, "--task", help="only runs of this task"),
-    model: Optional[str] = typer.Option(None, "--model", help="only runs of this model"),
-    status: Optional[str] = typer.Option(None, "--status", help="only runs with this status, e.g. completed"),
+    task: Optional[str] = typer.Option(None, "--task", help="only runs of this task",
+                                       autocompletion=complete.task_names),
+    model: Optional[str] = typer.Option(None, "--model", help="only runs of this model",
+                                        autocompletion=complete.model_names),
+    status: Optional[str] = typer.Option(None, "--status", help="only runs with this status, e.g. completed",
+                                         autocompletion=complete.statuses),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
-    """List runs, newest first: id, task, model, status, key metric, time."""
-    from .compare import list_runs, runs_table
+    """List runs, newest first: id, task, model, status, key metric, time. Fits $COLUMNS (else the
+    terminal): a run takes two lines when one is too narrow; piped, one plain line a run."""
+    from .compare import list_runs
+    from .runlist import print_runs
 
     infos = list_runs(runs_dir, task, model, status)
     if as_json:
@@ -176,18 +189,21 @@ def runs_(
         return
     filters = ", ".join(f"{k}={v}" for k, v in (("task", task), ("model", model), ("status", status)) if v)
     title = f"{len(infos)} run(s) in {runs_dir}" + (f" ({filters})" if filters else "")
-    _console().print(runs_table(infos, title))
+    print_runs(infos, title)
 
 
 @app.command()
 @user_errors
 def compare(
     runs: Optional[List[Path]] = typer.Argument(
-        None, metavar="RUN RUN...", help="run directories (or a sweep directory)"),
+        None, metavar="RUN RUN...", help="run directories (or a sweep directory)",
+        autocompletion=complete.runs_and_sweeps),
     group_a: Optional[List[Path]] = typer.Option(
-        None, "--group-a", "-a", help="a run (or folder of runs) of group A; repeat for more"),
+        None, "--group-a", "-a", help="a run (or folder of runs) of group A; repeat for more",
+        autocompletion=complete.runs_and_sweeps),
     group_b: Optional[List[Path]] = typer.Option(
-        None, "--group-b", "-b", help="a run (or folder of runs) of group B; repeat for more"),
+        None, "--group-b", "-b", help="a run (or folder of runs) of group B; repeat for more",
+        autocompletion=complete.runs_and_sweeps),
     by: Optional[str] = typer.Option(
         None, "--by", metavar="KEY=A,B", help="split RUN... into two groups by a config key, e.g. "
         "model.name=lstm,gru"),
@@ -251,8 +267,10 @@ def _overlay(paths: List[Path], out: Path) -> Path:
 @app.command()
 @user_errors
 def diff(
-    run_a: str = typer.Argument(..., metavar="RUN_A", help="a run directory, or a run id in --runs-dir"),
-    run_b: str = typer.Argument(..., metavar="RUN_B", help="the run to compare it with"),
+    run_a: str = typer.Argument(..., metavar="RUN_A", help="a run directory, or a run id in --runs-dir",
+                                autocompletion=complete.run_ids),
+    run_b: str = typer.Argument(..., metavar="RUN_B", help="the run to compare it with",
+                                autocompletion=complete.run_ids),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run ids are looked up"),
     breakdowns: bool = typer.Option(
         False, "--breakdowns", help="also per-class metrics such as test accuracy/3 (always in --json)"),
@@ -274,7 +292,8 @@ def diff(
 @app.command("config")
 @user_errors
 def config_(
-    config: Path = typer.Argument(..., help="YAML config, e.g. configs/lstm_mnist.yaml"),
+    config: Path = typer.Argument(..., help="YAML config, e.g. configs/lstm_mnist.yaml",
+                                  autocompletion=complete.config_files),
     set_: List[str] = typer.Option([], "--set", "-s", help="dotted override KEY=VALUE (repeatable)"),
     name: Optional[str] = typer.Option(None, "--name", help="run name (default: the config's name)"),
 ) -> None:
@@ -288,8 +307,10 @@ def config_(
 @app.command("check")
 @user_errors
 def check_(
-    name: str = typer.Argument(..., metavar="MODEL_OR_TASK", help="a registered model or task"),
-    task: Optional[str] = typer.Option(None, "--task", help="check the model on this task only"),
+    name: str = typer.Argument(..., metavar="MODEL_OR_TASK", help="a registered model or task",
+                               autocompletion=complete.models_and_tasks),
+    task: Optional[str] = typer.Option(None, "--task", help="check the model on this task only",
+                                       autocompletion=complete.task_names),
     set_: List[str] = typer.Option([], "--set", "-s", help="model option KEY=VALUE (repeatable)"),
     plugin: List[str] = typer.Option([], "--plugin", "-p",
                                      help="import a module or .py file first (repeatable)"),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
+from . import completion as complete
 from .cliapp import app, check_run_options, fail, foreign_option, training_outcomes, user_errors
 
 if TYPE_CHECKING:
@@ -19,14 +20,16 @@ if TYPE_CHECKING:
 @user_errors
 def train(
     config: Optional[Path] = typer.Argument(
-        None, help="YAML config, e.g. configs/lstm_sine.yaml (omit with --resume)"),
+        None, help="YAML config, e.g. configs/lstm_sine.yaml (omit with --resume)",
+        autocompletion=complete.config_files),
     set_: List[str] = typer.Option([], "--set", "-s", help="dotted override KEY=VALUE (repeatable)"),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="where run directories go"),
     name: Optional[str] = typer.Option(None, "--name", help="run name (default: the config's name)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the run directory and final metrics"),
     resume: Optional[Path] = typer.Option(
         None, "--resume", metavar="RUN", help="continue RUN (a run directory, or a run id in "
-        "--runs-dir) from its last checkpoint; --set may change only safe keys such as train.epochs"),
+        "--runs-dir) from its last checkpoint; --set may change only safe keys such as train.epochs",
+        autocompletion=complete.run_ids),
     data_dir: Optional[Path] = typer.Option(
         None, "--data-dir", help="data folder, sets data.root (default: $RNNLAB_DATA, then the cache)"),
     allow_foreign: bool = typer.Option(
@@ -79,11 +82,13 @@ def resume_training(run: Path, config: Optional[Path], overrides: List[str], run
 @app.command("eval")
 @user_errors
 def eval_(
-    run: Path = typer.Argument(..., help="a run directory, e.g. runs/<id>"),
-    split: str = typer.Option("test", "--split", help="test | val"),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    run: Path = typer.Argument(..., help="a run directory, e.g. runs/<id>", autocompletion=complete.run_dirs),
+    split: str = typer.Option("test", "--split", help="test | val", autocompletion=complete.choices("test", "val")),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last",
+                                  autocompletion=complete.checkpoints),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto",
+                              autocompletion=complete.devices),
     allow_foreign: bool = foreign_option(),
 ) -> None:
     """Re-evaluate a finished run from its own files."""
@@ -104,14 +109,17 @@ def eval_(
 @app.command()
 @user_errors
 def generate(
-    run: Path = typer.Argument(..., help="a charlm run directory, e.g. runs/<id>"),
+    run: Path = typer.Argument(..., help="a charlm run directory, e.g. runs/<id>",
+                               autocompletion=complete.run_dirs),
     prefix: str = typer.Option("\n", "--prefix", help="text to continue (printed first)"),
     length: int = typer.Option(500, "--length", help="new characters to generate"),
     temperature: float = typer.Option(0.8, "--temperature", help="0 = greedy; higher = more random"),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="sample among the k most likely characters"),
     seed: Optional[int] = typer.Option(None, "--seed", help="same seed, same text (default: random)"),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last",
+                                  autocompletion=complete.checkpoints),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto",
+                              autocompletion=complete.devices),
     allow_foreign: bool = foreign_option(),
 ) -> None:
     """Sample text from a trained character-level language model."""
@@ -124,12 +132,15 @@ def generate(
 @app.command()
 @user_errors
 def predict(
-    run: Path = typer.Argument(..., help="a finished text classification run, e.g. runs/<id>"),
+    run: Path = typer.Argument(..., help="a finished text classification run, e.g. runs/<id>",
+                               autocompletion=complete.run_dirs),
     texts: List[str] = typer.Argument(None, help="sentences to classify"),
     file: Optional[Path] = typer.Option(None, "--file", "-f", help="a UTF-8 file, one sentence per line"),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last",
+                                  autocompletion=complete.checkpoints),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per sentence"),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto",
+                              autocompletion=complete.devices),
     allow_foreign: bool = foreign_option(),
 ) -> None:
     """Print the predicted label and its probability for each sentence (tab-separated)."""
@@ -147,13 +158,16 @@ def predict(
 @app.command()
 @user_errors
 def forecast(
-    run: Path = typer.Argument(..., help="a finished series run, e.g. runs/<id>"),
+    run: Path = typer.Argument(..., help="a finished series run, e.g. runs/<id>",
+                               autocompletion=complete.run_dirs),
     file: Path = typer.Option(..., "--file", "-f",
                               help="CSV/TSV with the run's columns; its last lookback rows are read"),
     horizon: Optional[int] = typer.Option(None, "--horizon", help="steps ahead (default: the run's horizon)"),
     out: Path = typer.Option(Path("forecast.csv"), "--out", help="CSV to write (a PNG plot goes beside it)"),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last",
+                                  autocompletion=complete.checkpoints),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto",
+                              autocompletion=complete.devices),
 ) -> None:
     """Forecast the next steps after a CSV's last rows, in its units and with its timestamps."""
     from .forecast import forecast_run
@@ -168,9 +182,12 @@ def forecast(
 @app.command()
 @user_errors
 def export(
-    run: Path = typer.Argument(..., help="a finished run directory, e.g. runs/<id>"),
-    format_: str = typer.Option(..., "--format", help="onnx | torchscript"),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+    run: Path = typer.Argument(..., help="a finished run directory, e.g. runs/<id>",
+                               autocompletion=complete.run_dirs),
+    format_: str = typer.Option(..., "--format", help="onnx | torchscript",
+                                autocompletion=complete.choices("onnx", "torchscript")),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best | last",
+                                  autocompletion=complete.checkpoints),
     out: Optional[Path] = typer.Option(
         None, "--out", help="file to write (default: RUN/export/model_<checkpoint>.onnx or .pt)"),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="largest allowed abs difference from PyTorch"),
@@ -190,7 +207,8 @@ def export(
 @app.command()
 @user_errors
 def track(
-    source: Path = typer.Argument(..., metavar="RUN_OR_SWEEP", help="a run or sweep directory"),
+    source: Path = typer.Argument(..., metavar="RUN_OR_SWEEP", help="a run or sweep directory",
+                                  autocompletion=complete.runs_and_sweeps),
     to: Optional[str] = typer.Option(
         None, "--to", help="MLflow tracking URI (default: the run's logging.mlflow, else a local "
         "store beside it: <runs dir>/mlruns)"),

@@ -62,7 +62,34 @@ def one_line_usage_errors() -> Iterator[None]:
 
 app = typer.Typer(cls=OneLineErrors, add_completion=True, no_args_is_help=True,
                   pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},  # every command inherits it
                   help="Train and compare recurrent networks from YAML configs.")
+
+
+def package_version() -> str:
+    """rnnlab's version from the installed package's metadata (the source tree's when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rnnlab")
+    except PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"rnnlab {package_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print rnnlab's version and exit."),
+) -> None:
+    pass
 
 
 def fail(message: str) -> None:

@@ -88,26 +88,33 @@ def list_runs(root: Path, task: Optional[str] = None, model: Optional[str] = Non
     return sorted(keep, key=lambda i: (i.started or i.path.name[:15], i.path.name), reverse=True)
 
 
+RUN_COLUMNS = (("id", "left"), ("task", "left"), ("model", "left"), ("status", "left"),
+               ("metric", "right"), ("train s", "right"), ("started (UTC)", "left"))
+
+
+def run_cells(info: RunInfo) -> list[str]:
+    """The row of ``rnnlab runs`` for one run, as plain text, one cell per ``RUN_COLUMNS``."""
+    from .progress import fmt
+
+    s = info.summary
+    metric, value, split = info.key_metric()
+    seconds = s.get("train_seconds")
+    return [info.id, str(s.get("task", "-")), str(s.get("model", "-")),
+            info.status if not info.problem else f"{info.status} ({info.problem})",
+            f"{split} {metric} {fmt(value)}" if value is not None else "-",
+            f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "-",
+            info.started.replace("T", " ")[:19] or "-"]
+
+
 def runs_table(infos: list[RunInfo], title: str) -> Any:
     from rich.markup import escape
     from rich.table import Table
 
-    from .progress import fmt
-
-    table = Table(title=title, title_justify="left")
-    for name, justify in (("id", "left"), ("task", "left"), ("model", "left"), ("status", "left"),
-                          ("metric", "right"), ("train s", "right"), ("started (UTC)", "left")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table = Table(title=escape(title), title_justify="left")
+    for name, justify in RUN_COLUMNS:
+        table.add_column(name, justify=justify, no_wrap=name == "id")  # type: ignore[arg-type]
     for info in infos:
-        s = info.summary
-        metric, value, split = info.key_metric()
-        shown = f"{split} {metric} {fmt(value)}" if value is not None else "-"
-        seconds = s.get("train_seconds")
-        status = info.status if not info.problem else f"{info.status} ({info.problem})"
-        table.add_row(escape(info.id), str(s.get("task", "-")), str(s.get("model", "-")), escape(status),
-                      shown,
-                      f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "-",
-                      info.started.replace("T", " ")[:19] or "-")
+        table.add_row(*(escape(cell) for cell in run_cells(info)))
     return table
 
 

@@ -104,7 +104,9 @@ class RichReporter(Reporter):
                 TimeRemainingColumn(), console=self.console, transient=True)
             self.progress.start()
             self.task_id = self.progress.add_task("train", total=steps, epoch="", loss="-", rate="-")
-        self.progress.update(self.task_id, completed=0, total=steps, epoch=f"{epoch}/{epochs}")
+        # reset, not update(completed=0): a new epoch restarts the task's clock and speed samples,
+        # without which the ETA reads 0:00:00 from the second epoch on
+        self.progress.reset(self.task_id, total=steps, completed=0, epoch=f"{epoch}/{epochs}")
 
     def wants_step(self, step: int) -> bool:
         return step % 10 == 0 or step == self.steps
