@@ -106,7 +106,8 @@ class RichReporter(Reporter):
             self.task_id = self.progress.add_task("train", total=steps, epoch="", loss="-", rate="-")
         # reset, not update(completed=0): a new epoch restarts the task's clock and speed samples,
         # without which the ETA reads 0:00:00 from the second epoch on
-        self.progress.reset(self.task_id, total=steps, completed=0, epoch=f"{epoch}/{epochs}")
+        self.progress.reset(self.task_id, total=steps, completed=0, epoch=f"{epoch}/{epochs}", loss="-",
+                            rate="-")
 
     def wants_step(self, step: int) -> bool:
         return step % 10 == 0 or step == self.steps
