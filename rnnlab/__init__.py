@@ -9,6 +9,7 @@ so ``import rnnlab`` and the command line start without loading torch.
 from __future__ import annotations
 
 import importlib
+import types
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, DataError, RnnlabError, RunDirError
@@ -31,6 +32,15 @@ if TYPE_CHECKING:
     from .api import Run, SweepResult, experiment, load_run, sweep, train
     from .outcomes import Diverged, Interrupted
     from .plugins import load_plugins, register_model, register_optimizer, register_scheduler, register_task
+
+
+class RunsModule(types.ModuleType):
+    """The class of the submodule ``rnnlab.runs`` (run directory files), which makes it callable:
+    ``rnnlab.runs("runs")`` is ``rnnlab.api.runs("runs")``, the API's run listing. (A package
+    attribute cannot be both a submodule and a function; a callable module is both.)"""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return importlib.import_module(".api", __name__).runs(*args, **kwargs)
 
 
 def __getattr__(name: str) -> Any:

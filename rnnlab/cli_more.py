@@ -219,7 +219,6 @@ def compare(
     """Config differences and metrics of runs side by side; with two groups (--group-a/--group-b,
     or --by KEY=A,B), the difference of their means with a 95 % Welch t interval."""
     from .compare import compare_groups, compare_runs, comparison_tables, group_table, split_by
-
     from .overlay import plot_target
 
     runs, figure = plot_target(list(runs or []), plot, force)  # checked before anything is read

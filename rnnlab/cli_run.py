@@ -83,7 +83,8 @@ def resume_training(run: Path, config: Optional[Path], overrides: List[str], run
 @user_errors
 def eval_(
     run: Path = typer.Argument(..., help="a run directory, e.g. runs/<id>", autocompletion=complete.run_dirs),
-    split: str = typer.Option("test", "--split", help="test | val", autocompletion=complete.choices("test", "val")),
+    split: str = typer.Option("test", "--split", help="test | val",
+                              autocompletion=complete.choices("test", "val")),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best | last",
                                   autocompletion=complete.checkpoints),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),

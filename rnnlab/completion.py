@@ -2,7 +2,7 @@
 directories and run ids, YAML config files. Each completer takes ``(ctx, incomplete)`` as Typer's
 ``autocompletion=`` callbacks do and returns candidates (Typer keeps those starting with
 ``incomplete``). Runs and files are found by listing folders only, without importing torch;
-registry names and sweep backends come from the registries themselves (plugins' included)."""
+registry names come from the registries themselves (plugins' included)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ SWEEP_MARKER = "sweep.yaml"  # sweeps.runner.SWEEP_FILE (likewise)
 NOT_RUNS = {"checkpoints", "plots", "logs", "trials", "tensorboard", "results", "export"}
 MAX_DEPTH = 3  # runs/<run>, runs/<sweep>/<run>, one level more (as `rnnlab runs` looks)
 STATUSES = ("completed", "running", "interrupted", "diverged", "failed")
+# sweeps.runner.BACKENDS (importing the runner would import the command line back: an import
+# cycle, and torch; a test keeps the two equal)
+BACKENDS = ("local", "ray")
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
 Completer = Callable[[Any, str], list]
@@ -51,11 +54,7 @@ devices = choices("cpu", "cuda", "auto")
 checkpoints = choices("best", "last")
 
 
-def backends(ctx: Any, incomplete: str) -> list[str]:
-    """The sweep backends the runner knows."""
-    from .sweeps.runner import BACKENDS
-
-    return [b for b in BACKENDS if b.startswith(incomplete)]
+backends = choices(*BACKENDS)
 
 
 def _children(folder: Path) -> list[Path]:
@@ -141,7 +140,7 @@ def runs_and_sweeps(ctx: Any, incomplete: str) -> list[str]:
     """Run directories (as ``run_dirs``) and sweep directories (in the runs folder, and in the
     folder typed so far)."""
     root = _runs_dir(ctx)
-    sweeps = [str(p) for p in _children(root) if (p / SWEEP_MARKER).is_file()] if "/" not in incomplete else []
+    sweeps = [] if "/" in incomplete else [str(p) for p in _children(root) if (p / SWEEP_MARKER).is_file()]
     out = run_dirs(ctx, incomplete) + sweeps + _listing(incomplete, _sweep_or_folder)
     return [c for c in dict.fromkeys(out) if c.startswith(incomplete)]
 

@@ -42,7 +42,8 @@ def plot_target(args: list[Path], plot: bool, force: bool) -> tuple[list[Path], 
         if force:
             raise ConfigError("--force", "only with --plot")
         if files:
-            raise ConfigError(files[0], f"is not a run directory; to write the figure there: --plot {files[0]}")
+            raise ConfigError(files[0], f"is not a run directory; to write the figure there: "
+                              f"--plot {files[0]}")
         return args, None
     if len(files) > 1:
         raise ConfigError("--plot", f"one figure file, got {len(files)}: {', '.join(map(str, files))}")
@@ -91,7 +92,8 @@ def overlay_figure(curves: list[Curve]) -> Any:
     for i, c in enumerate(curves):
         style = {"color": f"C{i % 10}", "marker": "o" if len(c.epochs) <= 30 else None, "lw": 1.5}
         left.plot(c.epochs, c.train_loss, label=c.label, **style)
-        right.plot(c.epochs, c.val, label=c.label if len(metrics) == 1 else f"{c.label} ({c.metric})", **style)
+        label = c.label if len(metrics) == 1 else f"{c.label} ({c.metric})"
+        right.plot(c.epochs, c.val, label=label, **style)
     losses = [v for c in curves for v in c.train_loss]
     left.set(title="training loss", xlabel="epoch", yscale="log" if _spans_decades(losses) else "linear")
     right.set(title=f"validation {metrics[0]}" if len(metrics) == 1 else "validation metric (per run)",

@@ -11,7 +11,6 @@ import re
 import stat
 import sys
 import tempfile
-import types
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from . import RunsModule
 from .errors import RnnlabError, RunDirError
 from .names import name_problem
 from .safeio import disk_full_error, guard_disk_full, is_disk_full
@@ -382,15 +382,5 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class _CallableModule(types.ModuleType):
-    """``rnnlab.runs`` is this module (run directory files) for the package's own code, and the
-    Python API's run listing when called: ``rnnlab.runs("runs")`` is ``rnnlab.api.runs("runs")``.
-    (A package attribute cannot be both a submodule and a function; a callable module is both.)"""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from .api import runs as list_runs
-
-        return list_runs(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+# `rnnlab.runs` is this module for the package's own code, and the API's run listing when called
+sys.modules[__name__].__class__ = RunsModule

@@ -82,9 +82,10 @@ def ctx(**params):
 
 def test_completion_markers_match_the_packages_file_names() -> None:
     from rnnlab import runs
-    from rnnlab.sweeps.runner import SWEEP_FILE
+    from rnnlab.sweeps.runner import BACKENDS, SWEEP_FILE
 
     assert complete.RUN_MARKER == runs.CONFIG and complete.SWEEP_MARKER == SWEEP_FILE
+    assert complete.BACKENDS == BACKENDS
 
 
 def test_registry_names_and_choices_complete() -> None:
@@ -122,7 +123,8 @@ def test_run_directories_and_ids_complete(tree: Path) -> None:
 
 def test_config_files_complete(tree: Path) -> None:
     assert complete.config_files(ctx(), "") == ["configs/", "runs/"]
-    assert complete.config_files(ctx(), "configs/") == ["configs/gru.yml", "configs/lstm.yaml", "configs/more/"]
+    assert complete.config_files(ctx(), "configs/") == [
+        "configs/gru.yml", "configs/lstm.yaml", "configs/more/"]
     assert complete.config_files(ctx(), "configs/l") == ["configs/lstm.yaml"]
     assert complete.config_files(ctx(), "configs/.") == ["configs/.hidden.yaml"]
     assert complete.config_files(ctx(), f"{tree}/configs/g") == [f"{tree}/configs/gru.yml"]

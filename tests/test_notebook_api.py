@@ -37,7 +37,8 @@ def test_a_dict_override_trains_and_the_history_is_a_dataframe(session) -> None:
     assert list(frame.index) == [1, 2] and frame.index.name == "epoch"
     assert frame["train_loss"].tolist() == [row["train_loss"] for row in run.history]
     assert "val_mse" in frame.columns
-    assert run.summary["command"] == "rnnlab.train(<dict>, overrides={'train.epochs': 2, 'model': {'hidden_size': 4}})"
+    overrides = "{'train.epochs': 2, 'model': {'hidden_size': 4}}"
+    assert run.summary["command"] == f"rnnlab.train(<dict>, overrides={overrides})"
 
 
 def test_trials_dataframe_one_row_per_trial_best_first(session) -> None:
