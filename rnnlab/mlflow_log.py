@@ -123,8 +123,13 @@ def log_model(store: Store, run_id: str, run_dir: Path) -> Optional[str]:
         note = (f"model logged as checkpoints/best.pt only: this MLflow has no pytorch flavour ({exc}); "
                 "pip install mlflow for the model/ flavour")
     else:
-        log_flavour(store, run_id, run_dir, flavour)
-        note = "model logged as model/ (mlflow.pytorch) and checkpoints/best.pt"
+        try:
+            log_flavour(store, run_id, run_dir, flavour)
+            note = "model logged as model/ (mlflow.pytorch) and checkpoints/best.pt"
+        except Exception as exc:  # noqa: BLE001 - the flavour is an extra; the checkpoint is logged
+            from .mlflow_store import first_line
+
+            note = f"model logged as checkpoints/best.pt only: mlflow.pytorch failed: {first_line(exc)}"
     store.client.set_tag(run_id, MODEL_TAG, note)
     return note
 
@@ -140,8 +145,10 @@ def log_flavour(store: Store, run_id: str, run_dir: Path, flavour: Any) -> None:
 
     _, _, _, model, _ = load_run(run_dir, "best", "cpu")
     before = os.environ.get("MLFLOW_TRACKING_URI")
-    where = {"name": "model"} if "name" in inspect.signature(flavour.log_model).parameters \
-        else {"artifact_path": "model"}  # MLflow 2
+    accepts = inspect.signature(flavour.log_model).parameters
+    where: dict[str, Any] = {"name": "model"} if "name" in accepts else {"artifact_path": "model"}  # MLflow 2
+    if "serialization_format" in accepts:  # MLflow 3's default, pt2, traces forward: not for every model
+        where["serialization_format"] = "pickle"
     mlflow.set_tracking_uri(store.uri)
     try:
         with mlflow.start_run(run_id=run_id):
