@@ -339,5 +339,6 @@ def sweep_tracking(base: dict[str, Any], sweep_dir: Path, say: Callable[[str], N
         yield
     finally:
         store = open_store(options, sweep_dir.parent)
-        log_sweep(store, sweep_dir, options.log_checkpoint)
+        with guarded(store):
+            log_sweep(store, sweep_dir, options.log_checkpoint)
         say(f"mlflow: sweep logged to {store.uri}")
