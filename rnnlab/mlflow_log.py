@@ -7,7 +7,8 @@ did not use); metrics = every numeric column of ``metrics.jsonl`` with the epoch
 ``best_val_<metric>`` and ``test_<metric>``; tags ``task``, ``model``, ``status``, ``rnnlab.run_id``
 and ``rnnlab.run_uuid``; artifacts ``config.yaml``, ``summary.json``, ``plots/`` and, with
 ``log_checkpoint: true``, the model: ``checkpoints/best.pt`` and, where the installed MLflow has the
-pytorch flavour (full ``mlflow``; not ``mlflow-skinny``), ``model/`` (``mlflow.pytorch``); the tag
+pytorch flavour (full ``mlflow``; not ``mlflow-skinny``), the model as ``runs:/<run id>/model``
+(``mlflow.pytorch``; in MLflow 3 a logged model of the run); the tag
 ``rnnlab.model`` says which. A sweep is a parent run (tags ``rnnlab.sweep_id``, the sweep's summary
 files and plots as artifacts, the best score as a metric) with one nested run per trial. Logging is
 idempotent: a run already in the store (same ``run_uuid``, so a renamed or copied run directory is
@@ -110,9 +111,9 @@ def log_files(store: Store, run_id: str, run_dir: Path, checkpoint: bool) -> Opt
 
 def log_model(store: Store, run_id: str, run_dir: Path) -> Optional[str]:
     """``checkpoints/best.pt`` as an artifact, and the best model in MLflow's pytorch flavour
-    (``model/``, loadable with ``mlflow.pytorch.load_model`` where rnnlab is importable) when the
-    installed MLflow has it (mlflow-skinny lacks what it needs): a note saying which, also kept as
-    the tag ``rnnlab.model``. None when the run has no best checkpoint."""
+    (``runs:/<run id>/model``, loadable with ``mlflow.pytorch.load_model`` where rnnlab is
+    importable) when the installed MLflow has it (mlflow-skinny lacks what it needs): a note
+    saying which, also kept as the tag ``rnnlab.model``. None when the run has no best checkpoint."""
     best = run_dir / runs.CHECKPOINTS / "best.pt"
     if not best.is_file():
         return None
@@ -121,11 +122,11 @@ def log_model(store: Store, run_id: str, run_dir: Path) -> Optional[str]:
         import mlflow.pytorch as flavour
     except ImportError as exc:
         note = (f"model logged as checkpoints/best.pt only: this MLflow has no pytorch flavour ({exc}); "
-                "pip install mlflow for the model/ flavour")
+                "pip install mlflow for the pytorch flavour")
     else:
         try:
             log_flavour(store, run_id, run_dir, flavour)
-            note = "model logged as model/ (mlflow.pytorch) and checkpoints/best.pt"
+            note = "model logged as runs:/<run id>/model (mlflow.pytorch) and checkpoints/best.pt"
         except Exception as exc:  # noqa: BLE001 - the flavour is an extra; the checkpoint is logged
             from .mlflow_store import first_line
 

@@ -276,7 +276,8 @@ def test_the_model_in_the_pytorch_flavour_where_mlflow_has_it(trained: Path, sto
     config = (run / "config.yaml").read_text().replace("mlflow: null", "mlflow: {log_checkpoint: true}")
     (run / "config.yaml").write_text(config)
     result = track(str(run), "--to", store, "--experiment", "flavour")
-    assert result.exit_code == 0 and "model logged as model/ (mlflow.pytorch)" in result.output, result.output
+    assert result.exit_code == 0, result.output
+    assert "model logged as runs:/<run id>/model (mlflow.pytorch)" in result.output
     (found,) = logged(store, "flavour")
     mlflow.set_tracking_uri(store)
     try:
@@ -291,3 +292,22 @@ def test_track_help_names_the_real_default_store() -> None:
     result = runner.invoke(app, ["track", "--help"], env={"COLUMNS": "200"})
     text = " ".join(result.output.replace("\u2502", " ").split())  # rich's box borders out
     assert "sqlite:///<runs dir>/mlflow.db" in text and "mlruns" not in text
+
+
+def test_a_live_run_logs_its_model_when_asked(store: str, tmp_path: Path) -> None:
+    raw = deep_merge(SINE_TINY, {"train": {"epochs": 1}, "logging": {
+        "mlflow": {"tracking_uri": store, "experiment": "live-model", "log_checkpoint": True}}})
+    run = train_run(build_experiment(raw), tmp_path, Reporter(quiet=True))
+    (found,) = logged(store, "live-model")
+    assert found.data.tags["rnnlab.run_uuid"] == json.loads((run / "summary.json").read_text())["run_uuid"]
+    assert found.data.tags["rnnlab.model"].startswith("model logged as ")
+    client = mlflow.tracking.MlflowClient(tracking_uri=store)
+    names = {Path(f.path).name for f in client.list_artifacts(found.info.run_id)}
+    assert {"checkpoints", "config.yaml", "summary.json"} <= names
+    if "(mlflow.pytorch)" in found.data.tags["rnnlab.model"]:  # MLflow 3: a logged model of the run
+        mlflow.set_tracking_uri(store)
+        try:
+            assert mlflow.pytorch.load_model(f"runs:/{found.info.run_id}/model") is not None
+        finally:
+            mlflow.set_tracking_uri(None)
+    assert "train.momentum" not in found.data.params  # adam: sgd's option is not in effect
