@@ -211,8 +211,9 @@ def track(
     source: Path = typer.Argument(..., metavar="RUN_OR_SWEEP", help="a run or sweep directory",
                                   autocompletion=complete.runs_and_sweeps),
     to: Optional[str] = typer.Option(
-        None, "--to", help="MLflow tracking URI (default: the run's logging.mlflow, else a local "
-        "store beside it: <runs dir>/mlruns)"),
+        None, "--to", help="MLflow tracking URI: a directory, file://PATH, sqlite:///PATH, "
+        "http(s)://HOST[:PORT] or databricks (default: the run's logging.mlflow.tracking_uri, else "
+        "sqlite:///<runs dir>/mlflow.db with artifacts in <runs dir>/mlartifacts)"),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment name"),
 ) -> None:
     """Log finished runs (or a sweep: a parent run with its trials nested) to MLflow from their files."""

@@ -189,7 +189,7 @@ def close_run(trainer: Trainer, summary: RunSummary, status: str) -> Path:
     run_summary.close(summary, trainer.state, status)
     runs.write_json(trainer.run_dir / runs.SUMMARY, summary)
     if trainer.tensorboard is not None:
-        trainer.tensorboard.close()
+        trainer.tensorboard.close(summary)
     if trainer.mlflow is not None:
         trainer.mlflow.close(summary)
     return trainer.run_dir

@@ -1,129 +1,53 @@
 """MLflow tracking (``logging.mlflow``; extra ``rnnlab[mlflow]``), live while a run trains and after
-the fact from a run's or a sweep's files (``rnnlab track``).
+the fact from a run's or a sweep's files (``rnnlab track``); the store itself: ``mlflow_store``.
 
-What one rnnlab run becomes in MLflow: params = the resolved config flattened to dotted keys
-(``train.lr``); metrics = every numeric column of ``metrics.jsonl`` with the epoch as the step, then
-``best_val_<metric>`` and ``test_<metric>``; tags ``task``, ``model``, ``status`` and
-``rnnlab.run_id``; artifacts ``config.yaml``, ``summary.json``, ``plots/`` (and the best
-checkpoint with ``log_checkpoint: true``). A sweep is a parent run (tags ``rnnlab.sweep_id``, the
-sweep's summary files and plots as artifacts, the best score as a metric) with one nested run per
-trial. Logging is idempotent: a run or sweep already in the store (same ``rnnlab.*`` id tag) is not
-logged again, so ``rnnlab track`` after a resumed sweep adds only what is new.
+What one rnnlab run becomes in MLflow: params = the resolved config's options in effect, flattened
+to dotted keys (``train.lr``; ``hparams.in_effect``: no option of an optimizer or scheduler the run
+did not use); metrics = every numeric column of ``metrics.jsonl`` with the epoch as the step, then
+``best_val_<metric>`` and ``test_<metric>``; tags ``task``, ``model``, ``status``, ``rnnlab.run_id``
+and ``rnnlab.run_uuid``; artifacts ``config.yaml``, ``summary.json``, ``plots/`` and, with
+``log_checkpoint: true``, the model: ``checkpoints/best.pt`` and, where the installed MLflow has the
+pytorch flavour (full ``mlflow``; not ``mlflow-skinny``), the model as ``runs:/<run id>/model``
+(``mlflow.pytorch``; in MLflow 3 a logged model of the run); the tag
+``rnnlab.model`` says which. A sweep is a parent run (tags ``rnnlab.sweep_id``, the sweep's summary
+files and plots as artifacts, the best score as a metric) with one nested run per trial. Logging is
+idempotent: a run already in the store (same ``run_uuid``, so a renamed or copied run directory is
+recognised) or a sweep (same directory name) is not logged again, so ``rnnlab track`` after a
+resumed sweep adds only what is new.
 
 The default store is ``sqlite:///<runs dir>/mlflow.db`` with artifacts in ``<runs dir>/mlartifacts``
-(MLflow 3 keeps its ``./mlruns`` file store in maintenance mode): ``mlflow ui --backend-store-uri
-sqlite:///runs/mlflow.db``.
-"""
+(MLflow 3 keeps its ``./mlruns`` file store in maintenance mode). Its UI needs the full package
+(``pip install mlflow``; the extra installs mlflow-skinny, which has no UI server):
+``mlflow ui --backend-store-uri sqlite:///runs/mlflow.db``."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from . import runs
-from .errors import ConfigError, RnnlabError, RunDirError
+from .errors import RnnlabError, RunDirError
+from .mlflow_store import Store, check_uri, default_uri, guarded, open_store, require_mlflow
 
-DB, ARTIFACTS = "mlflow.db", "mlartifacts"
-DEFAULT_EXPERIMENT = "rnnlab"
 SWEEP_ENV = "RNNLAB_MLFLOW_SWEEP"  # set for trials: the sweep logs them, nested, itself
-STATUS = {"completed": "FINISHED", "failed": "FAILED", "diverged": "FAILED", "interrupted": "KILLED",
-          "pruned": "KILLED", "running": "RUNNING", "incomplete": "FAILED"}
-RUN_TAG, SWEEP_TAG, PARENT_TAG = "rnnlab.run_id", "rnnlab.sweep_id", "mlflow.parentRunId"
-
-
-def require_mlflow(where: str = "logging.mlflow") -> Any:
-    try:
-        from mlflow.tracking import MlflowClient
-    except ImportError:
-        raise ConfigError(where, "needs MLflow: pip install 'rnnlab[mlflow]' "
-                          "(or set logging.mlflow: false)") from None
-    return MlflowClient
-
-
-def default_uri(runs_dir: Path) -> str:
-    return f"sqlite:///{(runs_dir / DB).resolve()}"
-
-
-class Store:
-    """One tracking store and experiment, reached through MLflow's own client."""
-
-    def __init__(self, uri: str, experiment: Optional[str], artifacts: Optional[Path], where: str) -> None:
-        client_cls = require_mlflow(where)
-        import logging
-
-        logging.getLogger("mlflow").setLevel(logging.WARNING)  # no alembic notes on a new store
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        self.uri = uri
-        self.client = client_cls(tracking_uri=uri)
-        name = experiment or DEFAULT_EXPERIMENT
-        try:
-            found = self.client.get_experiment_by_name(name)
-            if found is None:
-                location = artifacts.resolve().as_uri() if artifacts is not None else None
-                self.experiment_id = self.client.create_experiment(name, artifact_location=location)
-            else:
-                self.experiment_id = found.experiment_id
-        except Exception as exc:  # noqa: BLE001 - a store MLflow cannot open: the user's URI
-            text = str(exc).strip().splitlines()
-            reason = text[0][:200] if text else exc
-            raise ConfigError(where, f"cannot open MLflow store {uri}: {reason}") from None
-
-    def find(self, tag: str, value: str) -> Optional[str]:
-        found = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{tag}` = '{value}'",
-                                        max_results=1)
-        return found[0].info.run_id if found else None
-
-    def create(self, name: str, tags: dict[str, str]) -> str:
-        return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
-
-    def log(self, run_id: str, params: Optional[dict[str, str]] = None,
-            metrics: list[tuple[str, float, int]] | tuple[()] = ()) -> None:
-        from mlflow.entities import Metric, Param
-
-        now = int(time.time() * 1000)
-        items = [Param(k, v[:6000]) for k, v in (params or {}).items()]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(run_id, params=items[i:i + 100])
-        points = [Metric(k, v, now, step) for k, v, step in metrics]
-        for i in range(0, len(points), 1000):
-            self.client.log_batch(run_id, metrics=points[i:i + 1000])
-
-    def artifacts(self, run_id: str, paths: list[Path], folder: Optional[str] = None) -> None:
-        for path in paths:
-            if path.is_file():
-                self.client.log_artifact(run_id, str(path), folder)
-
-    def end(self, run_id: str, status: str) -> None:
-        self.client.set_terminated(run_id, STATUS.get(status, "FAILED"))
-
-
-def open_store(options: Any, runs_dir: Path, to: Optional[str] = None,
-               experiment: Optional[str] = None) -> Store:
-    """The store a run's ``logging.mlflow`` options (or ``--to``) name, else the default one."""
-    uri = to or getattr(options, "tracking_uri", None)
-    artifacts = None
-    if uri is None:
-        uri, artifacts = default_uri(runs_dir), runs_dir / ARTIFACTS
-    elif uri.startswith("sqlite:///"):  # artifacts beside the database, not in ./mlruns of the cwd
-        artifacts = Path(uri[len("sqlite:///"):]).parent / ARTIFACTS
-    where = "--to" if to else "logging.mlflow.tracking_uri" if getattr(options, "tracking_uri", None) \
-        else "logging.mlflow"
-    return Store(uri, experiment or getattr(options, "experiment", None), artifacts, where)
+RUN_TAG, UUID_TAG, SWEEP_TAG = "rnnlab.run_id", "rnnlab.run_uuid", "rnnlab.sweep_id"
+PARENT_TAG, MODEL_TAG = "mlflow.parentRunId", "rnnlab.model"
+__all__ = ["Store", "default_uri", "open_store", "require_mlflow", "track", "open_live", "sweep_tracking"]
 
 
 # ----------------------------------------------------------------------------- what is logged
 
 
 def flatten(config: dict[str, Any]) -> dict[str, str]:
-    """The config as MLflow params: dotted keys, values as text (JSON but for strings)."""
-    from .sections import flatten as dotted
+    """The config as MLflow params: dotted keys of the options in effect (``hparams.in_effect``),
+    values as text (JSON but for strings)."""
+    from .hparams import in_effect
 
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in dotted(config).items()}
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in in_effect(config).items()}
 
 
 def numeric(row: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
@@ -137,9 +61,33 @@ def epoch_metrics(row: dict[str, Any]) -> list[tuple[str, float, int]]:
     return [(k, v, step) for k, v in numeric(row) if k != "epoch"]
 
 
+def identity_of(summary: dict[str, Any], run_dir: Path) -> tuple[str, Optional[str]]:
+    """The run's id and unique id (``summary.json``'s ``run_id``, ``run_uuid``): what tells a
+    run apart, whatever its directory is called now."""
+    run_id, run_uuid = summary.get("run_id"), summary.get("run_uuid")
+    return (run_id if isinstance(run_id, str) and run_id else run_dir.name,
+            run_uuid if isinstance(run_uuid, str) and run_uuid else None)
+
+
 def run_tags(summary: dict[str, Any], run_dir: Path) -> dict[str, str]:
-    return {RUN_TAG: run_dir.name, "task": str(summary.get("task")), "model": str(summary.get("model")),
+    run_id, run_uuid = identity_of(summary, run_dir)
+    tags = {RUN_TAG: run_id, "task": str(summary.get("task")), "model": str(summary.get("model")),
             "status": str(summary.get("status"))}
+    if run_uuid is not None:
+        tags[UUID_TAG] = run_uuid
+    return tags
+
+
+def tracked(store: Store, summary: dict[str, Any], run_dir: Path) -> Optional[str]:
+    """The MLflow run already logged for this run (renamed or copied since: the same
+    ``run_uuid``), else None. Runs logged before the uuid tag are matched by their ``run_id``."""
+    run_id, run_uuid = identity_of(summary, run_dir)
+    if run_uuid is not None:
+        found = store.find(UUID_TAG, run_uuid)
+        if found is not None:
+            return found
+    legacy = [r for r in store.search(RUN_TAG, run_id) if UUID_TAG not in r.data.tags]
+    return legacy[0].info.run_id if legacy else None
 
 
 def final_metrics(summary: dict[str, Any]) -> list[tuple[str, float, int]]:
@@ -148,21 +96,75 @@ def final_metrics(summary: dict[str, Any]) -> list[tuple[str, float, int]]:
             + [(k, v, step) for k, v in numeric(summary.get("test") or {}, "test_")])
 
 
-def run_files(run_dir: Path, checkpoint: bool) -> list[tuple[list[Path], Optional[str]]]:
+def run_files(run_dir: Path) -> list[tuple[list[Path], Optional[str]]]:
     plots = sorted((run_dir / runs.PLOTS).glob("*.png"))
-    files = [([run_dir / runs.CONFIG, run_dir / runs.SUMMARY], None), (plots, "plots")]
-    if checkpoint:
-        files.append(([run_dir / runs.CHECKPOINTS / "best.pt"], "checkpoints"))
-    return files
+    return [([run_dir / runs.CONFIG, run_dir / runs.SUMMARY], None), (plots, "plots")]
+
+
+def log_files(store: Store, run_id: str, run_dir: Path, checkpoint: bool) -> Optional[str]:
+    """A finished run's files as artifacts (with ``checkpoint``: its model too, ``log_model``);
+    a note on how the model was logged, if it was."""
+    for paths, folder in run_files(run_dir):
+        store.artifacts(run_id, paths, folder)
+    return log_model(store, run_id, run_dir) if checkpoint else None
+
+
+def log_model(store: Store, run_id: str, run_dir: Path) -> Optional[str]:
+    """``checkpoints/best.pt`` as an artifact, and the best model in MLflow's pytorch flavour
+    (``runs:/<run id>/model``, loadable with ``mlflow.pytorch.load_model`` where rnnlab is
+    importable) when the installed MLflow has it (mlflow-skinny lacks what it needs): a note
+    saying which, also kept as the tag ``rnnlab.model``. None when the run has no best checkpoint."""
+    best = run_dir / runs.CHECKPOINTS / "best.pt"
+    if not best.is_file():
+        return None
+    store.artifacts(run_id, [best], "checkpoints")
+    try:
+        import mlflow.pytorch as flavour
+    except ImportError as exc:
+        note = (f"model logged as checkpoints/best.pt only: this MLflow has no pytorch flavour ({exc}); "
+                "pip install mlflow for the pytorch flavour")
+    else:
+        try:
+            log_flavour(store, run_id, run_dir, flavour)
+            note = "model logged as runs:/<run id>/model (mlflow.pytorch) and checkpoints/best.pt"
+        except Exception as exc:  # noqa: BLE001 - the flavour is an extra; the checkpoint is logged
+            from .mlflow_store import first_line
+
+            note = f"model logged as checkpoints/best.pt only: mlflow.pytorch failed: {first_line(exc)}"
+    store.client.set_tag(run_id, MODEL_TAG, note)
+    return note
+
+
+def log_flavour(store: Store, run_id: str, run_dir: Path, flavour: Any) -> None:
+    """The run's best model (rebuilt from its own files) as ``model/`` in ``mlflow.pytorch``."""
+    import inspect
+
+    import mlflow
+    import torch
+
+    from .evaluation import load_run
+
+    _, _, _, model, _ = load_run(run_dir, "best", "cpu")
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    accepts = inspect.signature(flavour.log_model).parameters
+    where: dict[str, Any] = {"name": "model"} if "name" in accepts else {"artifact_path": "model"}  # MLflow 2
+    if "serialization_format" in accepts:  # MLflow 3's default, pt2, traces forward: not for every model
+        where["serialization_format"] = "pickle"
+    mlflow.set_tracking_uri(store.uri)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            flavour.log_model(model, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"], **where)
+    finally:
+        mlflow.set_tracking_uri(before)
 
 
 def log_run(store: Store, run_dir: Path, parent: Optional[str] = None, checkpoint: bool = False
-            ) -> tuple[Optional[str], bool]:
-    """One finished run from its files: (MLflow run id, whether it was logged now)."""
+            ) -> tuple[Optional[str], bool, Optional[str]]:
+    """One finished run from its files: (MLflow run id, whether it was logged now, the model note)."""
     summary = runs.read_summary(run_dir)
-    known = store.find(RUN_TAG, run_dir.name)
+    known = tracked(store, summary, run_dir)
     if known is not None:
-        return known, False
+        return known, False, None
     import yaml
 
     config = (run_dir / runs.CONFIG).read_text(encoding="utf-8")
@@ -173,10 +175,9 @@ def log_run(store: Store, run_dir: Path, parent: Optional[str] = None, checkpoin
     run_id = store.create(summary.get("name") or run_dir.name, tags)
     metrics = [m for row in runs.read_jsonl(run_dir / runs.METRICS) for m in epoch_metrics(row)]
     store.log(run_id, flatten(yaml.safe_load(config) or {}), metrics + final_metrics(summary))
-    for paths, folder in run_files(run_dir, checkpoint):
-        store.artifacts(run_id, paths, folder)
+    note = log_files(store, run_id, run_dir, checkpoint)
     store.end(run_id, str(summary.get("status")))
-    return run_id, True
+    return run_id, True, note
 
 
 def log_sweep(store: Store, sweep_dir: Path, checkpoint: bool = False) -> list[str]:
@@ -201,7 +202,7 @@ def log_sweep(store: Store, sweep_dir: Path, checkpoint: bool = False) -> list[s
         run = Path(record.run) if record.run else None
         if run is None or not (run / runs.SUMMARY).is_file():
             continue
-        run_id, new = log_run(store, run, parent, checkpoint)
+        run_id, new, _ = log_run(store, run, parent, checkpoint)
         if new and record.status == "pruned":
             store.client.set_tag(run_id, "status", "pruned")
         logged += new
@@ -220,13 +221,16 @@ def log_sweep(store: Store, sweep_dir: Path, checkpoint: bool = False) -> list[s
 
 def track(source: Path, to: Optional[str] = None, experiment: Optional[str] = None) -> list[str]:
     """``rnnlab track RUN_OR_SWEEP``: log finished runs from their files."""
-    require_mlflow("rnnlab track")
     if not source.is_dir():
         raise RunDirError(source, "not found: give a run or sweep directory")
+    if to is not None:
+        check_uri(to, "--to")
+    require_mlflow("rnnlab track")
     if (source / "sweep.yaml").is_file():
         options = sweep_options(source)
         store = open_store(options, source.parent, to, experiment)
-        lines = log_sweep(store, source, bool(getattr(options, "log_checkpoint", False)))
+        with guarded(store):
+            lines = log_sweep(store, source, bool(getattr(options, "log_checkpoint", False)))
     else:
         from .config import build_experiment, read_yaml
 
@@ -234,8 +238,10 @@ def track(source: Path, to: Optional[str] = None, experiment: Optional[str] = No
         exp = build_experiment(read_yaml(run_dir / runs.CONFIG), str(run_dir / runs.CONFIG))
         options = exp.config.logging.mlflow
         store = open_store(options, run_dir.parent, to, experiment)
-        run_id, new = log_run(store, run_dir, None, bool(getattr(options, "log_checkpoint", False)))
+        with guarded(store):
+            run_id, new, note = log_run(store, run_dir, None, bool(getattr(options, "log_checkpoint", False)))
         lines = [f"{run_dir.name}: run {run_id}{'' if new else ' (already tracked)'}"]
+        lines += [note] if note else []
     return [*lines, f"tracking store: {store.uri}"]
 
 
@@ -262,7 +268,7 @@ class LiveRun:
     def __init__(self, store: Store, run_dir: Path, summary: dict[str, Any], config: dict[str, Any],
                  checkpoint: bool) -> None:
         self.store, self.run_dir, self.checkpoint = store, run_dir, checkpoint
-        self.run_id = store.find(RUN_TAG, run_dir.name)  # a resumed run continues its MLflow run
+        self.run_id = tracked(store, summary, run_dir)  # a resumed run continues its MLflow run
         if self.run_id is None:
             self.run_id = store.create(str(summary.get("name") or run_dir.name), run_tags(summary, run_dir))
             store.log(self.run_id, flatten(config))
@@ -276,15 +282,22 @@ class LiveRun:
         status = str(summary.get("status"))
         self.store.client.set_tag(self.run_id, "status", status)
         self.store.log(self.run_id, metrics=final_metrics(summary))
-        for paths, folder in run_files(self.run_dir, self.checkpoint):
-            self.store.artifacts(self.run_id, paths, folder)
+        log_files(self.store, self.run_id, self.run_dir, self.checkpoint)
         self.store.end(self.run_id, status)
 
 
+def check_options(options: Any, where: str = "logging.mlflow") -> None:
+    """Before anything is written: the package is there and the store's URI is one MLflow can
+    use and rnnlab can write (``mlflow_store.check_uri``)."""
+    require_mlflow(where)
+    if getattr(options, "tracking_uri", None):
+        check_uri(options.tracking_uri, f"{where}.tracking_uri")
+
+
 def check_mlflow(options: Any) -> None:
-    """Before a run directory exists: the package is there (when asked for)."""
+    """Before a run directory exists: ``check_options`` (when asked for, and not a sweep's trial)."""
     if options is not None and not os.environ.get(SWEEP_ENV):
-        require_mlflow()
+        check_options(options)
 
 
 def open_live(options: Any, run_dir: Path, summary: dict[str, Any], config: dict[str, Any]
@@ -327,5 +340,6 @@ def sweep_tracking(base: dict[str, Any], sweep_dir: Path, say: Callable[[str], N
         yield
     finally:
         store = open_store(options, sweep_dir.parent)
-        log_sweep(store, sweep_dir, options.log_checkpoint)
+        with guarded(store):
+            log_sweep(store, sweep_dir, options.log_checkpoint)
         say(f"mlflow: sweep logged to {store.uri}")

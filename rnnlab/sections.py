@@ -295,7 +295,8 @@ class MlflowOptions(Strict):
     tracking_uri: Optional[str] = Field(
         None, description="MLflow tracking URI (default: sqlite:///<runs dir>/mlflow.db)")
     experiment: Optional[str] = Field(None, description="MLflow experiment (default: rnnlab)")
-    log_checkpoint: bool = Field(False, description="also log checkpoints/best.pt as an artifact")
+    log_checkpoint: bool = Field(False, description="also log the model: checkpoints/best.pt, and "
+                                 "runs:/<id>/model (mlflow.pytorch) where the installed MLflow has it")
 
 
 class LoggingConfig(Strict):

@@ -247,6 +247,8 @@ class Trainer:
                 self.check_finite(loss, norm, epoch, i)
             self.amp.step(opt)
             s.step += 1
+            if self.tensorboard is not None:  # per-step loss, kept on the device until the epoch ends
+                self.tensorboard.step(s.step, loss)
             elapsed = s.train_seconds + (time.perf_counter() - start)
             advance, stopping = self.plan_step(elapsed)
             if self.per_step:

@@ -72,7 +72,7 @@ def run_sweep(sweep_file: Optional[Path | Sweep], runs_dir: Path, resume: Option
         prepare(sweep)
     tracking = mlflow_log.base_options(sweep.base)
     if tracking is not None:
-        mlflow_log.require_mlflow(f"{sweep.source}: base: logging.mlflow")
+        mlflow_log.check_options(tracking, f"{sweep.source}: base: logging.mlflow")
         # trials leave MLflow to the sweep; set before Ray starts its workers, which inherit it
         os.environ[mlflow_log.SWEEP_ENV] = "1"
     try:
