@@ -66,8 +66,10 @@ def vocab_tokens(run_dir: Path) -> list[str]:
     return json.loads((run_dir / "vocab.json").read_text())["tokens"]
 
 
-@pytest.mark.parametrize("style,name", [("plain", "glove.txt"), ("header", "wiki.vec"), ("gz", "vecs.txt.gz")])
-def test_bilstm_trains_with_vectors_and_predicts_without_the_file(tmp_path: Path, style: str, name: str) -> None:
+@pytest.mark.parametrize("style,name", [("plain", "glove.txt"), ("header", "wiki.vec"),
+                                        ("gz", "vecs.txt.gz")])
+def test_bilstm_trains_with_vectors_and_predicts_without_the_file(tmp_path: Path, style: str,
+                                                                  name: str) -> None:
     path = write_vectors(tmp_path / name, style)
     run = rnnlab.train(config(path), runs_dir=tmp_path / "runs")
     summary = run.summary  # read back through the strict summary check
@@ -147,3 +149,16 @@ def test_summary_read_back_refuses_a_malformed_record(tmp_path: Path) -> None:
     assert check_summary(good, tmp_path) == good
     with pytest.raises(RunDirError, match="'embedding_vectors' must be a mapping with path, sha256"):
         check_summary({"embedding_vectors": {"path": "/v.txt", "coverage": "half"}}, tmp_path)
+
+
+def test_resume_needs_no_vectors_file_and_stays_frozen(tmp_path: Path) -> None:
+    path = write_vectors(tmp_path / "vectors.txt.gz", "gz")
+    run = rnnlab.train(config(path, freeze_embeddings=True), runs_dir=tmp_path / "runs")
+    before = embedding(run.path)
+    path.unlink()
+    result = CliRunner().invoke(app, ["train", "--resume", str(run.path), "--set", "train.epochs=3",
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = runs.read_summary(run.path)
+    assert summary["epochs_completed"] == 3 and summary["embedding_vectors"]["path"] == str(path.resolve())
+    assert torch.equal(embedding(run.path), before)
