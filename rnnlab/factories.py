@@ -15,6 +15,7 @@ from .models.base import Model
 from .runtime import seed_everything
 from .tasks import TASKS
 from .tasks.base import Task, TaskContext
+from .wordvectors import load_into
 
 
 def build_task(exp: Experiment, device: torch.device, run_dir: Optional[Path] = None) -> Task:
@@ -30,12 +31,18 @@ def build(exp: Experiment, device: torch.device, run_dir: Optional[Path] = None
         task = build_task(exp, device, run_dir)
     check_memory(exp, task, device, draw=run_dir is None)
     with allocation_guard(f"the model (model {exp.model.name})"):
-        return task, init_model(exp, task, device)
+        return task, init_model(exp, task, device, pretrained=run_dir is None)
 
 
-def init_model(exp: Experiment, task: Task, device: torch.device) -> Model:
-    """The model as a run of ``exp`` starts: initialised from ``train.seed`` alone."""
+def init_model(exp: Experiment, task: Task, device: torch.device, pretrained: bool = True) -> Model:
+    """The model as a run of ``exp`` starts: initialised from ``train.seed`` alone, then, with
+    ``pretrained``, the vocabulary's rows of ``model.embedding_vectors`` (recorded on the model as
+    ``embedding_vectors``: path, sha256, coverage). A run directory's model skips the file: its
+    checkpoint holds the weights."""
     seed_everything(exp.train.seed)
     model = build_model(exp.model, task.spec, where="config").to(device)
+    source = getattr(exp.model, "embedding_vectors", None)
+    if pretrained and source is not None:
+        model.embedding_vectors = load_into(model, task, source)
     model.flatten_parameters()
     return model

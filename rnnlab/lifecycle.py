@@ -3,6 +3,7 @@ its summary, training, the final test of the best checkpoint, plots, and the sta
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -33,6 +34,8 @@ def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
     from .signals import Stopped
 
     runs.check_runs_dir(runs_dir)
+    if exp.config.logging.plots:
+        prefetch_plotting()
     device = resolve_device(exp.train.device)
     ready = prepare(exp, device)
     try:
@@ -46,6 +49,22 @@ def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
             stop.signum, stop.note = exc.signum, f"{exc} during set-up; no run directory was left"
             raise stop from None
         raise
+
+
+def prefetch_plotting() -> None:
+    """Import matplotlib (about a third of torch's import time) in a background thread, so that
+    it overlaps with building the model and training (torch releases the GIL in its kernels, file
+    writes release it too) instead of adding to the run's end. A failed import is left to the
+    plotting code to report."""
+    import threading
+
+    def load() -> None:
+        try:
+            importlib.import_module("rnnlab.plots")
+        except Exception:  # noqa: BLE001  (reported where the figures are drawn)
+            pass
+
+    threading.Thread(target=load, name="rnnlab-import-plots", daemon=True).start()
 
 
 @dataclass

@@ -12,6 +12,7 @@ the validation metric, set ``on_metric``) and ``options``, the ``train.scheduler
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from typing import Any, Callable, Iterable, Optional
 
@@ -46,6 +47,26 @@ def scheduler_entry(name: str, description: str, options: Iterable[str] = (), pe
 # ----------------------------------------------------------------------------- optimizers
 
 
+# Optimizer methods torch wraps for torch.compile; each wrapper imports torch._dynamo on its first call
+# (seconds, more than torch itself), and rnnlab never compiles. The eager classes call the wrapped
+# methods, with the grad mode the step's wrapper sets: the same arithmetic, no dynamo import.
+_COMPILE_WRAPPED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
+
+
+@functools.lru_cache(maxsize=None)
+def eager(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """A subclass of ``cls`` (same name) whose methods skip torch's compile wrappers."""
+    body: dict[str, Any] = {name: inspect.unwrap(getattr(cls, name)) for name in _COMPILE_WRAPPED}
+    raw_step = inspect.unwrap(cls.step)
+
+    def step(self: torch.optim.Optimizer, closure: Optional[Callable[[], float]] = None) -> Any:
+        with torch.set_grad_enabled(self.defaults.get("differentiable", False)):
+            return raw_step(self, closure)
+
+    body.update(step=step, __module__=cls.__module__, __qualname__=cls.__qualname__, __doc__=cls.__doc__)
+    return type(cls.__name__, (cls,), body)
+
+
 def _adam(cls: type[torch.optim.Optimizer], params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
     try:  # fused: one kernel per step instead of a loop over tensors (on CPU since torch 2.4)
         return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)  # type: ignore[call-arg]
@@ -55,19 +76,19 @@ def _adam(cls: type[torch.optim.Optimizer], params: list[torch.Tensor], cfg: Any
 
 @optimizer_entry("adam", "Adam (torch.optim.Adam); train.lr, train.weight_decay", ("lr", "weight_decay"))
 def adam(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
-    return _adam(torch.optim.Adam, params, cfg)
+    return _adam(eager(torch.optim.Adam), params, cfg)
 
 
 @optimizer_entry("adamw", "AdamW, decoupled weight decay; train.lr, train.weight_decay",
                  ("lr", "weight_decay"))
 def adamw(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
-    return _adam(torch.optim.AdamW, params, cfg)
+    return _adam(eager(torch.optim.AdamW), params, cfg)
 
 
 @optimizer_entry("sgd", "SGD with momentum; train.lr, train.momentum, train.weight_decay",
                  ("lr", "momentum", "weight_decay"))
 def sgd(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return eager(torch.optim.SGD)(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def make_optimizer(cfg: Any, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -15,11 +15,17 @@ if TYPE_CHECKING:
     import torch
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Any, path: Path, margins: Optional[dict[str, float]] = None) -> Path:
+    """Write ``fig`` as a PNG and close it. ``margins`` (``subplots_adjust`` arguments): a fixed
+    layout for a figure drawn on every run, instead of ``tight_layout``, which measures every label
+    (a good part of a short run's start-up)."""
     from .runs import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if margins is None:
+        fig.tight_layout()
+    else:
+        fig.subplots_adjust(**margins)
     atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
     plt.close(fig)
     return path
@@ -30,10 +36,25 @@ def _spans_decades(values: list[Any]) -> bool:
     return bool(finite) and max(finite) / min(finite) > 30
 
 
+def _plain_log_labels(ax: Any) -> None:
+    """Log-scale tick labels as plain numbers (0.01, 1, 100): no mathtext, whose parser costs
+    more to start than the whole figure takes to draw."""
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLog(LogFormatter):
+        def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:  # 0.1, not 1e-01
+            return f"{x:g}"
+
+    if ax.get_yscale() == "log":
+        ax.yaxis.set_major_formatter(PlainLog(labelOnlyBase=False))
+        ax.yaxis.set_minor_formatter(PlainLog(labelOnlyBase=False))
+
+
 def learning_curves(history: list[dict[str, Any]], path: Path, metric: str,
                     clip: Optional[float]) -> Path:
     """Loss (train/val), the task metric, learning rate and the pre-clip gradient norm with the
-    clip threshold and the fraction of steps clipped, per epoch."""
+    clip threshold and the fraction of steps clipped, per epoch. Drawn after every run, so laid out
+    with fixed margins and plain log-scale labels (cheap)."""
     from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
@@ -71,7 +92,9 @@ def learning_curves(history: list[dict[str, Any]], path: Path, metric: str,
     for ax in axes.flat:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
-    return _save(fig, path)
+        _plain_log_labels(ax)
+    margins = dict(left=0.065, right=0.93 if clip else 0.98, bottom=0.085, top=0.95, wspace=0.17, hspace=0.3)
+    return _save(fig, path, margins)
 
 
 def bpc_curve(history: list[dict[str, Any]], path: Path) -> Path:
@@ -94,6 +117,10 @@ def bpc_curve(history: list[dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
+# the sine figures' fixed layout (one 10 x 4 in panel; what tight_layout finds for their labels)
+SINE_MARGINS = dict(left=0.08, right=0.985, bottom=0.145, top=0.91)
+
+
 def sine_forecast_plot(task: Any, p: dict[str, "torch.Tensor"], path: Path) -> Path:
     """One-step (or first-step) predictions against the noisy and clean series on the test split."""
     pos = p["pos"][:, 0].cpu().numpy()
@@ -109,7 +136,7 @@ def sine_forecast_plot(task: Any, p: dict[str, "torch.Tensor"], path: Path) -> P
     ax.plot(pos, pred, "-", color="C3", label="prediction (1 step ahead)")
     ax.set(title="test split: one-step forecast", xlabel="t", ylabel="y")
     ax.legend()
-    return _save(fig, path)
+    return _save(fig, path, SINE_MARGINS)
 
 
 def sine_rollout_plot(task: Any, p: dict[str, "torch.Tensor"], path: Path) -> Path:
@@ -125,7 +152,7 @@ def sine_rollout_plot(task: Any, p: dict[str, "torch.Tensor"], path: Path) -> Pa
                 color=f"C{k + 1}", label=f"rollout from t={int(p['pos'][i, 0]) - 1}")
     ax.set(title=f"test split: {task.options.horizon}-step rollouts", xlabel="t", ylabel="y")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _save(fig, path, SINE_MARGINS)
 
 
 def gradflow_plot(curves: list[Any], path: Path) -> Path:

@@ -36,6 +36,9 @@ _BOOL = (lambda v: isinstance(v, bool), "true or false")
 _METRICS = (_metrics, "a mapping of metric names to numbers")
 _DICT = (lambda v: isinstance(v, dict), "a mapping")
 _LIST = (lambda v: isinstance(v, list), "a list")
+_VECTORS = (lambda v: isinstance(v, dict) and isinstance(v.get("path"), str)
+            and isinstance(v.get("sha256"), str) and _number(v.get("coverage")),
+            "a mapping with path, sha256 and coverage")
 
 SUMMARY_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "status": _STR, "run_id": _STR, "run_uuid": _STR, "name": _OPT_STR, "task": _STR, "model": _STR,
@@ -46,6 +49,7 @@ SUMMARY_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "started": _STR, "finished": _STR, "error": _STR, "command": _STR, "cpu": _STR,
     "data": _DICT, "determinism": _DICT, "versions": _DICT, "resumed": _LIST, "plugins": _LIST,
     "distributed": (_optional(lambda v: isinstance(v, dict)), "a mapping or null"),
+    "embedding_vectors": _VECTORS,
 }
 
 

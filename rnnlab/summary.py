@@ -63,6 +63,7 @@ class RunSummary(TypedDict, total=False):
     replay_of: str
     distributed: Optional[dict[str, Any]]
     plugins: list[dict[str, str]]
+    embedding_vectors: dict[str, Any]  # model.embedding_vectors: path, sha256, coverage (share of vocabulary)
 
 
 def new(exp: "Experiment", run_dir: Path, task: "Task", model: "Model", device: "torch.device",
@@ -89,6 +90,8 @@ def new(exp: "Experiment", run_dir: Path, task: "Task", model: "Model", device: 
         "command": invocation(),
         "started": runs.now_iso(),
     }
+    if model.embedding_vectors is not None:
+        summary["embedding_vectors"] = model.embedding_vectors
     used = plugins.records(exp.config.plugins)
     if used:
         summary["plugins"] = used

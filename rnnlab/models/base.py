@@ -31,6 +31,8 @@ class Model(nn.Module):
     #: whether forward() handles ``spec.output == "horizon"`` itself (seq2seq) or the generic
     #: autoregressive ``forecast`` is used.
     native_horizon = False
+    #: what ``model.embedding_vectors`` loaded (path, sha256, coverage), for the run's summary
+    embedding_vectors: Optional[dict[str, Any]] = None
 
     def __init__(self, options: ModelOptions, spec: TaskSpec) -> None:
         super().__init__()

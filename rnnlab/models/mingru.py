@@ -45,6 +45,7 @@ class MinRecurrent(Recurrent):
         if options.conv == 1:
             raise ConfigError(where, "model.conv: a kernel of 1 is no convolution over time; use 0 "
                               "(none) or >= 2")
+        super().check_options(options, where)
 
     @classmethod
     def check_spec(cls, options: Any, spec: TaskSpec, where: str) -> None:

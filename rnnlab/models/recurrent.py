@@ -34,6 +34,10 @@ class RecurrentOptions(ModelOptions):
         None, ge=0, lt=1, description="token tasks: dropout on the embeddings (default: model.dropout)")
     one_hot: bool = Field(False, description="token tasks: one-hot inputs instead of an embedding")
     tie_weights: bool = Field(False, description="token->token tasks: share embedding and output weights")
+    embedding_vectors: Optional[str] = Field(
+        None, description="token tasks: pretrained word vectors (word2vec/GloVe/fastText .vec text, "
+        "optionally .gz) for the vocabulary's words; dimension = embedding_dim")
+    freeze_embeddings: bool = Field(False, description="keep the pretrained embedding fixed in training")
     pooling: Literal["last", "mean", "max"] = Field(
         "last", description="last-step tasks: final state(s), or mean/max over real steps")
 
@@ -53,7 +57,19 @@ class Recurrent(Model):
     cell: type[nn.RNNBase] = nn.LSTM
 
     @classmethod
+    def check_options(cls, options: Any, where: str) -> None:
+        if options.freeze_embeddings and options.embedding_vectors is None:
+            raise ConfigError(where, "model.freeze_embeddings: needs model.embedding_vectors (the "
+                              "pretrained vectors to keep fixed)")
+        if options.freeze_embeddings and options.tie_weights:
+            raise ConfigError(where, "model.freeze_embeddings: not with model.tie_weights (the output "
+                              "layer shares the embedding's weights, so it would be frozen too)")
+
+    @classmethod
     def check_spec(cls, options: Any, spec: TaskSpec, where: str) -> None:
+        if options.embedding_vectors is not None and (spec.input_kind != "tokens" or options.one_hot):
+            raise ConfigError(where, "model.embedding_vectors: needs token inputs with an embedding "
+                              "(a token task, model.one_hot: false)")
         if options.bidirectional and spec.causal:
             raise ConfigError(where, "model.bidirectional: not allowed for this task: it is causal "
                               "(a backward pass would read the future it must predict)")
@@ -85,6 +101,8 @@ class Recurrent(Model):
         self.head = nn.Linear(self.head_features(), spec.output_size)
         if o.tie_weights and self.embed is not None:
             self.head.weight = self.embed.weight
+        if o.freeze_embeddings and self.embed is not None:  # out of the optimizer (also on resume)
+            self.embed.weight.requires_grad_(False)
 
     def head_features(self) -> int:
         """What the head reads per prediction: the core's output (all directions)."""

@@ -171,6 +171,11 @@ class Task:
         """Facts about the data worth recording in the summary (sizes, vocabulary, ...)."""
         return {}
 
+    def embedding_words(self) -> Optional[list[Optional[str]]]:
+        """Token tasks: the token of each input id (None for special ids such as padding), which
+        ``model.embedding_vectors`` looks up; None: no vocabulary of words."""
+        return None
+
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator | None,
                   drop_last: bool = False) -> Iterator[torch.Tensor]:

@@ -363,6 +363,9 @@ class CharLM(Task):
         write_text(path, "\n".join(parts))
         return [path]
 
+    def embedding_words(self) -> list[Optional[str]]:
+        return [None, *self.vocab.chars]  # id 0 is <unk>
+
     def describe(self) -> dict[str, Any]:
         val_start, val_stop = self.bounds["val"]
         out: dict[str, Any] = {

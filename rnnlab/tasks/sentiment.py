@@ -326,6 +326,9 @@ class Sentiment(Task):
         return [confusion_matrix_plot(matrix, self.classes, run_dir / runs.PLOTS / "confusion_matrix.png",
                                       "test split")]
 
+    def embedding_words(self) -> list[Optional[str]]:
+        return [None, None, *self.vocab.tokens[2:]]  # <pad> and <unk> have no pretrained vector
+
     def describe(self) -> dict[str, Any]:
         files = {split: sorted({row.source for row in rows}) for split, rows in self.sources.items()}
         out: dict[str, Any] = {"source": "tiny set" if self.data.path is None and self.data.train is None
