@@ -1,7 +1,8 @@
 """What the task checks need to see of a task: which examples or series positions each split
 reads and scores (``Layout``), and a perfect predictor (``Oracle``) with the metrics it must
-reach. Built-in tasks are read here; a plugin task may provide ``split_layout() -> Layout``
-itself (otherwise its split checks are skipped with a note).
+reach. Built-in tasks are read here; a task (built-in or a plugin's) may provide
+``split_layout() -> Layout`` itself (otherwise its split checks are skipped with a note) and
+``perfect_predictor() -> (model, {metric: value it must score})`` (otherwise that check is skipped).
 
 How the built-in tasks are seen
 - ``mnist``: the image rows of each split; ``sentiment``: each example matched to the source row
@@ -219,6 +220,10 @@ def perfect(task: Any) -> Optional[tuple[dict[str, dict[str, float]], dict[str, 
     task has no built-in oracle."""
     from ..evaluation import evaluate
 
+    own = getattr(task, "perfect_predictor", None)
+    if callable(own):  # a task that can compute its own answers (the synthetic memory tasks, a plugin)
+        oracle, want = own()
+        return {s: evaluate(task, oracle, s, 32) for s in SPLITS}, want
     module = builtin(task)
     zero = {"loss": 0.0}
     if module == "rnnlab.tasks.sine":
