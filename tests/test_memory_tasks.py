@@ -136,8 +136,8 @@ def test_copy_bigger_vocabularies_need_wider_token_ids() -> None:
 
 
 @pytest.mark.parametrize("name,opts", [("adding", {"length": 25}),
-                                       ("copy", {"length": 9, "n_tokens": 4}),
-                                       ("selective_copy", {"length": 20, "n_tokens": 4})])
+                                       ("copy", {"length": 9, "n_tokens": 7}),
+                                       ("selective_copy", {"length": 20, "n_tokens": 5})])
 def test_generation_is_seeded_and_splits_are_independent_of_the_others_sizes(name: str, opts: dict) -> None:
     a, b = make(name, **opts), make(name, **opts)
     for split in ("train", "val", "test"):
@@ -165,8 +165,22 @@ def test_rnnlab_check_passes(name: str) -> None:
     ({"name": "selective_copy", "length": 5, "n_tokens": 8}, "task.n_tokens: 8 data tokens do not fit"),
     ({"name": "selective_copy", "noise": 0}, "task.noise: must be >= 1, got 0"),
     ({"name": "adding", "length": 10**9}, "task: 12000 sequences of 1000000000 steps"),
+    ({"name": "copy", "symbols": 2, "n_tokens": 3}, "task: cannot draw val sequences unlike"),
 ])
 def test_bad_options_are_config_errors_naming_the_field(task: dict, text: str) -> None:
     with pytest.raises(ConfigError) as err:
-        build_experiment(raw(task))
+        build_task(build_experiment(raw(task)), torch.device("cpu"))
     assert text in str(err.value)
+
+
+def test_a_sequence_drawn_into_two_splits_fails_the_split_check() -> None:
+    from rnnlab.testing.layouts import layout
+    from rnnlab.testing.task_checks import disjoint
+
+    task = make("copy", length=9, n_tokens=2, symbols=8, n_train=40, n_val=20, n_test=4)  # 64 sequences
+    assert disjoint(layout(task))[0] == "pass"  # redrawn: none of val/test is a training sequence
+    assert len({row.numpy().tobytes() for row in task.x["val"]} & {row.numpy().tobytes()
+                                                                   for row in task.x["train"]}) == 0
+    task.x["test"][3] = task.x["train"][3]
+    status, text = disjoint(layout(task))
+    assert status == "fail" and "train and test share 1 example" in text

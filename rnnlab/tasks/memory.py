@@ -15,7 +15,9 @@ Token ids of the copy tasks: ``0 .. noise-1`` noise (0 is also the blank of the 
 ``noise .. noise+symbols-1`` the data symbols, ``noise+symbols`` the delimiter; the model's
 ``symbols`` classes are the data symbols. The three splits are drawn independently, each from its
 own seed derived from the data seed, so changing ``n_train`` leaves the validation and test sets
-as they were. Every task reports its trivial baseline beside the model's figure.
+as they were (except where one of their sequences had to be redrawn: a copy-task sequence that an
+earlier split holds is redrawn, so no sequence is in two splits). Every task reports its trivial
+baseline beside the model's figure.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "val", "test")
 MAX_VALUES = 2_000_000_000  # stored values over all splits: beyond this, name the options to lower
+REDRAWS = 20  # rounds of redrawing a val/test sequence that an earlier split holds
 
 
 class MemoryOptions(TaskOptions):
@@ -48,11 +51,13 @@ class MemoryOptions(TaskOptions):
 
 class MemoryTask(Task):
     """Shared by the three tasks: seeded generation of each split into tensors on the device,
-    batches by indexing, the split layout and the perfect predictor the checks use."""
+    batches by indexing; ``answer`` computes the targets from the inputs (``rnnlab check``'s
+    perfect predictor)."""
 
     DataOptions = DataOptions
     options: Any
     CHANNELS: ClassVar[int] = 1  # stored values per step
+    CAN_REPEAT: ClassVar[bool] = False  # two draws can give the same sequence (discrete tokens)
 
     @classmethod
     def steps(cls, options: Any) -> int:
@@ -75,9 +80,27 @@ class MemoryTask(Task):
         sizes = {"train": o.n_train, "val": o.n_val, "test": o.n_test}
         self.x: dict[str, torch.Tensor] = {}
         self.y: dict[str, torch.Tensor] = {}
+        seen: set[bytes] = set()  # sequences of the earlier splits (tasks whose sequences can repeat)
         for split, seed in zip(SPLITS, seeds.tolist()):
-            x, y = self.generate(sizes[split], torch.Generator().manual_seed(seed))
+            gen = torch.Generator().manual_seed(seed)
+            x, y = self.generate(sizes[split], gen)
+            if self.CAN_REPEAT:
+                x, y = self.unseen(x, y, seen, gen, split)
+                seen.update(row.numpy().tobytes() for row in x)
             self.x[split], self.y[split] = x.to(self.device), y.to(self.device)
+
+    def unseen(self, x: torch.Tensor, y: torch.Tensor, seen: set[bytes], gen: torch.Generator,
+               split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Redraw the sequences an earlier split holds (a test sequence the model trained on tests
+        no memory): tasks with few distinct sequences (few symbols and tokens) could draw one."""
+        for _ in range(REDRAWS):
+            again = [i for i, row in enumerate(x) if row.numpy().tobytes() in seen]
+            if not again:
+                return x, y
+            fresh_x, fresh_y = self.generate(len(again), gen)
+            x[again], y[again] = fresh_x, fresh_y
+        raise ConfigError("task", f"cannot draw {split} sequences unlike the earlier splits' (too few "
+                          "distinct sequences); raise task.symbols or task.n_tokens, or lower task.n_train")
 
     # ------------------------------------------------------------------ per task
     def generate(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,19 +139,6 @@ class MemoryTask(Task):
         o = self.options
         return {"length": o.length, "steps": self.steps(o),
                 **{split: int(len(self.x[split])) for split in SPLITS}}
-
-    # ------------------------------------------------------------------ checks (rnnlab check)
-    def split_layout(self) -> Any:
-        """Each sequence's id is its content, so a sequence drawn into two splits shows."""
-        from ..testing.layouts import Layout
-
-        flat = [self.x[s].reshape(len(self.x[s]), -1).cpu() for s in SPLITS]
-        _, ids = torch.unique(torch.cat(flat), dim=0, return_inverse=True)
-        return Layout("examples", dict(zip(SPLITS, ids.split([len(f) for f in flat]))))
-
-    def perfect_predictor(self) -> tuple[torch.nn.Module, dict[str, float]]:
-        """A model answering from ``answer`` (not from a lookup of the data), and its metrics."""
-        raise NotImplementedError
 
 
 # ============================================================================= adding
@@ -178,11 +188,6 @@ class Adding(MemoryTask):
         baseline = (1.0 - y).pow(2).mean().item()  # always answering 1.0, the expected sum
         return {"loss": mse, "mse": mse, "baseline_mse": baseline, "mse_over_baseline": mse / baseline}
 
-    def perfect_predictor(self) -> tuple[torch.nn.Module, dict[str, float]]:
-        from ..testing.layouts import Oracle
-
-        return Oracle(lambda x, _: self.answer(x)), {"loss": 0.0, "mse": 0.0, "mse_over_baseline": 0.0}
-
 
 # ============================================================================= copy tasks
 
@@ -213,6 +218,7 @@ class CopyTask(MemoryTask):
     """Token sequences whose last ``n_tokens`` steps are scored against the data symbols."""
 
     Options = CopyOptions
+    CAN_REPEAT = True
     noise = 1
 
     def __init__(self, options: Any, data: Any, context: TaskContext) -> None:
@@ -262,15 +268,6 @@ class CopyTask(MemoryTask):
                 "sequence_accuracy": right.all(1).double().mean().item(),
                 "baseline_loss": baseline_loss,
                 "baseline_accuracy": (y == self.prior.argmax()).double().mean().item()}
-
-    def perfect_predictor(self) -> tuple[torch.nn.Module, dict[str, float]]:
-        from ..testing.layouts import CONFIDENT, Oracle
-
-        def answer(x: torch.Tensor, _: Any) -> torch.Tensor:
-            out = torch.zeros(len(x), x.shape[1], self.options.symbols, device=x.device)
-            out[:, -self.options.n_tokens:] = F.one_hot(self.answer(x), self.options.symbols) * CONFIDENT
-            return out
-        return Oracle(answer), {"loss": 0.0, "accuracy": 1.0, "sequence_accuracy": 1.0}
 
     def describe(self) -> dict[str, Any]:
         o = self.options
