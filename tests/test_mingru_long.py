@@ -101,3 +101,24 @@ def test_conv_state_carried_past_variable_lengths_continues_each_sequence(family
     for b, n in enumerate(lengths.tolist()):
         whole, _ = net(torch.cat([first[b:b + 1, :n], second[b:b + 1]], 1))
         assert torch.allclose(out[b], whole[0, n:], atol=1e-9, rtol=0)
+
+
+def test_shipped_pixel_blocks_config_trains_on_the_loader(tmp_path) -> None:
+    import math
+
+    from rnnlab.config import load_experiment
+    from rnnlab.progress import Reporter
+    from rnnlab.trainer import Trainer
+
+    from .conftest import CONFIGS
+    from .mnist_data import write_tiny_mnist
+
+    write_tiny_mnist(tmp_path / "data", n_train=60, n_test=20)
+    exp = load_experiment(CONFIGS / "mingru_pixel_mnist_blocks.yaml", [
+        "train.epochs=1", "train.steps_per_epoch=1", "train.batch_size=8", "train.threads=1",
+        "task.val_size=20", f"data.root={tmp_path / 'data'}", "data.download=false"])
+    task, net = build(exp, CPU)
+    u = 1 / (1 - keep_per_step(net, "mingru")) - 1
+    assert 700 < float(u.max()) <= 783 * (1 + 1e-3)  # chrono_init: auto = the 784 steps
+    row = Trainer(exp, task, net, tmp_path, Reporter(quiet=True), CPU, 1).train_epoch()
+    assert math.isfinite(row["train_loss"])
