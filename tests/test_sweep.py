@@ -164,6 +164,12 @@ def test_every_shipped_sweep_file_expands_into_valid_trials(path: Path) -> None:
     task = base["task"]["name"]
     if task not in TASKS:  # e.g. the mnist sweep, before the mnist task is merged
         pytest.skip(f"task {task!r} is not registered in this build")
+    from rnnlab.models import MODELS
+
+    recipes = (raw.get("grid") or {}).get("model") or []  # a grid over whole model sections
+    missing = [m["name"] for m in recipes if isinstance(m, dict) and m.get("name") not in MODELS]
+    if missing:  # e.g. s4d in the long-memory sweep, before that family is merged
+        pytest.skip(f"model {missing[0]!r} is not registered in this build")
     assert len(expand(load_sweep(path))) >= 2
 
 

@@ -3,7 +3,7 @@ the same embedding, pooling, heads, dropout, bidirectionality and forecasting as
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import torch
 from pydantic import Field
@@ -22,6 +22,11 @@ class MinRNNOptions(RecurrentOptions):
     forget_bias: Optional[float] = Field(
         None, description="initial bias of the gate that keeps the state (minLSTM's f; minGRU's 1 - z, "
         "so z's bias is minus this): larger keeps memory longer at the start; default: PyTorch's init")
+    chrono_init: Optional[Union[int, Literal["auto"]]] = Field(
+        None, description="chrono initialisation (Tallec & Ollivier 2018) for dependencies up to T_max "
+        "steps: the keeping gate's bias log(u), u ~ U[1, T_max - 1] per unit (the other gate's minus "
+        "it), so units keep memory over 2 to T_max steps; auto: T_max = the task's sequence length "
+        "(tasks with a fixed length); default: off")
     block: Literal["plain", "residual"] = Field(
         "plain", description="plain: layers stacked as in nn.GRU; residual: the paper's LM block "
         "(norm, minRNN, residual, feed-forward) per layer")
@@ -45,12 +50,22 @@ class MinRecurrent(Recurrent):
         if options.conv == 1:
             raise ConfigError(where, "model.conv: a kernel of 1 is no convolution over time; use 0 "
                               "(none) or >= 2")
+        if options.chrono_init is not None:
+            if options.forget_bias is not None:
+                raise ConfigError(where, "model.chrono_init: sets the gate biases forget_bias would set; "
+                                  "give one of the two")
+            if options.chrono_init != "auto" and options.chrono_init < 2:
+                raise ConfigError(where, f"model.chrono_init: T_max must be >= 2 (steps of memory), "
+                                  f"got {options.chrono_init}")
         super().check_options(options, where)
 
     @classmethod
     def check_spec(cls, options: Any, spec: TaskSpec, where: str) -> None:
         if options.tie_weights and options.block == "residual" and options.bidirectional:
             raise ConfigError(where, "model.tie_weights: not with a bidirectional residual stack")
+        if options.chrono_init == "auto" and (spec.window is None or spec.window < 2):
+            raise ConfigError(where, "model.chrono_init: auto takes T_max from the task's sequence length, "
+                              "and this task has none fixed; give T_max (steps), e.g. chrono_init: 100")
         super().check_spec(options, spec, where)
 
     def build_core(self, input_size: int, options: Any) -> nn.Module:
@@ -80,7 +95,7 @@ class MinRecurrent(Recurrent):
     def reset_parameters_(self) -> None:
         """``init``: default (PyTorch's), normal (weights N(0, init_std), biases 0) or orthogonal
         (no matrix here is recurrent, so every matrix gets xavier as the classic families' input
-        weights do, biases 0). Norms keep weight 1, bias 0. Then ``forget_bias``."""
+        weights do, biases 0). Norms keep weight 1, bias 0. Then ``forget_bias`` or ``chrono_init``."""
         o = self.options
         if o.init != "default":
             for module in self.modules():
@@ -93,12 +108,29 @@ class MinRecurrent(Recurrent):
                         nn.init.normal_(param, std=o.init_std)
                     elif param.dim() >= 2:
                         nn.init.xavier_uniform_(param)
+        if o.chrono_init is not None:
+            self.chrono_(self.spec.window if o.chrono_init == "auto" else o.chrono_init)
         if o.forget_bias is None:
             return
         value = -o.forget_bias if self.family == "mingru" else o.forget_bias
         with torch.no_grad():
             for layer in self.rnn.layers:
                 layer.proj.bias.view(layer.directions, GATES[self.family], -1)[:, 0] = value
+
+    def chrono_(self, t_max: int) -> None:
+        """Chrono initialisation: the keeping gate's bias ``log(u)``, ``u ~ U[1, t_max - 1]`` (drawn
+        from torch's generator, i.e. ``train.seed``), and the other gate's ``-log(u)``. At a zero input
+        a unit then keeps ``u / (1 + u)`` of its state per step: a memory of ``1 + u`` steps, spread
+        over 2 .. ``t_max``. minGRU: ``1 - z = sigmoid(-b_z)``, so ``b_z = -log(u)``; minLSTM:
+        ``f' = f / (f + i)`` with ``b_f = log(u)``, ``b_i = -log(u)``."""
+        with torch.no_grad():
+            for layer in self.rnn.layers:
+                bias = layer.proj.bias.view(layer.directions, GATES[self.family], -1)
+                keep = torch.empty_like(bias[:, 0]).uniform_(1.0, max(1.0, t_max - 1.0)).log_()
+                if self.family == "mingru":
+                    bias[:, 0] = -keep
+                else:
+                    bias[:, 0], bias[:, 1] = keep, -keep
 
 
 @MODELS.register("mingru", "minGRU (Feng et al. 2024): gates from the input only, parallel/fused "

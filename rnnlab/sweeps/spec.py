@@ -103,6 +103,11 @@ class Trial:
 
 
 def show(value: Any) -> str:
+    """A swept value as tables, plots and run names show it; a whole section (a grid over
+    ``model:`` mappings, one recipe per family) as its name and then its other options."""
+    if isinstance(value, dict):
+        items = [show(value["name"])] if "name" in value else []
+        return " ".join(items + [f"{k}={show(v)}" for k, v in value.items() if k != "name"])
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 

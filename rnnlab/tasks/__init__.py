@@ -7,7 +7,7 @@ from ..registry import Registry
 TASKS: Registry = Registry("task")
 
 # registration side effects: each module registers its task
-from . import charlm, mnist, sentiment, series, sine  # noqa: E402,F401
+from . import charlm, memory, mnist, sentiment, series, sine  # noqa: E402,F401
 from .base import Batch, Task, TaskSpec  # noqa: E402
 
 __all__ = ["TASKS", "Batch", "Task", "TaskSpec"]

@@ -87,8 +87,17 @@ def _sentiment(folder: Path) -> list[Case]:
     return [Case("sentiment", "sentiment (built-in tiny set)", {"task": {"name": "sentiment"}})]
 
 
+def _memory(name: str, **options: Any) -> Callable[[Path], list[Case]]:
+    def cases(folder: Path) -> list[Case]:
+        task = {"name": name, "n_train": 64, "n_val": 40, "n_test": 40, **options}
+        return [Case(name, f"{name} (length: {options['length']}, generated)", {"task": task})]
+    return cases
+
+
 BUILTIN: dict[str, Callable[[Path], list[Case]]] = {
     "sine": _sine, "series": _series, "mnist": _mnist, "charlm": _charlm, "sentiment": _sentiment,
+    "adding": _memory("adding", length=30), "copy": _memory("copy", length=12, n_tokens=6),
+    "selective_copy": _memory("selective_copy", length=24, n_tokens=6, symbols=8, noise=3),
 }
 
 

@@ -8,6 +8,9 @@ How the built-in tasks are seen
   it came from (text and label), so a row used twice or in two splits shows.
 - ``sine``, ``series``: the positions of every window's inputs and targets (``sine`` locates its
   input values in the generated series, which are all distinct).
+- ``adding``, ``copy``, ``selective_copy`` (generated): each sequence's id is its content, so a
+  sequence drawn into two splits shows; their oracle computes the answer from the inputs
+  (``task.answer``), not from a lookup.
 - ``charlm``: the text is replaced by its own positions (character i is "i") for the duration
   of the check, so the training batches and the evaluation streams show the positions they read;
   an oracle that predicts "x + 1" then must score loss 0 on every split.
@@ -178,10 +181,28 @@ def _echo(n: int, seen: list[torch.Tensor]) -> Oracle:
     return Oracle(answer)
 
 
+def _memory_layout(task: Any) -> Layout:
+    flat = [task.x[s].reshape(len(task.x[s]), -1).cpu() for s in SPLITS]
+    _, ids = torch.unique(torch.cat(flat), dim=0, return_inverse=True)
+    return Layout("examples", dict(zip(SPLITS, ids.split([len(f) for f in flat]))))
+
+
+def _memory_oracle(task: Any) -> tuple[Oracle, dict[str, float]]:
+    if task.spec.output == "last":  # adding
+        return Oracle(lambda x, _: task.answer(x)), {"loss": 0.0, "mse": 0.0, "mse_over_baseline": 0.0}
+    k, classes = task.options.n_tokens, task.spec.output_size
+
+    def answer(x: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
+        out = torch.zeros(len(x), x.shape[1], classes, device=x.device)
+        out[:, -k:] = one_hot_logits(task.answer(x), classes)
+        return out
+    return Oracle(answer), {"loss": 0.0, "accuracy": 1.0, "sequence_accuracy": 1.0}
+
+
 LAYOUTS: dict[str, Callable[[Any], Layout]] = {
     "rnnlab.tasks.mnist": _mnist_layout, "rnnlab.tasks.sentiment": _sentiment_layout,
     "rnnlab.tasks.sine": _sine_layout, "rnnlab.tasks.series": _series_layout,
-    "rnnlab.tasks.charlm": _charlm_layout,
+    "rnnlab.tasks.charlm": _charlm_layout, "rnnlab.tasks.memory": _memory_layout,
 }
 
 
@@ -247,6 +268,9 @@ def perfect(task: Any) -> Optional[tuple[dict[str, dict[str, float]], dict[str, 
             rows = [x[i, :int(lengths[i])] for i in range(len(x))]
             return one_hot_logits(torch.stack([table[key(r)] for r in rows]), classes).to(x.device)
         return {s: evaluate(task, Oracle(answer), s, 32) for s in SPLITS}, {**zero, "accuracy": 1.0}
+    if module == "rnnlab.tasks.memory":
+        oracle, want = _memory_oracle(task)
+        return {s: evaluate(task, oracle, s, 32) for s in SPLITS}, want
     if module == "rnnlab.tasks.charlm":
         with positions_as_text(task) as n:
             out = {s: evaluate(task, _echo(n, []), s, 32) for s in ("val", "test")}
