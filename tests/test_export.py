@@ -125,11 +125,17 @@ def test_elman_rnn_is_exported_as_nn_rnn() -> None:
         assert torch.allclose(plain(x)[0], elman(x)[0], atol=1e-6)
 
 
-def test_a_difference_over_the_tolerance_is_an_error_and_keeps_nothing(charlm_run: Path,
-                                                                        tmp_path: Path) -> None:
+def test_a_difference_over_the_tolerance_is_an_error_and_keeps_nothing(
+        charlm_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rnnlab.export as export
+
     out = tmp_path / "lm.pt"
-    with pytest.raises(ExportError, match="differs from PyTorch"):
-        export_run(charlm_run, "torchscript", out=out, tolerance=-1.0)
+    monkeypatch.setattr(export, "verify", lambda *a, **k: {"batch 8 x 16 steps": 0.227})
+    with pytest.raises(ExportError, match="differs from PyTorch by 0.227"):
+        export_run(charlm_run, "torchscript", out=out)
+    monkeypatch.setattr(export, "verify", lambda *a, **k: {"batch 8 x 16 steps": float("nan")})
+    with pytest.raises(ExportError, match="differs from PyTorch by nan"):
+        export_run(charlm_run, "torchscript", out=out)
     assert not out.exists() and not list(tmp_path.iterdir())
 
 

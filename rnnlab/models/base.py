@@ -31,6 +31,10 @@ class Model(nn.Module):
     #: whether forward() handles ``spec.output == "horizon"`` itself (seq2seq) or the generic
     #: autoregressive ``forecast`` is used.
     native_horizon = False
+    #: whether the model reads windows of exactly ``spec.window`` steps (a fixed time axis on export)
+    fixed_window = False
+    #: formats ``rnnlab export`` refuses for this family, with the reason (checked before any work)
+    export_refusals: dict[str, str] = {}
 
     def __init__(self, options: ModelOptions, spec: TaskSpec) -> None:
         super().__init__()
@@ -58,6 +62,11 @@ class Model(nn.Module):
             preds.append(step)
             window = torch.cat([window[:, 1:], step], dim=1)
         return torch.cat(preds, dim=1)
+
+    def export_module(self) -> nn.Module:
+        """The module ``rnnlab export`` traces: the model itself, or a twin computing the same
+        function in a form the exporters can trace."""
+        return self
 
     def reset_parameters_(self) -> None:
         opts = self.options

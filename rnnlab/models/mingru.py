@@ -52,6 +52,18 @@ class MinRecurrent(Recurrent):
             raise ConfigError(where, "model.tie_weights: not with a bidirectional residual stack")
         super().check_spec(options, spec, where)
 
+    def export_module(self) -> nn.Module:
+        """A copy whose layers run the ``loop`` form (see ``scan.py``): what the exporters can trace."""
+        import copy
+
+        from .minrnn import MinLayer
+
+        twin = copy.deepcopy(self)
+        for layer in twin.modules():
+            if isinstance(layer, MinLayer):
+                layer.form = "loop"
+        return twin
+
     def build_core(self, input_size: int, options: Any) -> nn.Module:
         o = options
         return MinStack(self.family, input_size, o.hidden_size, o.num_layers, o.bidirectional,
