@@ -98,13 +98,14 @@ def check_frequency(series: Series, run_freq: Frequency, file: Path, run_dir: Pa
 def scaled_window(task: Any, values: np.ndarray, n: int, file: Path) -> torch.Tensor:
     """The last lookback rows scaled by the run's scaler, refused if not finite once scaled."""
     lookback = task.options.lookback
-    scaled = task.scaler.transform(values[-lookback:])
-    bad = np.argwhere(~np.isfinite(scaled))
+    window = torch.from_numpy(task.scaler.transform(values[-lookback:])).float()  # the model's float32
+    bad = torch.nonzero(~torch.isfinite(window))
     if len(bad):
-        r, c = bad[0]
+        r, c = (int(i) for i in bad[0])
         raise DataError(file, f"row {n - lookback + r + 1}, column {task.inputs[c]!r}: "
-                        f"{values[-lookback:][r, c]:g} is not finite once scaled by the run's scaler")
-    return torch.from_numpy(scaled).float().unsqueeze(0)
+                        f"{values[-lookback:][r, c]:g} is not finite once scaled by the run's scaler "
+                        "(as the model's float32)")
+    return window.unsqueeze(0)
 
 
 def roll(task: Any, model: Any, window: torch.Tensor, steps: int) -> torch.Tensor:
