@@ -113,7 +113,8 @@ def test_export_to_an_existing_directory_leaves_no_temp_file(series_run, tmp_pat
     line = one_line_error(runner.invoke(app, ["export", str(run), "--format", "torchscript",
                                               "--out", str(target)]))
     assert "already exists" in line and target.read_bytes() == b"old"
-    result = runner.invoke(app, ["export", str(run), "--format", "torchscript", "--out", str(target), "--force"])
+    result = runner.invoke(app, ["export", str(run), "--format", "torchscript", "--out", str(target),
+                                 "--force"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "m.pt.json", "out"]
 

@@ -77,7 +77,11 @@ def _loop(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
 @functools.lru_cache(maxsize=None)
 def scripted_loop() -> Any:
     """``sequential`` as a TorchScript function (compiled on first use: the export form)."""
-    return torch.jit.script(_loop)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation note
+        return torch.jit.script(_loop)
 
 
 def _step(x: torch.Tensor) -> torch.Tensor:
