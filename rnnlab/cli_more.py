@@ -97,18 +97,23 @@ def gradflow(
                                              help="batch measured (default: train.batch_size)"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto",
                               autocompletion=complete.devices),
+    force: bool = typer.Option(False, "--force", help="replace --out (and its CSV) if they exist"),
 ) -> None:
     """Gradient norm ||dL/dh_t|| at every time step and layer (log scale), at initialisation and
     trained; several configs or runs are overlaid (e.g. RNN vs LSTM on 784-pixel MNIST)."""
     from .gradflow import gradflow as measure
     from .gradflow import write_csv
+    from .outputs import check_outputs
     from .plots import gradflow_plot
 
+    defaulted = out is None
     if out is None:
         one_run = len(sources) == 1 and sources[0].is_dir()
         out = sources[0] / "plots" / "gradflow.png" if one_run else Path("gradflow.png")
     if out.suffix.lower() != ".png":
         fail(f"--out: must name a .png file, got {str(out)!r}")
+    own = out.parent if defaulted and len(sources) == 1 and sources[0].is_dir() else None  # RUN/plots
+    check_outputs([out, out.with_suffix(".csv")], "--out", sources, force, own)
     curves = measure(sources, set_, steps, device, batch_size)
     for c in curves:
         first, last = c.norms[0], c.norms[-1]

@@ -169,12 +169,13 @@ def forecast(
                                   autocompletion=complete.checkpoints),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto",
                               autocompletion=complete.devices),
+    force: bool = typer.Option(False, "--force", help="replace --out (and its plot) if they exist"),
 ) -> None:
     """Forecast the next steps after a CSV's last rows, in its units and with its timestamps."""
     from .forecast import forecast_run
 
     check_run_options(checkpoint, device)
-    result = forecast_run(run, file, horizon, out, checkpoint, device)
+    result = forecast_run(run, file, horizon, out, checkpoint, device, force)
     typer.echo(f"{len(result.times)} steps of {', '.join(result.columns)} after {file}")
     typer.echo(str(result.plot))
     typer.echo(str(result.csv))
@@ -192,13 +193,14 @@ def export(
     out: Optional[Path] = typer.Option(
         None, "--out", help="file to write (default: RUN/export/model_<checkpoint>.onnx or .pt)"),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="largest allowed abs difference from PyTorch"),
+    force: bool = typer.Option(False, "--force", help="replace --out (and its .json sidecar) if they exist"),
 ) -> None:
     """Export a run's model to ONNX or TorchScript (dynamic batch and time, recurrent state as
     inputs/outputs), run it on the run's data and compare with PyTorch; print the file last."""
     from .export import export_run
 
     check_run_options(checkpoint, "cpu")
-    result = export_run(run, format_, checkpoint, out, tolerance)
+    result = export_run(run, format_, checkpoint, out, tolerance, force=force)
     for check, diff in result.checks.items():
         typer.echo(f"max abs diff {diff:.3g}: {check}")
     typer.echo(f"inputs {', '.join(result.inputs)} -> outputs {', '.join(result.outputs)}")

@@ -7,19 +7,27 @@ What is exported (extra ``rnnlab[export]`` for ONNX: onnx, onnxruntime):
   the state is ``(num_layers * directions, batch, hidden_size)``, zeros for a fresh sequence.
   ``ElmanRNN`` (rnnlab's CPU ``nn.RNN``) is exported as the ``nn.RNN`` it is equal to;
 - any other model: ``x -> out``.
-Batch and time are dynamic axes. ``x`` is float32 ``(batch, time, features)`` or, for token tasks
+Batch and time are dynamic axes, except for models that read windows of a fixed length (``linear``,
+``segrnn``, ``mlp``: ``Model.fixed_window``), whose time axis is the run's lookback. A family traces
+``Model.export_module()`` (minGRU/minLSTM: their sequential form as a TorchScript loop, since the
+fused CPU kernel is invisible to the exporters); a family may list formats it cannot be exported to
+(``Model.export_refusals``): those are refused with its reason before any work.
+``x`` is float32 ``(batch, time, features)`` or, for token tasks
 (charlm, sentiment), int64 token ids ``(batch, time)``: the run's ``vocab.json`` maps characters.
 Sequences are taken whole (no padding mask): give a batch of equal-length sequences.
 
 Verification: the exported file is run on a batch of the run's own data (the test split for mnist
 and charlm, else the first training batch) at two batch sizes and sequence lengths, with random
 initial states, and, for per-step models, streamed one step at a time; the largest absolute
-difference from PyTorch is reported, and above ``tolerance`` the export is an error.
+difference from PyTorch is reported, and above ``tolerance`` (finite, > 0) the export is an error,
+as is any output that is not finite. The file and its ``.json`` sidecar follow ``outputs.py``: never
+inside a run (but the default ``RUN/export/``), never over the checkpoint, ``--force`` to replace.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +39,7 @@ from torch import nn
 from . import runs
 from .errors import ConfigError, RnnlabError
 from .models.elman import ElmanRNN
+from .outputs import check_outputs, temp_path, writing
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 TOLERANCE = 1e-4
@@ -137,9 +146,13 @@ class Signature:
 
 
 def signature(model: nn.Module) -> Signature:
-    model = plain_rnn(model).eval()
+    from .models.recurrent import Recurrent
+
+    stateful = isinstance(model, Recurrent)  # forward(x, lengths, state) feeds the state to its rnn
+    export = getattr(model, "export_module", None)
+    model = plain_rnn(export() if callable(export) else model).eval()
     rnn = getattr(model, "rnn", None)
-    if isinstance(rnn, nn.RNNBase) and not rnn.proj_size:
+    if stateful and isinstance(rnn, nn.RNNBase) and not rnn.proj_size:
         shape = (rnn.num_layers * (2 if rnn.bidirectional else 1), rnn.hidden_size)
         if isinstance(rnn, nn.LSTM):
             return Signature(WithLSTMState(model).eval(), ["x", "h0", "c0"], ["out", "hn", "cn"], shape)
@@ -150,20 +163,22 @@ def signature(model: nn.Module) -> Signature:
 # ----------------------------------------------------------------------------- writing
 
 
-def dynamic_axes(sig: Signature) -> dict[str, dict[int, str]]:
-    axes: dict[str, dict[int, str]] = {"x": {0: "batch", 1: "time"}, "out": {0: "batch"}}
+def dynamic_axes(sig: Signature, fixed_time: bool = False) -> dict[str, dict[int, str]]:
+    axes: dict[str, dict[int, str]] = {"x": {0: "batch"} if fixed_time else {0: "batch", 1: "time"},
+                                       "out": {0: "batch"}}
     for name in (*sig.inputs[1:], *sig.outputs[1:]):
         axes[name] = {1: "batch"}
     return axes
 
 
-def write_onnx(sig: Signature, example: tuple[torch.Tensor, ...], path: Path) -> None:
-    axes = dynamic_axes(sig)
+def write_onnx(sig: Signature, example: tuple[torch.Tensor, ...], path: Path,
+               fixed_time: bool = False) -> None:
+    axes = dynamic_axes(sig, fixed_time)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notes
         out = sig.module(*example)
         first = out[0] if isinstance(out, tuple) else out
-        if first.dim() == 3:  # per-step outputs: (batch, time, classes)
+        if first.dim() == 3 and not fixed_time:  # per-step outputs: (batch, time, classes)
             axes["out"][1] = "time"
         try:  # the TorchScript-based exporter maps nn.LSTM/GRU/RNN to ONNX's own recurrent ops
             torch.onnx.export(sig.module, example, str(path), input_names=sig.inputs,
@@ -175,7 +190,8 @@ def write_onnx(sig: Signature, example: tuple[torch.Tensor, ...], path: Path) ->
                               output_names=sig.outputs, dynamic_shapes=shapes, dynamo=True)
 
 
-def write_torchscript(sig: Signature, example: tuple[torch.Tensor, ...], path: Path) -> None:
+def write_torchscript(sig: Signature, example: tuple[torch.Tensor, ...], path: Path,
+                      fixed_time: bool = False) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(sig.module, example, check_trace=False)
@@ -218,6 +234,9 @@ def reference(sig: Signature, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    """The largest absolute difference; ``inf`` when either side is not finite (a failure)."""
+    if not all(bool(torch.isfinite(t).all()) for t in (*a, *b)):
+        return math.inf
     return max(float((x.double() - y.double()).abs().max()) for x, y in zip(a, b))
 
 
@@ -233,17 +252,18 @@ def stream(run: Callable[[list[torch.Tensor]], list[torch.Tensor]], sig: Signatu
 
 
 def verify(run: Callable[[list[torch.Tensor]], list[torch.Tensor]], sig: Signature, x: torch.Tensor,
-           per_step: bool) -> dict[str, float]:
+           per_step: bool, fixed_time: bool = False) -> dict[str, float]:
     """Max abs differences from PyTorch: at the batch's size and at about half its batch and
-    length (the dynamic axes), and streamed step by step against the whole sequence."""
+    length (the dynamic axes; the whole length for a fixed time axis), and streamed step by step
+    against the whole sequence."""
     gen = torch.Generator().manual_seed(0)
     checks = {}
-    half = x[: max(1, x.shape[0] // 2), : max(1, x.shape[1] // 2)]
+    half = x[: max(1, x.shape[0] // 2), : x.shape[1] if fixed_time else max(1, x.shape[1] // 2)]
     for name, xs in ((f"batch {x.shape[0]} x {x.shape[1]} steps", x),
                      (f"batch {half.shape[0]} x {half.shape[1]} steps", half)):
         inputs = [xs, *sig.states(xs.shape[0], gen)]
         checks[name] = max_diff(run(inputs), reference(sig, inputs))
-    if per_step and sig.state_shape is not None:
+    if per_step and sig.state_shape is not None and not fixed_time:
         steps = x[:, : min(x.shape[1], 32)]
         states = sig.states(steps.shape[0], None)
         whole = reference(sig, [steps, *states])[0]
@@ -269,46 +289,74 @@ def sample_inputs(task: Any, batch: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the command
 
 
+def check_tolerance(tolerance: float) -> float:
+    if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance > 0):
+        raise ConfigError("--tolerance", f"must be a finite number > 0, got {tolerance}")
+    return float(tolerance)
+
+
+def check_exportable(model: nn.Module, name: str, fmt: str) -> None:
+    """A family's declared refusal (``Model.export_refusals``), before any work."""
+    reason = getattr(model, "export_refusals", {}).get(fmt)
+    if reason:
+        raise ExportError(f"--format {fmt}", f"model {name!r} cannot be exported to {fmt}: {reason}")
+
+
+def reference_outputs_finite(sig: Signature, x: torch.Tensor, name: str, run_dir: Path) -> None:
+    """The model's own outputs on the run's data must be finite, or nothing can be verified."""
+    bad = [n for n, t in zip(sig.outputs, reference(sig, [x, *sig.states(x.shape[0], None)]))
+           if not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ExportError(str(run_dir), f"model {name!r} gives outputs that are not finite ({bad[0]}) on "
+                          "the run's own data; nothing to verify an export against")
+
+
 def export_run(run: str | Path, fmt: str, checkpoint: str = "best", out: Optional[Path] = None,
-               tolerance: float = TOLERANCE, batch: int = 8) -> Exported:
+               tolerance: float = TOLERANCE, batch: int = 8, force: bool = False) -> Exported:
     """Export a run's model, verify it, and keep the file only if it matches PyTorch."""
     from .evaluation import load_run
 
     if fmt not in FORMATS:
         raise ConfigError("--format", f"must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    tolerance = check_tolerance(tolerance)
     if fmt == "onnx":
         require_onnx()
+    run_dir = runs.resolve_run(run)
+    own = run_dir / EXPORT_DIR
+    path = Path(out) if out is not None else own / f"model_{checkpoint}{FORMATS[fmt]}"
+    ckpt = run_dir / runs.CHECKPOINTS / f"{checkpoint}.pt"
+    path, sidecar = check_outputs([path, path.with_name(path.name + ".json")], "--out", [ckpt], force, own)
     run_dir, exp, task, model, _ = load_run(run, checkpoint, "cpu")
+    check_exportable(model, exp.model.name, fmt)
     model.eval()
-    path = out if out is not None else run_dir / EXPORT_DIR / f"model_{checkpoint}{FORMATS[fmt]}"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    fixed = bool(getattr(model, "fixed_window", False))
     sig = signature(model)
     x = sample_inputs(task, batch)
+    reference_outputs_finite(sig, x, exp.model.name, run_dir)
     example = (x, *sig.states(x.shape[0], None))
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        (write_onnx if fmt == "onnx" else write_torchscript)(sig, example, tmp)
-        checks = verify(runner(fmt, tmp, sig), sig, x, task.spec.output == "sequence")
-    except RnnlabError:
-        tmp.unlink(missing_ok=True)
-        raise
-    except Exception as exc:  # noqa: BLE001 - an operator the exporter cannot express, ...
-        tmp.unlink(missing_ok=True)
-        text = str(exc).strip().splitlines()
-        raise ExportError(str(run_dir), f"cannot export model {exp.model.name!r} to {fmt}: "
-                          f"{type(exc).__name__}: {text[0][:200] if text else ''}") from None
-    result = Exported(path, fmt, sig.inputs, sig.outputs, checks)
-    if result.max_abs_diff > tolerance:
-        tmp.unlink(missing_ok=True)
-        worst = max(checks, key=lambda k: checks[k])
-        raise ExportError(str(path), f"exported model differs from PyTorch by {result.max_abs_diff:.3g} "
-                          f"(> tolerance {tolerance:g}) on {worst}; nothing kept")
-    tmp.replace(path)
-    runs.write_json(path.with_name(path.name + ".json"), {
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with temp_path(path) as tmp:
+        try:
+            (write_onnx if fmt == "onnx" else write_torchscript)(sig, example, tmp, fixed)
+            checks = verify(runner(fmt, tmp, sig), sig, x, task.spec.output == "sequence", fixed)
+        except (RnnlabError, OSError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - an operator the exporter cannot express, ...
+            text = str(exc).strip().splitlines()
+            raise ExportError(str(run_dir), f"cannot export model {exp.model.name!r} to {fmt}: "
+                              f"{type(exc).__name__}: {text[0][:200] if text else ''}") from None
+        result = Exported(path, fmt, sig.inputs, sig.outputs, checks)
+        if not result.max_abs_diff <= tolerance:
+            worst = max(checks, key=lambda k: checks[k])
+            raise ExportError(str(path), f"exported model differs from PyTorch by {result.max_abs_diff:.3g} "
+                              f"(> tolerance {tolerance:g}) on {worst}; nothing kept")
+        tmp.replace(path)
+    runs.write_json(sidecar, {
         "run": str(run_dir.resolve()), "checkpoint": checkpoint, "format": fmt, "task": exp.task.name,
         "model": exp.model.name, "inputs": sig.inputs, "outputs": sig.outputs,
         "input": "token ids (int64, batch x time)" if task.spec.input_kind == "tokens"
-        else "float32 (batch x time x features)",
+        else "float32 (batch x time x features)", "time": "fixed" if fixed else "dynamic",
         "state": None if sig.state_shape is None else
         {"shape": ["num_layers * directions", "batch", "hidden_size"], "size": list(sig.state_shape)},
         "max_abs_diff": checks, "tolerance": tolerance})

@@ -5,8 +5,8 @@
   ``2016-07-01``, ``1958-03``); without it the rows are steps.
 - A column is numeric when its first non-missing cell is a number. Missing cells are empty or one of
   ``NA``, ``NaN``, ``nan``, ``null``, ``None``.
-- The frequency is the most common step between timestamps; a month-start/-end calendar series
-  (steps of 28-31 days on the same day of the month) is monthly.
+- The frequency is the most common step between timestamps; calendar series (monthly, quarterly,
+  yearly, on one day of the month or on month ends) step by months (``calendars.py``).
 - Problems are one line naming the file, the row (1-based, after the header; the file line is
   given too) and the column: a missing or non-numeric cell, a timestamp that does not parse, goes
   backwards or repeats, and a gap (a step longer than the frequency). ``fill: ffill`` carries the
@@ -24,106 +24,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
 import numpy as np
 
+from .calendars import Frequency, beyond_range, infer_frequency, parse_time
 from .errors import DataError, RunDirError
 from .textfiles import decode, detect_format
 
 MISSING = {"", "na", "nan", "null", "none", "n/a"}
 Fill = Literal["none", "ffill", "interpolate"]
-
-
-# ----------------------------------------------------------------------------- time
-
-
-def parse_time(text: str) -> Optional[datetime]:
-    text = text.strip()
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        pass
-    for fmt in ("%Y-%m", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%Y%m%d"):
-        try:
-            return datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-    return None
-
-
-@dataclass(frozen=True)
-class Frequency:
-    """A fixed step (``seconds``), a calendar step of ``months``, or plain row ``steps``."""
-
-    seconds: Optional[float] = None
-    months: Optional[int] = None
-
-    def add(self, t: datetime, k: int) -> datetime:
-        if self.months:
-            month = t.month - 1 + k * self.months
-            year, month = t.year + month // 12, month % 12 + 1
-            return t.replace(year=year, month=month)
-        assert self.seconds is not None
-        return t + timedelta(seconds=self.seconds * k)
-
-    def steps_between(self, a: datetime, b: datetime) -> Optional[int]:
-        """Whole steps from a to b, or None if b is not on the grid."""
-        if self.months:
-            k = (b.year - a.year) * 12 + (b.month - a.month)
-            return k // self.months if k % self.months == 0 and self.add(a, k // self.months) == b else None
-        assert self.seconds is not None
-        k = (b - a).total_seconds() / self.seconds
-        return int(round(k)) if abs(k - round(k)) < 1e-9 else None
-
-    def label(self) -> str:
-        if self.months:
-            return "monthly" if self.months == 1 else f"{self.months} months"
-        if self.seconds is None:
-            return "steps"
-        s = self.seconds
-        for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-            if s >= size and s % size == 0:
-                n = int(s // size)
-                return f"{n} {unit}{'s' if n > 1 else ''}"
-        return f"{s:g} seconds"
-
-    def default_period(self) -> int:
-        """The usual seasonal period: a day of hourly/minute data, a week of days, a year of months."""
-        if self.months:
-            return max(1, 12 // self.months)
-        if self.seconds is None:
-            return 1
-        if self.seconds < 86400 and 86400 % self.seconds == 0:
-            return int(86400 // self.seconds)
-        if self.seconds == 86400:
-            return 7
-        if self.seconds == 7 * 86400:
-            return 52
-        return 1
-
-    def rows_per_day(self) -> Optional[int]:
-        if self.seconds and self.seconds <= 86400 and 86400 % self.seconds == 0:
-            return int(86400 // self.seconds)
-        return None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"seconds": self.seconds, "months": self.months, "label": self.label()}
-
-
-def infer_frequency(times: Sequence[datetime]) -> Frequency:
-    if len(times) < 2:
-        return Frequency(seconds=None)
-    steps = Counter((b - a).total_seconds() for a, b in zip(times, times[1:]))
-    seconds = steps.most_common(1)[0][0]
-    if 28 * 86400 <= seconds <= 31 * 86400 and all(t.day == times[0].day for t in times[:50]):
-        months = Counter((b.year - a.year) * 12 + b.month - a.month for a, b in zip(times, times[1:]))
-        return Frequency(months=max(1, months.most_common(1)[0][0]))
-    return Frequency(seconds=seconds)
 
 
 # ----------------------------------------------------------------------------- the table
@@ -226,6 +139,9 @@ def _timestamps(path: Path, rows: list[tuple[int, list[str]]], i: int, name: str
     times: list[datetime] = []
     for r, (n, cells) in enumerate(rows):
         t = parse_time(cells[i])
+        if t is None and beyond_range(cells[i]):
+            raise DataError(path, f"row {r + 1} (line {n}), column {name!r}: {cells[i].strip()[:40]!r} is "
+                            "past 9999-12-31, the last date rnnlab can represent")
         if t is None:
             raise DataError(path, f"row {r + 1} (line {n}), column {name!r}: not a date/time: "
                             f"{cells[i].strip()[:40]!r} (expected ISO 8601, e.g. 2016-07-01 00:00:00)")
@@ -321,10 +237,79 @@ class Scaler:
         return cls(obj["kind"], np.asarray(obj["shift"]), np.asarray(obj["scale"]))
 
 
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
+def read_json(path: Path, what: str) -> Any:
+    """A run's JSON file (a regular file of bounded size), parsed; its shape is the caller's to check."""
+    from .safeio import MAX_CONFIG_BYTES, read_bytes_bounded
+
+    if not path.exists():
         raise RunDirError(path, f"missing ({what})")
+    raw = read_bytes_bounded(path, MAX_CONFIG_BYTES, what, RunDirError)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json.loads(raw.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise RunDirError(path, "corrupted (not valid JSON)") from None
+
+
+# ----------------------------------------------------------------------------- series.json, read strictly
+
+SCALER_KINDS = ("standard", "minmax", "none")
+
+
+def _finite_numbers(v: Any, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for x in v)
+
+
+def _names(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, str) and x for x in v)
+
+
+def _positive(v: Any, kind: Any) -> bool:
+    return v is None or (isinstance(v, kind) and not isinstance(v, bool) and 0 < v < float("inf"))
+
+
+def check_series_artifact(data: Any, path: Path) -> dict[str, Any]:
+    """A parsed ``series.json`` when every field rnnlab reads has its type and the parts agree
+    (targets among the inputs, one scaler entry per input), else ``RunDirError`` naming the field."""
+    def bad(field: str, want: str) -> RunDirError:
+        value = data.get(field) if isinstance(data, dict) and "." not in field else None
+        got = "" if value is None else f", got {repr(value)[:40]}"
+        return RunDirError(path, f"wrong shape: '{field}' must be {want}{got}")
+
+    if not isinstance(data, dict):
+        raise RunDirError(path, "wrong shape: not a JSON object")
+    if not isinstance(data.get("path"), str):
+        raise bad("path", "a string (the data file)")
+    if not _names(data.get("inputs")):
+        raise bad("inputs", "a non-empty list of column names")
+    inputs = data["inputs"]
+    if not _names(data.get("targets")) or not set(data["targets"]) <= set(inputs):
+        raise bad("targets", "a non-empty list of column names among the inputs")
+    freq = data.get("frequency")
+    if not isinstance(freq, dict):
+        raise bad("frequency", "a mapping with seconds and months")
+    if not _positive(freq.get("seconds"), (int, float)) or not _positive(freq.get("months"), int) \
+            or not isinstance(freq.get("month_end", False), bool):
+        raise bad("frequency.seconds/months", "positive numbers or null (month_end: true or false)")
+    scaler = data.get("scaler")
+    if not isinstance(scaler, dict) or scaler.get("kind") not in SCALER_KINDS:
+        raise bad("scaler.kind", f"one of {', '.join(SCALER_KINDS)}")
+    for key in ("shift", "scale"):
+        if not _finite_numbers(scaler.get(key), len(inputs)):
+            raise bad(f"scaler.{key}", f"a list of {len(inputs)} finite numbers (one per input)")
+    if any(v == 0 for v in scaler["scale"]):
+        raise bad("scaler.scale", "non-zero numbers")
+    return data
+
+
+def read_series_artifact(path: Path) -> dict[str, Any]:
+    """``series.json`` of a run, read back strictly."""
+    return check_series_artifact(read_json(path, "the series' columns and scaler"), path)
+
+
+def frequency_from_json(obj: dict[str, Any]) -> Frequency:
+    return Frequency(obj.get("seconds"), obj.get("months"), bool(obj.get("month_end", False)))
+
+
+__all__ = ["Fill", "Frequency", "Scaler", "Series", "check_series_artifact", "frequency_from_json",
+           "infer_frequency", "parse_time", "read_json", "read_series", "read_series_artifact"]

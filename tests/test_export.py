@@ -125,11 +125,17 @@ def test_elman_rnn_is_exported_as_nn_rnn() -> None:
         assert torch.allclose(plain(x)[0], elman(x)[0], atol=1e-6)
 
 
-def test_a_difference_over_the_tolerance_is_an_error_and_keeps_nothing(charlm_run: Path,
-                                                                        tmp_path: Path) -> None:
+def test_a_difference_over_the_tolerance_is_an_error_and_keeps_nothing(
+        charlm_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rnnlab.export as export
+
     out = tmp_path / "lm.pt"
-    with pytest.raises(ExportError, match="differs from PyTorch"):
-        export_run(charlm_run, "torchscript", out=out, tolerance=-1.0)
+    monkeypatch.setattr(export, "verify", lambda *a, **k: {"batch 8 x 16 steps": 0.227})
+    with pytest.raises(ExportError, match="differs from PyTorch by 0.227"):
+        export_run(charlm_run, "torchscript", out=out)
+    monkeypatch.setattr(export, "verify", lambda *a, **k: {"batch 8 x 16 steps": float("nan")})
+    with pytest.raises(ExportError, match="differs from PyTorch by nan"):
+        export_run(charlm_run, "torchscript", out=out)
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
@@ -155,3 +161,78 @@ def test_missing_onnx_is_one_line(charlm_run: Path, monkeypatch: pytest.MonkeyPa
     assert result.exit_code == 2
     assert result.output.strip() == ("error: --format onnx: needs onnx and onnxruntime: "
                                      "pip install 'rnnlab[export]'")
+
+
+# ----------------------------------------------------------------------------- every family (issue 24)
+
+
+def family_run(family: str, folder: Path) -> Path:
+    """A tiny run of ``family`` on the first built-in check case it accepts (sine and series first)."""
+    from rnnlab.errors import ConfigError
+    from rnnlab.testing.cases import all_cases, sections
+
+    order = {"sine": 0, "series": 1}
+    cases = sorted(all_cases(folder), key=lambda c: order.get(c.task, 2))
+    for case in cases:
+        for section in sections(family):
+            raw = case.raw(section)
+            raw["train"].update({"epochs": 1, "steps_per_epoch": 2})
+            try:  # the model checks the task's spec when it is built
+                return train_run(build_experiment(raw), folder / "runs", Reporter(quiet=True))
+            except ConfigError:
+                continue
+    raise AssertionError(f"no built-in case accepts model {family!r}")
+
+
+def registered_families() -> list[str]:
+    from rnnlab.models import MODELS
+
+    return MODELS.names()
+
+
+@pytest.mark.parametrize("family", registered_families())
+def test_every_registered_family_exports_verified_or_refuses_first(family: str, tmp_path: Path) -> None:
+    from rnnlab.models import MODELS
+
+    run = family_run(family, tmp_path)
+    refusals = getattr(MODELS.get(family), "export_refusals", {})
+    for fmt in ("torchscript", "onnx"):
+        if fmt == "onnx":
+            pytest.importorskip("onnx")
+            pytest.importorskip("onnxruntime")
+        out = tmp_path / f"model.{fmt}"
+        if fmt in refusals:
+            with pytest.raises(ExportError, match="cannot be exported"):
+                export_run(run, fmt, out=out)
+            assert not out.exists()
+            continue
+        result = export_run(run, fmt, out=out)
+        assert out.is_file() and result.max_abs_diff <= 1e-4 and result.checks
+        sidecar = json.loads(out.with_name(out.name + ".json").read_text())
+        fixed = bool(getattr(MODELS.get(family), "fixed_window", False))
+        assert sidecar["time"] == ("fixed" if fixed else "dynamic") and sidecar["model"] == family
+        assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_declared_refusal_comes_before_any_work(charlm_run: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import rnnlab.export as export
+    from rnnlab.models import MODELS
+
+    monkeypatch.setattr(MODELS.get("lstm"), "export_refusals", {"torchscript": "no reason but a test"})
+    monkeypatch.setattr(export, "write_torchscript", lambda *a, **k: pytest.fail("work was done"))
+    result = runner.invoke(app, ["export", str(charlm_run), "--format", "torchscript",
+                                 "--out", str(tmp_path / "m.pt")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: --format torchscript: model 'lstm' cannot be exported to "
+                                     "torchscript: no reason but a test")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "0", "inf"])
+def test_tolerance_must_be_finite_and_positive_before_any_work(value: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", str(tmp_path / "no_such_run"), "--format", "torchscript",
+                                 "--tolerance", value])
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("error: --tolerance: must be a finite number > 0")
+    assert not list(tmp_path.iterdir())

@@ -378,3 +378,174 @@ def test_etth1_last_value_baseline_matches_the_literature() -> None:
     assert b["last_value"]["mse"] == pytest.approx(1.295, abs=1e-3)
     assert b["last_value"]["mae"] == pytest.approx(0.713, abs=1e-3)
     assert b["train_mean"]["mse"] == pytest.approx(1.110, abs=1e-3)
+
+
+# ----------------------------------------------------------------------------- issue 24: forecasting hardened
+
+
+def train_small(root: Path, data: Path, model: dict[str, Any], task: dict[str, Any] | None = None,
+                extra_data: dict[str, Any] | None = None) -> Path:
+    from rnnlab.lifecycle import train_run
+    from rnnlab.progress import Reporter
+
+    exp = experiment(data, task=task, model=model, data=extra_data,
+                     train={"epochs": 1, "steps_per_epoch": 2, "batch_size": 16})
+    return train_run(exp, root / "runs", Reporter(quiet=True))
+
+
+def forecast_cli(run: Path, data: Path, out: Path, *extra: str):
+    return runner.invoke(app, ["forecast", str(run), "--file", str(data), "--out", str(out), *extra])
+
+
+def one_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [x for x in result.stderr.splitlines() if x]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("model,data,horizons", [
+    ({"name": "linear"}, {"inputs": "MS"}, ["6", "3"]),
+    ({"name": "segrnn", "hidden_size": 8, "segment": 6}, {"inputs": "MS"}, ["6"]),
+    ({"name": "lstm", "hidden_size": 8}, {"inputs": "MS"}, ["6"]),
+    ({"name": "linear"}, {"inputs": "S", "targets": "a"}, ["6", "13"]),
+    ({"name": "linear"}, {"inputs": ["b", "a"], "targets": ["a"]}, ["6"]),
+    ({"name": "linear"}, {"inputs": ["b", "a"], "targets": ["a", "b"]}, ["6", "14"]),  # rolled, reordered
+])
+def test_forecast_when_targets_are_not_the_inputs(tmp_path: Path, model, data, horizons) -> None:
+    path = toy(tmp_path, 200)
+    run = train_small(tmp_path, path, model, extra_data=data)
+    targets = json.loads((run / "series.json").read_text())["targets"]
+    for h in horizons:
+        out = tmp_path / f"fc{h}.csv"
+        result = forecast_cli(run, toy(tmp_path, 50, "recent.csv"), out, "--horizon", h)
+        assert result.exit_code == 0, result.output
+        rows = out.read_text().splitlines()
+        assert rows[0] == ",".join(["date", *targets]) and len(rows) == int(h) + 1
+        values = np.array([[float(v) for v in r.split(",")[1:]] for r in rows[1:]])
+        assert np.isfinite(values).all()
+    if data.get("inputs") == "MS":  # rolling feeds forecasts back as inputs: refused for MS
+        recent = toy(tmp_path, 50, "recent.csv")
+        line = one_line(forecast_cli(run, recent, tmp_path / "r.csv", "--horizon", "7"))
+        assert "targets to be all the inputs" in line
+
+
+def calendar_file(tmp_path: Path, stamps: list[str], name: str = "cal.csv") -> Path:
+    n = len(stamps)
+    return write_csv(tmp_path / name, {"v": (10 + np.sin(np.arange(n) / 2)).round(4).tolist()}, stamps)
+
+
+def month_ends(start_year: int, months: int, every: int = 1) -> list[str]:
+    import calendar as cal
+
+    out = []
+    for k in range(0, months * every, every):
+        y, m = start_year + k // 12, k % 12 + 1
+        out.append(f"{y:04d}-{m:02d}-{cal.monthrange(y, m)[1]:02d}")
+    return out
+
+
+def month_starts(start_year: int, n: int, every: int) -> list[str]:
+    return [f"{start_year + (k * every) // 12:04d}-{(k * every) % 12 + 1:02d}-01" for k in range(n)]
+
+
+@pytest.mark.parametrize("stamps,label,nxt", [
+    (month_ends(2000, 40), "monthly (month-end)", "2003-05-31"),
+    (month_ends(2000, 40, 3), "quarterly (month-end)", "2010-01-31"),
+    (month_starts(2000, 40, 1), "monthly", "2003-05-01"),
+    (month_starts(2000, 40, 3), "quarterly", "2010-01-01"),
+    (month_starts(1960, 40, 12), "yearly", "2000-01-01"),
+    ([(datetime(2020, 1, 6) + timedelta(weeks=k)).strftime("%Y-%m-%d") for k in range(40)], "1 week",
+     "2020-10-12"),
+])
+def test_calendar_grids_are_read_and_continued(tmp_path: Path, stamps, label, nxt) -> None:
+    from rnnlab.seriesfiles import read_series
+
+    s = read_series(calendar_file(tmp_path, stamps), time_column="date")
+    assert s.freq.label() == label and len(s) == 40 and s.gap_rows == 0
+    assert s.freq.add(s.times[-1], 1) == datetime.fromisoformat(nxt)
+
+
+def test_month_end_continues_by_the_calendar() -> None:
+    end = Frequency(months=1, month_end=True)
+    assert [end.add(datetime(2000, 1, 31), k).date().isoformat() for k in (1, 2, 3, 13)] == [
+        "2000-02-29", "2000-03-31", "2000-04-30", "2001-02-28"]
+    quarters = Frequency(months=3, month_end=True)
+    assert quarters.steps_between(datetime(2000, 3, 31), datetime(2000, 9, 30)) == 2
+
+
+@pytest.mark.parametrize("stamps,first", [
+    (month_ends(2000, 60, 3), "2015-01-31"),
+    (month_starts(1950, 60, 12), "2010-01-01"),
+])
+def test_train_and_forecast_on_quarterly_and_yearly_files(tmp_path: Path, stamps, first) -> None:
+    path = calendar_file(tmp_path, stamps)
+    run = train_small(tmp_path, path, {"name": "linear"}, task={"lookback": 8, "horizon": 2})
+    out = tmp_path / "fc.csv"
+    result = forecast_cli(run, path, out, "--horizon", "3")
+    assert result.exit_code == 0, result.output
+    assert [r.split(",")[0] for r in out.read_text().splitlines()[1:]][0] == first
+
+
+def test_dates_past_9999_are_one_line(tmp_path: Path) -> None:
+    from rnnlab.seriesfiles import read_series
+
+    with pytest.raises(DataError, match="past 9999-12-31"):
+        read_series(calendar_file(tmp_path, [*month_starts(9997, 36, 1), "10000-01-01"]), time_column="date")
+    path = calendar_file(tmp_path, month_ends(9980, 60, 3), "train.csv")  # quarterly up to 9994
+    run = train_small(tmp_path, path, {"name": "linear"}, task={"lookback": 8, "horizon": 2})
+    late = calendar_file(tmp_path, month_ends(9998, 8, 3), "late.csv")  # ends 9999-10-31
+    line = one_line(forecast_cli(run, late, tmp_path / "fc.csv"))
+    assert "past 9999-12-31" in line and "late.csv" in line and not (tmp_path / "fc.csv").exists()
+
+
+def test_a_file_at_another_frequency_than_the_run_is_refused(trained, tmp_path: Path) -> None:
+    run, _ = trained
+    n = 40
+    days = [(START + timedelta(days=i)).strftime("%Y-%m-%d") for i in range(n)]
+    daily = write_csv(tmp_path / "daily.csv", {"a": [1.0] * n, "b": [2.0] * n}, days)
+    line = one_line(forecast_cli(run, daily, tmp_path / "fc.csv"))
+    assert "1 day apart" in line and "1 hour" in line and not (tmp_path / "fc.csv").exists()
+
+
+def test_a_forecast_that_is_not_finite_is_an_error(trained, tmp_path: Path) -> None:
+    run, _ = trained
+    path = toy(tmp_path, 40, "huge.csv")
+    lines = path.read_text().splitlines()
+    cells = lines[-3].split(",")
+    lines[-3] = ",".join([cells[0], "1e308", *cells[2:]])
+    path.write_text("\n".join(lines) + "\n")
+    line = one_line(forecast_cli(run, path, tmp_path / "fc.csv"))
+    assert "not finite" in line and "'a'" in line and "1e+308" in line
+    assert not (tmp_path / "fc.csv").exists()
+
+
+def test_forecast_horizon_is_bounded_before_any_work(trained, tmp_path: Path) -> None:
+    run, _ = trained
+    line = one_line(forecast_cli(run, tmp_path / "absent.csv", tmp_path / "fc.csv", "--horizon", "2000000"))
+    assert line.startswith("error: --horizon: at most 600 (100 x the run's horizon of 6)")
+    assert "absent.csv" not in line  # refused before the file is read
+
+
+@pytest.mark.parametrize("content,field", [
+    ({"kind": 1}, "'path'"),
+    ("[]", "not a JSON object"),
+    ("cut", "not valid JSON"),
+])
+def test_series_json_is_read_back_strictly(trained, tmp_path: Path, content, field) -> None:
+    import shutil
+
+    run, data = trained
+    copy = tmp_path / run.name
+    shutil.copytree(run, copy)
+    saved = json.loads((run / "series.json").read_text())
+    (copy / "series.json").write_text(content if isinstance(content, str) else json.dumps(content))
+    line = one_line(forecast_cli(copy, data, tmp_path / "fc.csv"))
+    assert "series.json" in line and field in line
+    for key, value, name in (("frequency", {"seconds": -3600}, "frequency"),
+                             ("scaler", {**saved["scaler"], "scale": [1.0]}, "scaler.scale"),
+                             ("targets", ["zz"], "targets")):
+        (copy / "series.json").write_text(json.dumps({**saved, key: value}))
+        line = one_line(forecast_cli(copy, data, tmp_path / "fc.csv"))
+        assert "series.json" in line and name in line

@@ -33,6 +33,10 @@ class Model(nn.Module):
     native_horizon = False
     #: what ``model.embedding_vectors`` loaded (path, sha256, coverage), for the run's summary
     embedding_vectors: Optional[dict[str, Any]] = None
+    #: whether the model reads windows of exactly ``spec.window`` steps (a fixed time axis on export)
+    fixed_window = False
+    #: formats ``rnnlab export`` refuses for this family, with the reason (checked before any work)
+    export_refusals: dict[str, str] = {}
 
     def __init__(self, options: ModelOptions, spec: TaskSpec) -> None:
         super().__init__()
@@ -60,6 +64,11 @@ class Model(nn.Module):
             preds.append(step)
             window = torch.cat([window[:, 1:], step], dim=1)
         return torch.cat(preds, dim=1)
+
+    def export_module(self) -> nn.Module:
+        """The module ``rnnlab export`` traces: the model itself, or a twin computing the same
+        function in a form the exporters can trace."""
+        return self
 
     def reset_parameters_(self) -> None:
         opts = self.options

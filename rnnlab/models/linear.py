@@ -28,6 +28,7 @@ class LinearOptions(ModelOptions):
 class Linear(Model):
     Options = LinearOptions
     native_horizon = True
+    fixed_window = True
 
     @classmethod
     def check_options(cls, options: Any, where: str) -> None:

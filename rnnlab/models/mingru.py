@@ -68,6 +68,18 @@ class MinRecurrent(Recurrent):
                               "and this task has none fixed; give T_max (steps), e.g. chrono_init: 100")
         super().check_spec(options, spec, where)
 
+    def export_module(self) -> nn.Module:
+        """A copy whose layers run the ``loop`` form (see ``scan.py``): what the exporters can trace."""
+        import copy
+
+        from .minrnn import MinLayer
+
+        twin = copy.deepcopy(self)
+        for layer in twin.modules():
+            if isinstance(layer, MinLayer):
+                layer.form = "loop"
+        return twin
+
     def build_core(self, input_size: int, options: Any) -> nn.Module:
         o = options
         return MinStack(self.family, input_size, o.hidden_size, o.num_layers, o.bidirectional,

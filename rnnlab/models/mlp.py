@@ -23,6 +23,7 @@ class MLPOptions(ModelOptions):
 @MODELS.register("mlp", "feed-forward baseline on a flattened fixed-length window")
 class MLP(Model):
     Options = MLPOptions
+    fixed_window = True
 
     @classmethod
     def check_options(cls, options: Any, where: str) -> None:

@@ -19,13 +19,18 @@ zeros), and the result is every state (T, B, H).
   ``b > 0`` and ``h0 > 0``, which the families guarantee (``h~ = g(.) > 0`` and convex gates). A few
   kernels over the whole window, no loop over time: the GPU form.
 
-``auto`` is ``fused`` on the CPU and ``logspace`` elsewhere (see ``benchmarks/scan.py``).
+``auto`` is ``fused`` on the CPU and ``logspace`` elsewhere (see ``benchmarks/scan.py``). ``loop``
+(not a config choice: ``rnnlab export`` sets it) is the sequential form as a TorchScript function,
+whose loop over time survives tracing, so ONNX and TorchScript files keep a dynamic time axis
+(``fused`` is a Python ``autograd.Function`` the exporters cannot see into, and ONNX has no
+``logcumsumexp`` for ``logspace``).
 Padded steps (past a sequence's length) are given ``a = 1, b = 0`` (``log a = 0, log b = -inf``) by
 the caller, so they leave the state unchanged.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional
 
 import torch
@@ -58,6 +63,25 @@ def sequential(a: torch.Tensor, b: torch.Tensor, h0: Optional[torch.Tensor]) -> 
         h = b_t if h is None else torch.addcmul(b_t, a_t, h)
         hs.append(h)
     return torch.stack(hs)
+
+
+def _loop(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    h = h0
+    hs: list[torch.Tensor] = []
+    for t in range(a.shape[0]):
+        h = a[t] * h + b[t]
+        hs.append(h)
+    return torch.stack(hs)
+
+
+@functools.lru_cache(maxsize=None)
+def scripted_loop() -> Any:
+    """``sequential`` as a TorchScript function (compiled on first use: the export form)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation note
+        return torch.jit.script(_loop)
 
 
 def _step(x: torch.Tensor) -> torch.Tensor:
@@ -168,4 +192,6 @@ def run_scan(form: str, a: Optional[torch.Tensor], b: Optional[torch.Tensor],
         assert log_a is not None and log_b is not None
         return logspace(log_a, log_b, h0)
     assert a is not None and b is not None
+    if form == "loop":
+        return scripted_loop()(a, b, torch.zeros_like(b[0]) if h0 is None else h0)
     return sequential(a, b, h0)

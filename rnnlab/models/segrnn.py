@@ -31,6 +31,7 @@ class SegRNNOptions(ModelOptions):
 class SegRNN(Model):
     Options = SegRNNOptions
     native_horizon = True
+    fixed_window = True
 
     @classmethod
     def check_options(cls, options: Any, where: str) -> None:

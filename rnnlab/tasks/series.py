@@ -25,7 +25,15 @@ from pydantic import Field, model_validator
 
 from .. import runs
 from ..errors import ConfigError, DataError
-from ..seriesfiles import Fill, Frequency, Scaler, Series, parse_time, read_json, read_series
+from ..seriesfiles import (
+    Fill,
+    Scaler,
+    Series,
+    frequency_from_json,
+    parse_time,
+    read_series,
+    read_series_artifact,
+)
 from . import TASKS
 from .base import (
     Batch,
@@ -164,7 +172,7 @@ class SeriesTask(Task):
     def __init__(self, options: Any, data: Any, context: TaskContext) -> None:
         super().__init__(options, data, context)
         o, d = self.options, self.data
-        saved = read_json(self.run_dir / ARTIFACT, "the series' columns and scaler") if self.run_dir else None
+        saved = read_series_artifact(self.run_dir / ARTIFACT) if self.run_dir else None
         try:
             self.path = resolve_path(d)
         except DataError:
@@ -177,7 +185,7 @@ class SeriesTask(Task):
         if saved is not None:  # eval/forecast: the run's own columns and scaler; data read when needed
             self.inputs, self.targets = list(saved["inputs"]), list(saved["targets"])
             self.scaler = Scaler.from_json(saved["scaler"])
-            self.freq = Frequency(saved["frequency"].get("seconds"), saved["frequency"].get("months"))
+            self.freq = frequency_from_json(saved["frequency"])
         else:
             self.inputs, self.targets = columns_for(d, self.series.columns)
         self.target_idx = [self.inputs.index(t) for t in self.targets]
