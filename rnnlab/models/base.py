@@ -66,6 +66,10 @@ class Model(nn.Module):
         train section); none by default, so every parameter trains at ``train.lr``."""
         return []
 
+    def export_refusal(self, fmt: str) -> Optional[str]:
+        """Why this model cannot be exported to ``fmt`` (``rnnlab export``), or None if it can."""
+        return None
+
     def forecast(self, x: torch.Tensor, horizon: int) -> torch.Tensor:
         """Predict ``horizon`` future steps of a feature series by feeding predictions back."""
         if self.native_horizon:

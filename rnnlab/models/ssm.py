@@ -181,6 +181,11 @@ class S4DStack(nn.Module):
                                     for _ in range(num_layers))
         self.final_norm = nn.LayerNorm(hidden_size) if prenorm and norm == "layer" else nn.Identity()
 
+    def export_state(self) -> tuple[tuple[int, ...], tuple[str, ...]]:
+        """The state's shape without the batch (at dim 1) and its dimensions' names, for export."""
+        return ((self.num_layers, self.hidden_size, self.modes, 2),
+                ("num_layers", "batch", "hidden_size", "d_state / 2", "real, imaginary"))
+
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None, state: Any = None
                 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         form = self.form if self.form != "auto" else ("recurrent" if x.shape[1] == 1 else "fft")
@@ -242,6 +247,12 @@ class S4D(Recurrent):
                         o.prenorm, o.form)
         core.keep_state = self.spec.output != "last"  # last-step tasks carry no state between windows
         return core
+
+    def export_refusal(self, fmt: str) -> Optional[str]:
+        if fmt == "onnx":
+            return ("its FFT convolution and its state are complex-valued, which ONNX cannot express; "
+                    "--format torchscript exports it with the state as (x, h0) -> (out, hn)")
+        return None
 
     def summary(self, out: torch.Tensor, state: State, lengths: Optional[torch.Tensor]) -> torch.Tensor:
         if self.options.pooling != "last":
