@@ -143,7 +143,8 @@ def onecycle(cfg: Any, optimizer: torch.optim.Optimizer, total_steps: int, mode:
     s = cfg.scheduler
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=max(2, total_steps),
-        pct_start=s.pct_start or 0.3, div_factor=s.div_factor or 25.0, final_div_factor=s.final_div_factor or 1e4)
+        pct_start=s.pct_start or 0.3, div_factor=s.div_factor or 25.0,
+        final_div_factor=s.final_div_factor or 1e4)
 
 
 @scheduler_entry("plateau", "ReduceLROnPlateau on the task's validation metric (per epoch); factor, "
