@@ -18,10 +18,8 @@ from rnnlab.errors import ConfigError
 from rnnlab.export import export_run
 from rnnlab.factories import build
 from rnnlab.generate import generate_run
-from rnnlab.lifecycle import train_run
 from rnnlab.models.ssm import S4DKernel, S4DStack
 from rnnlab.outcomes import Interrupted
-from rnnlab.progress import Reporter
 from rnnlab.testing import check_model
 from rnnlab.testing.findings import assert_passes
 
@@ -107,7 +105,8 @@ def test_padding_changes_nothing_and_outputs_are_causal() -> None:
     later[:, 15:] += 1.0
     y, _ = run(core, "fft", x, None, None)
     y_later, _ = run(core, "fft", later, None, None)
-    assert torch.allclose(y[:, :15], y_later[:, :15], atol=1e-10) and not torch.allclose(y[:, 15:], y_later[:, 15:])
+    assert torch.allclose(y[:, :15], y_later[:, :15], atol=1e-10)
+    assert not torch.allclose(y[:, 15:], y_later[:, 15:])
 
 
 def test_no_final_state_is_computed_for_last_step_tasks_unless_one_comes_in() -> None:
@@ -180,5 +179,6 @@ def test_torchscript_export_streams_and_onnx_is_refused_in_one_line(tmp_path: Pa
     if "needs onnx" not in cli.output:
         assert cli.exit_code == 2
         line = cli.output.strip()
-        assert line.startswith("error: --format: model 's4d' cannot be exported to onnx: its FFT convolution")
+        assert line.startswith("error: --format: model 's4d' cannot be exported to onnx: its FFT "
+                               "convolution")
         assert len(line.splitlines()) == 1 and sorted(p.name for p in run.rglob("*")) == before
