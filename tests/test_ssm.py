@@ -162,7 +162,8 @@ def test_charlm_with_parameter_groups_resumes_exactly_and_generates(tmp_path: Pa
     text = generate_run(alone, "ROMEO:", 25, temperature=0.8, seed=1)
     assert text.startswith("ROMEO:") and len(text) == 31
     assert generate_run(alone, "ROMEO:", 25, temperature=0.8, seed=1) == text
-    result = runner.invoke(app, ["generate", str(alone), "--prefix", "ROMEO:", "--length", "10", "--seed", "3"])
+    result = runner.invoke(app, ["generate", str(alone), "--prefix", "ROMEO:", "--length", "10",
+                                 "--seed", "3"])
     assert result.exit_code == 0, result.output
 
 
