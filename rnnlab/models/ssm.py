@@ -69,7 +69,8 @@ class S4DKernel(nn.Module):
 
 
 class S4DLayer(nn.Module):
-    """One SSM over channels, batch-first: u (B, T, H) real -> y (B, T, H) and the final state."""
+    """One SSM over channels: u (B, T, H) real -> y (B, H, T) (channels first, float32 or float64:
+    the FFT's layout) and the final state."""
 
     def __init__(self, channels: int, d_state: int, init: str) -> None:
         super().__init__()
@@ -77,14 +78,15 @@ class S4DLayer(nn.Module):
 
     def forward(self, u: torch.Tensor, lengths: Optional[torch.Tensor], s0: Optional[torch.Tensor],
                 want_state: bool, form: str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        u = u.to(recurrence_dtype(u.dtype))
-        with torch.autocast(u.device.type, enabled=False):  # the FFT and the state stay in u's dtype
+        dtype = recurrence_dtype(u.dtype)
+        with torch.autocast(u.device.type, enabled=False):  # the FFT and the state stay in float32/64
             dtA, bbar, C = self.kernel.discrete()
             if form == "recurrent":
+                u = u.to(dtype)
                 y, state = self.recurrent(u, lengths, s0, dtA.exp(), bbar, C)
-            else:
-                y, state = self.convolution(u, lengths, s0, want_state, dtA, bbar, C)
-            return y + u * self.kernel.D, state
+                return (y + u * self.kernel.D).transpose(1, 2).contiguous(), state
+            ut = _Rows.apply(u, dtype)  # channels first (B, H, T), float32: one copy
+            return self.convolution(ut, lengths, s0, want_state, dtA, bbar, C, self.kernel.D)
 
     @staticmethod
     def recurrent(u: torch.Tensor, lengths: Optional[torch.Tensor], s0: Optional[torch.Tensor],
@@ -103,44 +105,111 @@ class S4DLayer(nn.Module):
 
     @staticmethod
     def convolution(u: torch.Tensor, lengths: Optional[torch.Tensor], s0: Optional[torch.Tensor],
-                    want_state: bool, dtA: torch.Tensor, bbar: torch.Tensor, C: torch.Tensor
-                    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """The FFT form; the final state only when ``want_state`` (or a state came in)."""
-        steps = u.shape[1]
-        powers = torch.exp(dtA[..., None] * torch.arange(steps, device=u.device, dtype=u.dtype))
-        kernel = 2 * torch.matmul((C * bbar)[:, None, :], powers)[:, 0].real  # (H, T)
-        n = 2 * steps
-        spectrum = torch.fft.rfft(u, n=n, dim=1) * torch.fft.rfft(kernel, n=n).t()
-        y = torch.fft.irfft(spectrum, n=n, dim=1)[:, :steps]
+                    want_state: bool, dtA: torch.Tensor, bbar: torch.Tensor, C: torch.Tensor,
+                    D: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The FFT form on u (B, H, T), D folded into the kernel's first tap; the final state only
+        when ``want_state`` (or a state came in)."""
+        steps = u.shape[2]
+        abar_l = powers(dtA, steps)
+        kernel = 2 * torch.matmul((C * bbar)[:, None, :], abar_l)[:, 0].real  # (H, T)
+        kernel = torch.cat([kernel[:, :1] + D[:, None], kernel[:, 1:]], dim=1)
+        y = causal_conv(u, kernel)
         if s0 is not None:  # 2 Re(C Abar^(t+1) s0): the carried state's response
-            response = torch.matmul((C * s0 * dtA.exp()).transpose(0, 1), powers)  # (H, B, T)
-            y = y + 2 * response.real.permute(1, 2, 0)
+            response = torch.matmul((C * s0 * dtA.exp()).transpose(0, 1), abar_l)  # (H, B, T)
+            y = y + 2 * response.real.transpose(0, 1)
         if not want_state and s0 is None:
             return y, None
-        return y, final_state(u, lengths, s0, dtA, bbar, powers)
+        return y, final_state(u, lengths, s0, dtA, bbar, abar_l)
+
+
+def powers(dtA: torch.Tensor, steps: int) -> torch.Tensor:
+    """``Abar^l = exp(dt A l)`` for ``l < steps``, (H, N/2, steps): exponentials at about
+    2 sqrt(steps) points and their products (a complex exp costs far more than a product)."""
+    block = max(1, math.isqrt(steps))
+    count = -(-steps // block)
+    real = dtA.real.dtype
+    low = torch.exp(dtA[..., None] * torch.arange(block, device=dtA.device, dtype=real))
+    high = torch.exp(dtA[..., None] * (block * torch.arange(count, device=dtA.device, dtype=real)))
+    return (high[..., :, None] * low[..., None, :]).flatten(-2)[..., :steps]
+
+
+class _CausalConv(torch.autograd.Function):
+    """``y = (K * u)[:T]``, the causal convolution of u (B, H, T) with K (H, T), by real FFTs of
+    length 2T: two large transforms forward and two backward (autograd of rfft/irfft takes complex
+    ones). Backward: ``du = irfft(G conj(K^))[:T]``, ``dK = irfft(sum_b G conj(U^))[:T]`` with
+    ``G = rfft(dy, 2T)``."""
+
+    @staticmethod
+    def forward(ctx: Any, u: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        steps = u.shape[-1]
+        n = 2 * steps
+        spectrum_u = torch.fft.rfft(u, n=n)
+        spectrum_k = torch.fft.rfft(kernel, n=n)
+        ctx.save_for_backward(spectrum_u, spectrum_k)
+        return torch.fft.irfft(spectrum_u * spectrum_k, n=n)[..., :steps]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        spectrum_u, spectrum_k = ctx.saved_tensors
+        steps = grad.shape[-1]
+        n = 2 * steps
+        spectrum_g = torch.fft.rfft(grad, n=n)
+        grad_u = torch.fft.irfft(spectrum_g * spectrum_k.conj(), n=n)[..., :steps]
+        grad_k = torch.fft.irfft((spectrum_g * spectrum_u.conj()).sum(0), n=n)[..., :steps]
+        return grad_u, grad_k
+
+
+def causal_conv(u: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    return _CausalConv.apply(u, kernel)
 
 
 def final_state(u: torch.Tensor, lengths: Optional[torch.Tensor], s0: Optional[torch.Tensor],
-                dtA: torch.Tensor, bbar: torch.Tensor, powers: torch.Tensor) -> torch.Tensor:
-    """``s_L = Abar^L s0 + Bbar sum_(j<L) Abar^j u_(L-1-j)`` at each sequence's length ``L``:
-    the inputs read backwards from each one's last real step (zeros before its start), then two
-    real matrix products with the powers (H, N/2, T)."""
-    batch, steps, channels = u.shape
+                dtA: torch.Tensor, bbar: torch.Tensor, abar_l: torch.Tensor) -> torch.Tensor:
+    """``s_L = Abar^L s0 + Bbar sum_(j<L) Abar^j u_(L-1-j)`` at each sequence's length ``L``, u
+    (B, H, T): the inputs read backwards from each one's last real step (zeros before its start),
+    then two real matrix products with the powers ``abar_l`` (H, N/2, T)."""
+    batch, channels, steps = u.shape
     if lengths is None:
-        back = u.flip(1)
+        back = u.flip(2)
         ends = torch.full((batch,), steps, device=u.device)
     else:
         ends = lengths.to(u.device)
         index = ends[:, None] - 1 - torch.arange(steps, device=u.device)  # (B, T)
-        back = u.gather(1, index.clamp(min=0)[..., None].expand(-1, -1, channels))
-        back = back * (index >= 0)[..., None].to(u.dtype)
-    back = back.permute(2, 0, 1)  # (H, B, T)
-    acc = torch.complex(torch.matmul(back, powers.real.transpose(1, 2)),
-                        torch.matmul(back, powers.imag.transpose(1, 2)))  # (H, B, N/2)
+        back = u.gather(2, index.clamp(min=0)[:, None, :].expand(-1, channels, -1))
+        back = back * (index >= 0)[:, None, :].to(u.dtype)
+    back = back.transpose(0, 1)  # (H, B, T)
+    acc = torch.complex(torch.matmul(back, abar_l.real.transpose(1, 2)),
+                        torch.matmul(back, abar_l.imag.transpose(1, 2)))  # (H, B, N/2)
     state = bbar[:, None] * acc
     if s0 is not None:
         state = state + torch.exp(dtA[:, None] * ends.to(u.dtype)[None, :, None]) * s0.transpose(0, 1)
     return state.transpose(0, 1)  # (B, H, N/2)
+
+
+class _Rows(torch.autograd.Function):
+    """(B, H, T) -> (B, T, H) contiguous in ``dtype``, one copy that transposes and casts; the
+    gradient comes back the same way (contiguous, so that no elementwise kernel meets a strided
+    tensor: GELU's backward on a transposed gradient is several times slower)."""
+
+    @staticmethod
+    def forward(ctx: Any, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        ctx.dtype = y.dtype
+        return transposed(y, dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return transposed(grad, ctx.dtype), None
+
+
+def transposed(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    out = torch.empty(y.shape[0], y.shape[2], y.shape[1], dtype=dtype, device=y.device)
+    return out.copy_(y.transpose(1, 2))
+
+
+def rows(y: torch.Tensor) -> torch.Tensor:
+    """(B, H, T) -> (B, T, H) in the dtype the next linear layer runs in (autocast's, else y's)."""
+    kind = y.device.type
+    return _Rows.apply(y, torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else y.dtype)
 
 
 class S4DBlock(nn.Module):
@@ -158,8 +227,8 @@ class S4DBlock(nn.Module):
     def forward(self, h: torch.Tensor, lengths: Optional[torch.Tensor], s0: Optional[torch.Tensor],
                 want_state: bool, form: str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         y = self.norm(h) if self.prenorm else h
-        y, state = self.ssm(y, lengths, s0, want_state, form)
-        y = F.dropout(F.gelu(y), self.dropout, self.training)
+        y, state = self.ssm(y, lengths, s0, want_state, form)  # (B, H, T)
+        y = rows(F.dropout(F.gelu(y), self.dropout, self.training))
         y = F.dropout(F.glu(self.out(y), dim=-1), self.dropout, self.training)
         h = h + y.to(h.dtype)
         return (h if self.prenorm else self.norm(h)), state
@@ -194,7 +263,7 @@ class S4DStack(nn.Module):
             if bool((lengths >= x.shape[1]).all()):
                 lengths = None
         want = self.keep_state or state is not None
-        h = self.in_proj(x)
+        h = self.in_proj(x).to(recurrence_dtype(x.dtype))  # the residual stream: float32 under autocast
         finals = []
         for k, block in enumerate(self.blocks):
             s0 = None if state is None else torch.view_as_complex(state[k].contiguous())
