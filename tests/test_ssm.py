@@ -4,6 +4,7 @@ export."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +14,20 @@ import yaml
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
-from rnnlab.config import build_experiment
+from rnnlab.config import build_experiment, load_experiment
 from rnnlab.errors import ConfigError
 from rnnlab.export import export_run
 from rnnlab.factories import build
 from rnnlab.generate import generate_run
 from rnnlab.models.ssm import S4DKernel, S4DStack
 from rnnlab.outcomes import Interrupted
+from rnnlab.progress import Reporter
 from rnnlab.testing import check_model
 from rnnlab.testing.findings import assert_passes
+from rnnlab.trainer import Trainer
 
+from .conftest import CONFIGS
+from .mnist_data import write_tiny_mnist
 from .test_resume import Hook, assert_same_results, resume, train
 
 CPU = torch.device("cpu")
@@ -183,3 +188,17 @@ def test_torchscript_export_streams_and_onnx_is_refused_in_one_line(tmp_path: Pa
         assert line.startswith("error: --format: model 's4d' cannot be exported to onnx: its FFT "
                                "convolution")
         assert len(line.splitlines()) == 1 and sorted(p.name for p in run.rglob("*")) == before
+
+
+@pytest.mark.parametrize("name", ["ssm_pixel_mnist", "ssm_permuted_mnist"])
+def test_shipped_pixel_configs_train_with_their_groups(name: str, tmp_path: Path) -> None:
+    write_tiny_mnist(tmp_path / "data", n_train=60, n_test=20)
+    exp = load_experiment(CONFIGS / f"{name}.yaml", [
+        "train.epochs=1", "train.steps_per_epoch=1", "train.batch_size=8", "train.threads=1",
+        "task.val_size=20", f"data.root={tmp_path / 'data'}", "data.download=false"])
+    assert exp.task.sequence == "pixels" and exp.model.name == "s4d"
+    task, net = build(exp, CPU)
+    trainer = Trainer(exp, task, net, tmp_path, Reporter(quiet=True), CPU, 1)
+    lrs = {g["name"]: (g["initial_lr"], g["weight_decay"]) for g in trainer.optimizer.param_groups}
+    assert lrs == {"default": (0.004, 0.01), "ssm": (pytest.approx(0.001), 0.0), "no_decay": (0.004, 0.0)}
+    assert math.isfinite(trainer.train_epoch()["train_loss"])
