@@ -202,3 +202,17 @@ def test_shipped_pixel_configs_train_with_their_groups(name: str, tmp_path: Path
     lrs = {g["name"]: (g["initial_lr"], g["weight_decay"]) for g in trainer.optimizer.param_groups}
     assert lrs == {"default": (0.004, 0.01), "ssm": (pytest.approx(0.001), 0.0), "no_decay": (0.004, 0.0)}
     assert math.isfinite(trainer.train_epoch()["train_loss"])
+
+
+def test_precision_auto_is_bf16_on_a_native_bf16_cpu_only(monkeypatch) -> None:
+    from rnnlab import precision
+
+    exp = build_experiment({"task": {"name": "sine", "mode": "window", "n_points": 200},
+                            "model": {"name": "s4d", "hidden_size": 8}})
+    net = build(exp, CPU)[1]
+    monkeypatch.setattr(precision, "onednn_isa_cap", lambda: None)
+    monkeypatch.setattr(precision, "cpu_features", lambda: ("avx2",))
+    assert precision.resolve_precision("auto", CPU, net) == "fp32"
+    monkeypatch.setattr(precision, "cpu_features", lambda: ("avx2", "avx512f", "avx512_bf16"))
+    assert precision.resolve_precision("auto", CPU, net) == "bf16"
+    assert precision.resolve_precision("auto", torch.device("cuda"), net) == "fp32"

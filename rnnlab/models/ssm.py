@@ -239,6 +239,10 @@ class S4DStack(nn.Module):
     ``(x (B, T, I), lengths, state) -> (out (B, T, H), final state or None)``. ``keep_state``
     (set by the model: per-step tasks) asks for the final state when none comes in."""
 
+    #: ``precision: auto`` picks bf16 on a native-bf16 CPU: its linear layers run in bf16 (the FFT
+    #: stays float32); a pixel-MNIST training step measured about 0.85-0.94 of fp32's time
+    bf16_faster = True
+
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, d_state: int, init: str,
                  dropout: float, norm: str, prenorm: bool, form: str) -> None:
         super().__init__()
