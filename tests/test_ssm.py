@@ -19,7 +19,7 @@ from rnnlab.errors import ConfigError
 from rnnlab.export import export_run
 from rnnlab.factories import build
 from rnnlab.generate import generate_run
-from rnnlab.models.ssm import S4DKernel, S4DStack
+from rnnlab.models.ssm import S4DKernel, S4DStack, causal_conv
 from rnnlab.outcomes import Interrupted
 from rnnlab.progress import Reporter
 from rnnlab.testing import check_model
@@ -66,6 +66,26 @@ def test_fft_form_equals_the_recurrence_with_lengths_and_carried_state(init: str
         assert s_fft.shape == (2, 4, 6, 4, 2)
         assert torch.allclose(s_fft, s_rec, atol=1e-6, rtol=0)
     assert not torch.allclose(run(core, "fft", x, lengths, s0)[0], run(core, "fft", x, lengths, None)[0])
+
+
+def test_fft_form_gradients_equal_the_recurrence() -> None:
+    """The hand-written backward of the FFT convolution (and of the transposing casts): every
+    parameter's and the input's gradient equals autograd's through the recurrence, in float64."""
+    core = stack()
+    x = torch.randn(3, 21, 3, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([21, 15, 6])
+    s0 = torch.randn(2, 3, 6, 4, 2, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(3, 21, 6, dtype=torch.float64) * real_steps(lengths, 21)
+    grads = []
+    for form in ("fft", "recurrent"):
+        y, s = run(core, form, x, lengths, s0)
+        loss = (y * weights).sum() + s.square().sum()
+        grads.append(torch.autograd.grad(loss, [x, s0, *core.parameters()]))
+    for fft, rec in zip(*grads):
+        assert torch.allclose(fft, rec, atol=1e-8, rtol=1e-6)
+    u = torch.randn(2, 3, 9, dtype=torch.float64, requires_grad=True)
+    kernel = torch.randn(3, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(causal_conv, (u, kernel))
 
 
 def test_the_kernel_is_the_zero_order_hold_discretisation() -> None:

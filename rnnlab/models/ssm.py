@@ -85,7 +85,7 @@ class S4DLayer(nn.Module):
                 u = u.to(dtype)
                 y, state = self.recurrent(u, lengths, s0, dtA.exp(), bbar, C)
                 return (y + u * self.kernel.D).transpose(1, 2).contiguous(), state
-            ut = _Rows.apply(u, dtype)  # channels first (B, H, T), float32: one copy
+            ut = rows(u, dtype)  # channels first (B, H, T), float32: one copy
             return self.convolution(ut, lengths, s0, want_state, dtA, bbar, C, self.kernel.D)
 
     @staticmethod
@@ -141,12 +141,9 @@ class _CausalConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, u: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-        steps = u.shape[-1]
-        n = 2 * steps
-        spectrum_u = torch.fft.rfft(u, n=n)
-        spectrum_k = torch.fft.rfft(kernel, n=n)
+        y, spectrum_u, spectrum_k = convolve(u, kernel)
         ctx.save_for_backward(spectrum_u, spectrum_k)
-        return torch.fft.irfft(spectrum_u * spectrum_k, n=n)[..., :steps]
+        return y
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,8 +156,22 @@ class _CausalConv(torch.autograd.Function):
         return grad_u, grad_k
 
 
+def convolve(u: torch.Tensor, kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(y, rfft(u), rfft(K))``: the causal convolution and the spectra its backward reads."""
+    steps = u.shape[-1]
+    n = 2 * steps
+    spectrum_u = torch.fft.rfft(u, n=n)
+    spectrum_k = torch.fft.rfft(kernel, n=n)
+    return torch.fft.irfft(spectrum_u * spectrum_k, n=n)[..., :steps], spectrum_u, spectrum_k
+
+
+def differentiable(*tensors: torch.Tensor) -> bool:
+    """Whether a hand-written backward is needed (else plain ops: TorchScript can trace them)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def causal_conv(u: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    return _CausalConv.apply(u, kernel)
+    return _CausalConv.apply(u, kernel) if differentiable(u, kernel) else convolve(u, kernel)[0]
 
 
 def final_state(u: torch.Tensor, lengths: Optional[torch.Tensor], s0: Optional[torch.Tensor],
@@ -206,10 +217,13 @@ def transposed(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return out.copy_(y.transpose(1, 2))
 
 
-def rows(y: torch.Tensor) -> torch.Tensor:
-    """(B, H, T) -> (B, T, H) in the dtype the next linear layer runs in (autocast's, else y's)."""
-    kind = y.device.type
-    return _Rows.apply(y, torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else y.dtype)
+def rows(y: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """(B, H, T) -> (B, T, H) (or back) in ``dtype``, by default the one the next linear layer runs
+    in (autocast's, else y's)."""
+    if dtype is None:
+        kind = y.device.type
+        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else y.dtype
+    return _Rows.apply(y, dtype) if differentiable(y) else transposed(y, dtype)
 
 
 class S4DBlock(nn.Module):
