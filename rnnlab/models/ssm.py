@@ -217,12 +217,20 @@ def transposed(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return out.copy_(y.transpose(1, 2))
 
 
+def autocast_dtype(kind: str) -> Optional[torch.dtype]:
+    """The dtype autocast runs linear layers in on device type ``kind``, or None when it is off."""
+    if kind == "cpu" and not hasattr(torch, "get_autocast_dtype"):  # torch < 2.4
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    if kind == "cuda" and not hasattr(torch, "get_autocast_dtype"):
+        return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+
+
 def rows(y: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """(B, H, T) -> (B, T, H) (or back) in ``dtype``, by default the one the next linear layer runs
     in (autocast's, else y's)."""
     if dtype is None:
-        kind = y.device.type
-        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else y.dtype
+        dtype = autocast_dtype(y.device.type) or y.dtype
     return _Rows.apply(y, dtype) if differentiable(y) else transposed(y, dtype)
 
 
