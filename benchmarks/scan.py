@@ -1,14 +1,17 @@
-"""Time one training step (forward + backward) of minGRU/minLSTM against nn.GRU/nn.LSTM.
+"""Time one training step (forward + backward) of minGRU/minLSTM and S4D against nn.GRU/nn.LSTM.
 
 Same hidden size, batch 64, input size 1 (as pixel MNIST), one layer, a loss on the final state
-h_n (as a last-step classifier reads it).
+h_n (as a last-step classifier reads it); for S4D (one ``s4d`` block: input projection, the
+diagonal SSM as an FFT convolution, GELU, GLU projection, residual, LayerNorm; ``--d-state``) a
+loss on the mean of its outputs, as its mean-pooled classifier reads them.
 For every sequence length it prints the median milliseconds per step of each model (and of each
-minRNN form: fused, logspace, sequential) and the ratio nn.GRU / minGRU (and nn.LSTM / minLSTM);
-``auto`` is the form the models use on that device. On CPU it runs with ``--threads`` threads
-(default 2); with CUDA available it also times the GPU.
+minRNN form: fused, logspace, sequential) and the ratios nn.GRU / minGRU, nn.LSTM / minLSTM,
+nn.GRU / s4d and nn.LSTM / s4d; ``auto`` is the form the models use on that device. On CPU it
+runs with ``--threads`` threads (default 2); with CUDA available it also times the GPU.
 
     python benchmarks/scan.py                         # T = 28 128 784 4096, CPU (+ CUDA)
     python benchmarks/scan.py --lengths 784 --repeats 10 --forms fused
+    python benchmarks/scan.py --lengths 784 4096 --forms fused   # the T of the S4D comparison
     python benchmarks/scan.py --json scan.json        # also write the table as JSON
     python benchmarks/scan.py --malloc system         # malloc's defaults (rnnlab train keeps freed memory)
 """
@@ -27,6 +30,7 @@ from torch import nn
 from rnnlab.allocator import keep_freed_memory
 from rnnlab.models.minrnn import MinStack
 from rnnlab.models.scan import resolve_form
+from rnnlab.models.ssm import S4DStack
 
 
 def time_step(step: Callable[[], None], repeats: int, device: torch.device) -> float:
@@ -70,8 +74,20 @@ def min_step(family: str, form: str, x: torch.Tensor, hidden: int) -> Callable[[
     return step
 
 
+def s4d_step(x: torch.Tensor, hidden: int, d_state: int) -> Callable[[], None]:
+    stack = S4DStack(x.shape[-1], hidden, 1, d_state, "lin", 0.0, "layer", False, "fft").to(x.device)
+    stack.keep_state = False  # a last-step task: no final state is computed
+
+    def step() -> None:
+        stack.zero_grad(set_to_none=True)
+        out, _ = stack(x)
+        out.mean(1).square().mean().backward()
+
+    return step
+
+
 def bench(device: torch.device, lengths: list[int], batch: int, hidden: int, repeats: int,
-          forms: list[str], max_sequential: int) -> list[dict[str, object]]:
+          forms: list[str], max_sequential: int, d_state: int = 64) -> list[dict[str, object]]:
     rows = []
     auto = resolve_form("auto", device)
     for steps in lengths:
@@ -86,8 +102,11 @@ def bench(device: torch.device, lengths: list[int], batch: int, hidden: int, rep
                 row[f"{family} {form}"] = time_step(min_step(family, form, x, hidden), repeats, device)
             row[f"{family} auto"] = row.get(f"{family} {auto}") or time_step(
                 min_step(family, auto, x, hidden), repeats, device)
+        row["s4d fft"] = time_step(s4d_step(x, hidden, d_state), repeats, device)
         row["GRU/minGRU"] = float(row["nn.GRU"]) / float(row["mingru auto"])  # type: ignore[arg-type]
         row["LSTM/minLSTM"] = float(row["nn.LSTM"]) / float(row["minlstm auto"])  # type: ignore[arg-type]
+        row["GRU/s4d"] = float(row["nn.GRU"]) / float(row["s4d fft"])  # type: ignore[arg-type]
+        row["LSTM/s4d"] = float(row["nn.LSTM"]) / float(row["s4d fft"])  # type: ignore[arg-type]
         rows.append(row)
         print(format_row(row), flush=True)
     return rows
@@ -113,6 +132,7 @@ def main() -> None:
                         choices=["fused", "logspace", "sequential"])
     parser.add_argument("--max-sequential", type=int, default=784,
                         help="skip the (slow, reference) sequential form above this length")
+    parser.add_argument("--d-state", type=int, default=64, help="s4d: state size (d_state/2 complex modes)")
     parser.add_argument("--no-cuda", action="store_true")
     parser.add_argument("--json", help="write the rows to this file")
     parser.add_argument("--malloc", choices=["rnnlab", "system"], default="rnnlab",
@@ -132,7 +152,7 @@ def main() -> None:
     rows = []
     for device in devices:
         rows += bench(device, args.lengths, args.batch, args.hidden, args.repeats, args.forms,
-                      args.max_sequential)
+                      args.max_sequential, args.d_state)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(rows, fh, indent=1)

@@ -87,3 +87,15 @@ def describe(name: str) -> tuple[str, str, str, list[tuple[str, str, str, str]]]
         reads = getattr(obj, "options", frozenset({"lr", "weight_decay", "momentum"}))
         rows = option_rows(TrainConfig, "train", only=frozenset(reads))
     return kind, description, origin(obj), rows
+
+
+def param_group_docs(name: str) -> list[tuple[str, str]]:
+    """A model's declared parameter groups (``Model.PARAM_GROUPS``) after ``default``; [] otherwise."""
+    from .models import MODELS
+
+    if name not in MODELS:
+        return []
+    declared = getattr(MODELS.get(name), "PARAM_GROUPS", {})
+    if not declared:
+        return []
+    return [("default", "every other parameter: train.lr, train.weight_decay"), *declared.items()]

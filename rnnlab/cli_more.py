@@ -29,7 +29,7 @@ def list_(
     from rich.console import Console
     from rich.table import Table
 
-    from .catalog import describe, entries
+    from .catalog import describe, entries, param_group_docs
     from .plugins import load_plugins
 
     load_plugins(plugin, "--plugin")
@@ -43,6 +43,15 @@ def list_(
         for row in rows:
             table.add_row(*row)
         console.print(table if rows else "no options")
+        groups = param_group_docs(name)
+        if groups:
+            table = Table(title="parameter groups (train.optimizer)", title_justify="left", show_header=True,
+                          header_style="bold")
+            table.add_column("group")
+            table.add_column("holds, trained with")
+            for row in groups:
+                table.add_row(*row)
+            console.print(table)
         return
     listed = list(entries())
     for kind in ("task", "model", "optimizer", "scheduler"):

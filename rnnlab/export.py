@@ -6,6 +6,8 @@ What is exported (extra ``rnnlab[export]`` for ONNX: onnx, onnxruntime):
   as explicit inputs and outputs, so a caller can stream step by step (feed ``hn`` back as ``h0``);
   the state is ``(num_layers * directions, batch, hidden_size)``, zeros for a fresh sequence.
   ``ElmanRNN`` (rnnlab's CPU ``nn.RNN``) is exported as the ``nn.RNN`` it is equal to;
+- a model whose core has ``export_state()`` (s4d): ``(x, h0) -> (out, hn)`` with that state, batch
+  at dim 1 (s4d: ``(num_layers, batch, hidden_size, d_state / 2, 2)``, the real and imaginary parts);
 - any other model: ``x -> out``.
 Batch and time are dynamic axes, except for models that read windows of a fixed length (``linear``,
 ``segrnn``, ``mlp``: ``Model.fixed_window``), whose time axis is the run's lookback. A family traces
@@ -133,15 +135,16 @@ class Signature:
     module: nn.Module
     inputs: list[str]
     outputs: list[str]
-    state_shape: Optional[tuple[int, int]]  # (layers * directions, hidden) when state is explicit
+    state_shape: Optional[tuple[int, ...]]  # (layers * directions, hidden, ...) when state is explicit
+    state_dims: tuple[str, ...] = ("num_layers * directions", "batch", "hidden_size")
 
     def states(self, batch: int, generator: Optional[torch.Generator]) -> list[torch.Tensor]:
         """Initial states for ``batch`` sequences: random (to check they are used) or zeros."""
         if self.state_shape is None:
             return []
-        n, hidden = self.state_shape
-        make = (lambda: torch.randn(n, batch, hidden, generator=generator)) if generator is not None \
-            else (lambda: torch.zeros(n, batch, hidden))
+        n, *rest = self.state_shape
+        make = (lambda: torch.randn(n, batch, *rest, generator=generator)) if generator is not None \
+            else (lambda: torch.zeros(n, batch, *rest))
         return [make() for _ in self.inputs[1:]]
 
 
@@ -157,6 +160,10 @@ def signature(model: nn.Module) -> Signature:
         if isinstance(rnn, nn.LSTM):
             return Signature(WithLSTMState(model).eval(), ["x", "h0", "c0"], ["out", "hn", "cn"], shape)
         return Signature(WithState(model).eval(), ["x", "h0"], ["out", "hn"], shape)
+    export_state = getattr(rnn, "export_state", None)  # a core with one state tensor (batch at dim 1)
+    if export_state is not None:
+        shape, dims = export_state()
+        return Signature(WithState(model).eval(), ["x", "h0"], ["out", "hn"], shape, dims)
     return Signature(Stateless(model).eval(), ["x"], ["out"], None)
 
 
@@ -358,6 +365,6 @@ def export_run(run: str | Path, fmt: str, checkpoint: str = "best", out: Optiona
         "input": "token ids (int64, batch x time)" if task.spec.input_kind == "tokens"
         else "float32 (batch x time x features)", "time": "fixed" if fixed else "dynamic",
         "state": None if sig.state_shape is None else
-        {"shape": ["num_layers * directions", "batch", "hidden_size"], "size": list(sig.state_shape)},
+        {"shape": list(sig.state_dims), "size": list(sig.state_shape)},
         "max_abs_diff": checks, "tolerance": tolerance})
     return result

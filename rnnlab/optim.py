@@ -1,7 +1,10 @@
 """Optimizers and learning-rate schedules, as registries a plugin can add to.
 
 An optimizer entry is ``build(params, train) -> torch.optim.Optimizer``; it reads what it needs
-from the ``train`` section (``lr``, ``weight_decay``, ``momentum``). A scheduler entry is
+from the ``train`` section (``lr``, ``weight_decay``, ``momentum``). ``params`` is a list of tensors,
+or torch's list of param-group dicts when the model declares parameter groups
+(``Model.parameter_groups``): pass it on to the torch optimizer as it is. Every schedule scales each
+group's own lr, so the groups keep their ratio. A scheduler entry is
 ``build(train, optimizer, total_steps, mode) -> scheduler or None`` with two attributes: ``per_step``
 (stepped after every optimizer step, else after every epoch; ``plateau``-like entries, stepped with
 the validation metric, set ``on_metric``) and ``options``, the ``train.scheduler.*`` keys it reads
@@ -18,6 +21,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import torch
 
+from .errors import ConfigError
 from .registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -92,8 +96,39 @@ def sgd(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
 
 
 def make_optimizer(cfg: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The ``train.optimizer`` over the model's parameters: a list of tensors, or, when the model
+    declares parameter groups, torch's list of groups (the first one ``default``)."""
+    return OPTIMIZERS.get(cfg.optimizer, "train.optimizer")(param_groups(cfg, model), cfg)
+
+
+def param_groups(cfg: Any, model: torch.nn.Module) -> list[Any]:
+    """The trainable parameters, or torch param groups (``name``, ``params``, ``lr``,
+    ``weight_decay``) from ``model.parameter_groups(cfg)``: ``default`` first (every parameter no
+    group names, at ``train.lr`` and ``train.weight_decay``), then each non-empty declared group.
+    A parameter named by two groups is a ``ConfigError``."""
     params = [p for p in model.parameters() if p.requires_grad]
-    return OPTIMIZERS.get(cfg.optimizer, "train.optimizer")(params, cfg)
+    declare = getattr(model, "parameter_groups", None)
+    declared = declare(cfg) if declare is not None else []
+    if not declared:
+        return params
+    owner: dict[int, str] = {}
+    groups = []
+    for group in declared:
+        mine = []
+        for p in group.params:
+            if id(p) in owner and owner[id(p)] != group.name:
+                raise ConfigError("model", f"parameter groups {owner[id(p)]!r} and {group.name!r} "
+                                  "both name the same parameter")
+            if p.requires_grad and id(p) not in owner:
+                owner[id(p)] = group.name
+                mine.append(p)
+        if mine:
+            decay = cfg.weight_decay if group.weight_decay is None else group.weight_decay
+            groups.append({"name": group.name, "params": mine, "lr": cfg.lr * group.lr_scale,
+                           "weight_decay": decay})
+    rest = [p for p in params if id(p) not in owner]
+    default = {"name": "default", "params": rest, "lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    return [default, *groups]
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -114,10 +149,11 @@ def step(cfg: Any, optimizer: torch.optim.Optimizer, total_steps: int, mode: str
                  "linear warm-up first", ("min_lr_ratio", "warmup_steps"), per_step=True)
 def cosine(cfg: Any, optimizer: torch.optim.Optimizer, total_steps: int, mode: str) -> Any:
     s = cfg.scheduler
-    if s.warmup_steps:
+    if s.warmup_steps or len({g["lr"] for g in optimizer.param_groups}) > 1:
+        # a multiplier of each group's own lr (CosineAnnealingLR's floor is one lr for every group)
         return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, functools.partial(warmup_cosine, warmup=s.warmup_steps, total=max(1, total_steps),
-                                         floor=s.min_lr_ratio or 0.0))
+            optimizer, functools.partial(warmup_cosine, warmup=s.warmup_steps or 0,
+                                         total=max(1, total_steps), floor=s.min_lr_ratio or 0.0))
     return torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=max(1, total_steps), eta_min=cfg.lr * (s.min_lr_ratio or 0.0))
 
@@ -127,8 +163,9 @@ def cosine(cfg: Any, optimizer: torch.optim.Optimizer, total_steps: int, mode: s
 def onecycle(cfg: Any, optimizer: torch.optim.Optimizer, total_steps: int, mode: str) -> Any:
     s = cfg.scheduler
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, total_steps=max(2, total_steps), pct_start=s.pct_start or 0.3,
-        div_factor=s.div_factor or 25.0, final_div_factor=s.final_div_factor or 1e4)
+        optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=max(2, total_steps),
+        pct_start=s.pct_start or 0.3, div_factor=s.div_factor or 25.0,
+        final_div_factor=s.final_div_factor or 1e4)
 
 
 @scheduler_entry("plateau", "ReduceLROnPlateau on the task's validation metric (per epoch); factor, "

@@ -140,7 +140,8 @@ def probe_bf16(model: nn.Module) -> Optional[str]:
 
 def resolve_precision(name: str, device: torch.device, model: Optional[nn.Module] = None) -> str:
     """The precision a run trains in. ``auto``: bf16 on a CPU that computes bfloat16 natively,
-    for a model with a kernel measured faster in bf16 (``BF16_FASTER``) that passes the probe;
+    for a model with a kernel measured faster in bf16 (``BF16_FASTER``, or a module whose class sets
+    ``bf16_faster = True``, as s4d's stack does) that passes the probe;
     fp32 elsewhere, including CUDA (cuDNN's RNNs may lack bf16 kernels). Without ``model`` the
     choice is made on the hardware alone."""
     if name != "auto":
@@ -149,7 +150,7 @@ def resolve_precision(name: str, device: torch.device, model: Optional[nn.Module
         return "fp32"
     if model is None:
         return "bf16"
-    if not any(isinstance(m, BF16_FASTER) for m in model.modules()):
+    if not any(isinstance(m, BF16_FASTER) or getattr(m, "bf16_faster", False) for m in model.modules()):
         return "fp32"
     return "bf16" if probe_bf16(model) is None else "fp32"
 

@@ -7,7 +7,8 @@ from ..registry import Registry
 
 MODELS: Registry = Registry("model")
 
-from . import linear, mingru, mlp, recurrent, segrnn, seq2seq  # noqa: E402,F401  (registration side effects)
+# registration side effects
+from . import linear, mingru, mlp, recurrent, segrnn, seq2seq, ssm  # noqa: E402,F401
 from .base import Model, build_model  # noqa: E402
 
 __all__ = ["MODELS", "Model", "build_model"]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Optional
 
 import torch
 from pydantic import Field
@@ -20,6 +21,18 @@ class ModelOptions(Strict):
     init_std: float = Field(0.02, gt=0, description="std for init: normal")
 
 
+@dataclass
+class ParamGroup:
+    """Parameters a model trains with their own learning rate and weight decay: ``lr_scale`` times
+    ``train.lr`` (schedules scale it like the main lr, so the ratio holds) and ``weight_decay``
+    (None: ``train.weight_decay``). Every parameter no group names is in the group ``default``."""
+
+    name: str
+    params: list[nn.Parameter]
+    lr_scale: float = 1.0
+    weight_decay: Optional[float] = None
+
+
 class Model(nn.Module):
     """Base class: subclasses implement ``forward(x, lengths=None, state=None) -> (out, state)``.
 
@@ -37,6 +50,9 @@ class Model(nn.Module):
     fixed_window = False
     #: formats ``rnnlab export`` refuses for this family, with the reason (checked before any work)
     export_refusals: dict[str, str] = {}
+    #: the parameter groups ``parameter_groups`` declares, name -> what it holds and how it is
+    #: trained (``rnnlab list MODEL`` shows them)
+    PARAM_GROUPS: ClassVar[dict[str, str]] = {}
 
     def __init__(self, options: ModelOptions, spec: TaskSpec) -> None:
         super().__init__()
@@ -50,6 +66,11 @@ class Model(nn.Module):
     @classmethod
     def check_spec(cls, options: Any, spec: TaskSpec, where: str) -> None:
         """Reject a task this model cannot serve, with a ConfigError naming the field."""
+
+    def parameter_groups(self, train: Any) -> list[ParamGroup]:
+        """Groups of parameters with their own lr scale and weight decay (``train``: the validated
+        train section); none by default, so every parameter trains at ``train.lr``."""
+        return []
 
     def forecast(self, x: torch.Tensor, horizon: int) -> torch.Tensor:
         """Predict ``horizon`` future steps of a feature series by feeding predictions back."""
@@ -116,4 +137,4 @@ def optional_positive(description: str) -> Any:
     return Field(None, gt=0, description=description)
 
 
-__all__ = ["Model", "ModelOptions", "State", "build_model", "ConfigError", "Optional"]
+__all__ = ["Model", "ModelOptions", "ParamGroup", "State", "build_model", "ConfigError", "Optional"]
