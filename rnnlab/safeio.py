@@ -5,7 +5,8 @@
 - ``decode_text``: bytes to text in the declared encoding; a byte-order mark or NUL bytes that do
   not fit the declared encoding (UTF-16/32 text read as UTF-8) are reported with the encoding to set.
 - ``load_yaml``: ``yaml.safe_load`` that refuses duplicate keys in a mapping and nesting deeper
-  than ``MAX_YAML_DEPTH`` (instead of a ``RecursionError`` deep in the parser).
+  than ``MAX_YAML_DEPTH`` (instead of a ``RecursionError`` deep in the parser); ``dump_yaml``, its
+  writer, resolves scalars by the same rules, so whatever rnnlab writes reads back unchanged.
 - ``is_disk_full``/``disk_full``: ENOSPC (and EDQUOT) turned into one user-facing line.
 
 Other modules call these; they raise rnnlab's own errors with ``where`` set to the path.
@@ -169,10 +170,17 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-# YAML 1.2 floats without a dot (``1e-3``): YAML 1.1, and so PyYAML, reads them as strings
-_StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+class _StrictDumper(yaml.SafeDumper):
+    """SafeDumper whose resolver is the reader's: a string the reader would take for a number,
+    boolean or null (``1e3``, ``.inf``, ``true``, ``~``) is written quoted, so it reads back as a string."""
+
+
+# YAML 1.2 floats without a dot (``1e-3``): YAML 1.1, and so PyYAML, reads them as strings. The
+# writer resolves plain scalars with the same rules, so what one writes the other reads back.
+for _cls in (_StrictLoader, _StrictDumper):
+    _cls.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
 def load_yaml(text: str) -> Any:
@@ -181,6 +189,12 @@ def load_yaml(text: str) -> Any:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except RecursionError:
         raise yaml.YAMLError(f"nested too deeply (more than {MAX_YAML_DEPTH} levels)") from None
+
+
+def dump_yaml(data: Any) -> str:
+    """The YAML every file rnnlab writes uses (configs, sweep files, trial configs): keys in their
+    order, and every string quoted where ``load_yaml`` would otherwise read it as another type."""
+    return yaml.dump(data, Dumper=_StrictDumper, sort_keys=False)
 
 
 # ----------------------------------------------------------------------------- disk full

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import yaml
-
 from .. import runs
 from ..errors import ConfigError, RnnlabError
+from ..safeio import dump_yaml
 from .backends import train_args, trial_args
 from .results import TrialRecord, read_records
 from .runner import (
@@ -164,7 +163,7 @@ def drive(sweep: Sweep, sweep_dir: Path, resumed: bool, backend: Any, options: O
     study = open_study(sweep, sweep_dir)
     if resumed:
         before, records = read_records(sweep_dir)
-        runs.write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
+        runs.write_text(sweep_dir / SWEEP_FILE, dump_yaml(sweep.to_dict()))
     else:
         _write_new(sweep_dir, sweep, [], options)
         before, records = {}, []

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-import yaml
-
 from .. import mlflow_log, runs
 from ..errors import ConfigError, RnnlabError, RunDirError
 from ..invocation import invocation, read_result
+from ..safeio import dump_yaml
 from .backends import STOP_GRACE_S, LocalBackend, RayBackend, result_file, train_args
 from .results import FINISHED, Ranking, TrialRecord, ranked_table, read_records, write_plots, write_summaries
 from .spec import Sweep, Trial, expand, load_sweep
@@ -92,7 +91,7 @@ def run_sweep(sweep_file: Optional[Path | Sweep], runs_dir: Path, resume: Option
                 records, before = [TrialRecord(t.id, t.values) for t in trials], {}
             else:
                 before, records = _records(sweep_dir, trials)
-                runs.write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
+                runs.write_text(sweep_dir / SWEEP_FILE, dump_yaml(sweep.to_dict()))
             driver = Driver(sweep, trials, records, sweep_dir, backend, options, say)
             if before:  # keep when the sweep first started, and note each resumption
                 driver.meta.update(started=before.get("started"),
@@ -156,7 +155,7 @@ def _commands(sweep_dir: Path, options: Options) -> dict[str, str]:
 
 
 def _write_new(sweep_dir: Path, sweep: Sweep, trials: list[Trial], options: Options) -> None:
-    runs.write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
+    runs.write_text(sweep_dir / SWEEP_FILE, dump_yaml(sweep.to_dict()))
     for trial in trials:
         _write_trial(sweep_dir, trial)
     cmd = _commands(sweep_dir, options)
@@ -190,7 +189,7 @@ def _records(sweep_dir: Path, trials: list[Trial]) -> tuple[dict[str, Any], list
 
 
 def _write_trial(sweep_dir: Path, trial: Trial) -> None:
-    runs.write_text(sweep_dir / TRIALS / f"{trial.id}.yaml", yaml.safe_dump(trial.config, sort_keys=False))
+    runs.write_text(sweep_dir / TRIALS / f"{trial.id}.yaml", dump_yaml(trial.config))
 
 
 def _backend(options: Options) -> Any:
