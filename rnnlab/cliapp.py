@@ -67,7 +67,9 @@ app = typer.Typer(cls=OneLineErrors, add_completion=True, no_args_is_help=True,
 
 def fail(message: str) -> None:
     from .invocation import report
+    from .safeio import without_temp_names
 
+    message = without_temp_names(message)
     report(error=message)
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(EXIT_USER_ERROR)
@@ -96,11 +98,10 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.stderr.close()
             raise typer.Exit(0) from None
         except Exception as exc:
-            from .safeio import is_disk_full
+            from .safeio import disk_full_path, is_disk_full
 
             if is_disk_full(exc):
-                assert isinstance(exc, OSError)
-                fail(f"{exc.filename or 'rnnlab'}: no space left on device")
+                fail(f"{disk_full_path(exc) or 'rnnlab'}: no space left on device")
             if isinstance(exc, OSError) and exc.filename is not None:  # a path the system refuses:
                 fail(f"{exc.filename}: {exc.strerror or exc}")  # name too long, permission, disk full
             traceback.print_exc()

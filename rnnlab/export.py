@@ -31,6 +31,7 @@ from torch import nn
 from . import runs
 from .errors import ConfigError, RnnlabError
 from .models.elman import ElmanRNN
+from .safeio import disk_full_error, is_disk_full
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 TOLERANCE = 1e-4
@@ -293,7 +294,10 @@ def export_run(run: str | Path, fmt: str, checkpoint: str = "best", out: Optiona
         tmp.unlink(missing_ok=True)
         raise
     except Exception as exc:  # noqa: BLE001 - an operator the exporter cannot express, ...
+        full = is_disk_full(exc, tmp)
         tmp.unlink(missing_ok=True)
+        if full:
+            raise disk_full_error(path, exc) from None
         text = str(exc).strip().splitlines()
         raise ExportError(str(run_dir), f"cannot export model {exp.model.name!r} to {fmt}: "
                           f"{type(exc).__name__}: {text[0][:200] if text else ''}") from None

