@@ -158,8 +158,9 @@ def check_run_options(checkpoint: str, device: str, allow_foreign: bool = False)
     set_allow_foreign(allow_foreign)
     if checkpoint not in ("best", "last"):
         fail(f"--checkpoint: must be 'best' or 'last', got {checkpoint!r}")
-    if device not in ("cpu", "cuda", "auto"):
-        fail(f"--device: must be cpu, cuda or auto, got {device!r}")
+    from .runtime import check_device
+
+    check_device(device, "--device")  # a ConfigError: one line via user_errors
 
 
 def _console() -> Any:

@@ -78,3 +78,50 @@ def test_error_lines_name_the_users_file_not_a_temp_file(tmp_path: Path) -> None
         f"{tmp_path}/summary.json: no space"
     assert safeio.without_temp_names("cannot write '/a/.model.onnx.tmp'") == "cannot write '/a/model.onnx'"
     assert safeio.without_temp_names("/a/b.tmpl and notes.tmp") == "/a/b.tmpl and notes.tmp"
+
+
+# ----------------------------------------------------------------------------- Python API arguments
+
+def test_api_arguments_are_checked_like_the_cli(tmp_path: Path) -> None:
+    import rnnlab
+
+    with pytest.raises(rnnlab.ConfigError, match="^config: must be a sweep file's path"):
+        rnnlab.sweep(None)  # type: ignore[arg-type]
+    with pytest.raises(rnnlab.ConfigError, match="^resume: must be a sweep directory's path"):
+        rnnlab.sweep(None, resume=3)  # type: ignore[arg-type]
+    with pytest.raises(rnnlab.ConfigError, match=r"^--workers: must be an integer from 1 to \d+"):
+        rnnlab.sweep(str(tmp_path / "s.yaml"), workers=0)
+    run = rnnlab.Run(tmp_path)  # the device is refused before the run is even read
+    for call in (lambda: run.model(device="tpu"), lambda: run.evaluate(device="cuda:0"),
+                 lambda: run.generate(device=3), lambda: run.predict("x", device="gpu")):  # type: ignore[arg-type]
+        with pytest.raises(rnnlab.ConfigError, match="^device: must be cpu, cuda or auto"):
+            call()
+
+
+# ----------------------------------------------------------------------------- plugins that exit
+
+@pytest.fixture
+def stop_handlers():
+    """rnnlab's signal handlers, as the command line installs them."""
+    import signal
+
+    from rnnlab import signals
+
+    saved = {sig: signal.getsignal(sig) for sig in signals.SIGNALS}
+    signals.install_stop_handlers()
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.parametrize("body, said", [("import sys\nsys.exit(0)\n", "called sys.exit(0)"),
+                                        ("raise SystemExit(3)\n", "called sys.exit(3)"),
+                                        ("raise KeyboardInterrupt\n", "raised KeyboardInterrupt")])
+def test_a_plugin_that_exits_is_the_plugins_error(tmp_path: Path, stop_handlers, body: str, said: str) -> None:
+    plugin = tmp_path / "exit0.py"
+    plugin.write_text(body)
+    line = one_line(runner.invoke(app, ["check", "lstm", "--plugin", str(plugin)]))
+    assert line.startswith("error: --plugin") and f"plugin {plugin} {said}" in line, line
+    line = one_line(train(tmp_path, cfg={**TINY, "plugins": [str(plugin)]}))
+    assert "plugins[0]" in line and said in line, line
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())

@@ -30,6 +30,7 @@ from .spec import Sweep, Trial, expand, load_sweep
 SWEEP_FILE = "sweep.yaml"
 COMMAND_FILE = "command.txt"
 TRIALS, LOGS = "trials", "logs"
+MAX_WORKERS = 1024  # trial processes at once
 LOCK, STOP = ".lock", ".stop"
 BACKENDS = ("local", "ray")
 
@@ -54,14 +55,17 @@ def run_sweep(sweep_file: Optional[Path | Sweep], runs_dir: Path, resume: Option
               say: Callable[[str], None] = print) -> Outcome:
     """``rnnlab sweep``: a new sweep from ``sweep_file`` (a path or a parsed ``Sweep``) in
     ``runs_dir``, or ``resume`` an existing sweep directory (running only its trials not completed)."""
-    if options.workers < 1:
-        raise ConfigError("--workers", f"must be >= 1, got {options.workers}")
+    workers = options.workers
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError("--workers", f"must be an integer from 1 to {MAX_WORKERS} (trials run as "
+                          f"that many processes at once), got {workers!r}")
     if options.backend not in BACKENDS:
         raise ConfigError("--backend", f"must be one of {', '.join(BACKENDS)}, got {options.backend!r}")
     if resume is not None:
         sweep_dir, sweep, trials = _reopen(resume, sweep_file)
     else:
-        assert sweep_file is not None
+        if sweep_file is None:
+            raise ConfigError("sweep", "give a sweep file (or --resume a sweep directory)")
         sweep = sweep_file if isinstance(sweep_file, Sweep) else load_sweep(sweep_file)
         trials = expand(sweep)  # every trial validated before anything is created
         sweep_dir = None
