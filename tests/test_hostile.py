@@ -125,3 +125,75 @@ def test_a_plugin_that_exits_is_the_plugins_error(tmp_path: Path, stop_handlers,
     line = one_line(train(tmp_path, cfg={**TINY, "plugins": [str(plugin)]}))
     assert "plugins[0]" in line and said in line, line
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+# ----------------------------------------------------------------------------- bounded numbers
+
+@pytest.mark.parametrize("args, message", [
+    (["--temperature", "inf"], "--temperature: must be a finite number from 0 to 1000"),
+    (["--temperature", "nan"], "--temperature: must be a finite number"),
+    (["--temperature", "5e-324"], "--temperature: must be 0 (greedy) or at least 0.001"),
+    (["--seed", "99999999999999999999999"], "--seed: must be an integer from -9223372036854775808"),
+    (["--length", "100000000000"], "--length: must be an integer from 0 to 1000000"),
+    (["--top-k", "0"], "--top-k: must be an integer >= 1"),
+])
+def test_generate_numbers_are_bounded_before_the_run_is_read(tmp_path: Path, args: list[str],
+                                                             message: str) -> None:
+    line = one_line(runner.invoke(app, ["generate", str(tmp_path / "no-run"), *args]))
+    assert line.startswith(f"error: {message}"), line
+
+
+def test_gradflow_steps_are_bounded(tmp_path: Path) -> None:
+    line = one_line(runner.invoke(app, ["gradflow", str(write(tmp_path)), "--steps", "1000000000000"]))
+    assert line.startswith("error: --steps: must be an integer from 0 to 100000"), line
+    assert not (tmp_path / "gradflow.png").exists()
+
+
+def sweep_file(folder: Path, body: dict[str, Any]) -> Path:
+    import yaml
+
+    path = folder / "s.yaml"
+    path.write_text(yaml.safe_dump({"base": dict(TINY), **body}))
+    return path
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"random": {"trials": 10**9, "train.lr": {"uniform": [0.001, 0.1]}}},
+     "random.trials: 1000000000 trials is more than 10000"),
+    ({"grid": {"model.hidden_size": list(range(1, 101)), "train.lr": [0.01 * i for i in range(1, 101)]},
+      "repeats": 2}, "the sweep: grid points x random.trials x seeds: 20000 trials is more than 10000"),
+    ({"grid": {"model.hidden_size": [4]}, "repeats": 10**12}, "repeats: 1000000000000 trials"),
+    ({"tpe": {"trials": 5, "train.lr": {"uniform": [0.001, float("nan")]}}},
+     "tpe.train.lr.uniform: high: must be a finite number"),
+    ({"cmaes": {"trials": 5, "train.lr": {"loguniform": [0.001, float("inf")]}}},
+     "cmaes.train.lr.loguniform: high: must be a finite number"),
+    ({"random": {"trials": 2, "train.epochs": {"int": [1, 2**70]}}},
+     "random.train.epochs.int: high: must be an integer from"),
+    ({"tpe": {"trials": 5, "train.lr": {"uniform": [-1.0, 0.1]}}},
+     "tpe.train.lr: -1.0 is in its range but not a valid value"),
+    ({"tpe": {"trials": 10**6, "train.lr": {"uniform": [0.001, 0.1]}}}, "tpe.trials: 1000000 trials"),
+])
+def test_sweep_numbers_are_bounded_before_the_sweep_exists(tmp_path: Path, body: dict[str, Any],
+                                                           message: str) -> None:
+    runs_dir = tmp_path / "runs"
+    line = one_line(runner.invoke(app, ["sweep", str(sweep_file(tmp_path, body)), "--runs-dir", str(runs_dir)]))
+    assert message in line, line
+    assert not runs_dir.exists() or not list(runs_dir.iterdir())
+
+
+def test_a_tiny_time_budget_with_a_per_step_schedule_stops_after_one_step(tmp_path: Path) -> None:
+    cfg = deep_merge(TINY, {"train": {"max_time": 5e-324, "scheduler": {"name": "cosine"}}})
+    result = train(tmp_path, cfg=cfg)
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs").iterdir()
+    summary = runs.read_summary(run)
+    assert summary["status"] == "completed" and summary["steps"] == 1, summary
+
+
+def test_empty_column_lists_are_config_errors(tmp_path: Path) -> None:
+    cfg = {"task": {"name": "series", "lookback": 8, "horizon": 2}, "model": {"name": "lstm", "hidden_size": 4},
+           "data": {"inputs": []}}
+    line = one_line(runner.invoke(app, ["config", str(write(tmp_path, cfg))]))
+    assert line.endswith("data.inputs: must list at least one column (or leave it out for the default)")
+    cfg["data"] = {"inputs": ["co2", "co2"]}
+    assert "column 'co2' is listed twice" in one_line(runner.invoke(app, ["config", str(write(tmp_path, cfg))]))

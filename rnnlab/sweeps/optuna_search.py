@@ -42,7 +42,7 @@ from .runner import (
     _write_trial,
     trial_run,
 )
-from .spec import Sweep, Trial, resolve_trial
+from .spec import Sweep, Trial, check_search_space, resolve_trial
 
 STUDY_FILE = "optuna.journal"
 
@@ -68,6 +68,7 @@ def prepare(sweep: Sweep) -> None:
     """Before anything is written: Optuna is there, and the metric to optimise is known (the
     task's own unless the sweep file names one), since the study's direction depends on it."""
     require_optuna(sweep)
+    check_search_space(sweep)
     if sweep.metric is None:
         import torch
 
