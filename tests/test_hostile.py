@@ -197,3 +197,27 @@ def test_empty_column_lists_are_config_errors(tmp_path: Path) -> None:
     assert line.endswith("data.inputs: must list at least one column (or leave it out for the default)")
     cfg["data"] = {"inputs": ["co2", "co2"]}
     assert "column 'co2' is listed twice" in one_line(runner.invoke(app, ["config", str(write(tmp_path, cfg))]))
+
+
+# ----------------------------------------------------------------------------- a failed resume
+
+def test_a_resume_that_fails_before_training_goes_on_leaves_the_summary_as_it_was(
+        tmp_path: Path, monkeypatch) -> None:
+    from rnnlab import resume
+    from rnnlab.errors import ConfigError
+
+    assert train(tmp_path, cfg=deep_merge(TINY, {"train": {"epochs": 1}})).exit_code == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    summary = run / runs.SUMMARY
+    data = json.loads(summary.read_text())
+    data["status"] = "interrupted"  # as a stop leaves it
+    runs.write_json(summary, data)
+    before = summary.read_bytes()
+
+    def cannot_open(*args: Any, **kwargs: Any) -> None:
+        raise ConfigError("logging.mlflow", "tracking server unreachable")
+
+    monkeypatch.setattr(resume, "open_live", cannot_open)
+    line = one_line(runner.invoke(app, ["train", "--resume", str(run), "--set", "train.epochs=2", "-q"]))
+    assert line == "error: logging.mlflow: tracking server unreachable"
+    assert summary.read_bytes() == before  # still interrupted, resumable; not rewritten as failed
