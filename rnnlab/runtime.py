@@ -17,7 +17,6 @@ from .errors import ConfigError
 from .limits import check_threads
 from .precision import isa_summary
 
-
 DEVICES = ("cpu", "cuda", "auto")  # what train.device, every --device and the API's device= take
 
 

@@ -93,7 +93,8 @@ def test_api_arguments_are_checked_like_the_cli(tmp_path: Path) -> None:
         rnnlab.sweep(str(tmp_path / "s.yaml"), workers=0)
     run = rnnlab.Run(tmp_path)  # the device is refused before the run is even read
     for call in (lambda: run.model(device="tpu"), lambda: run.evaluate(device="cuda:0"),
-                 lambda: run.generate(device=3), lambda: run.predict("x", device="gpu")):  # type: ignore[arg-type]
+                 lambda: run.generate(device=3),  # type: ignore[arg-type]
+                 lambda: run.predict("x", device="gpu")):
         with pytest.raises(rnnlab.ConfigError, match="^device: must be cpu, cuda or auto"):
             call()
 
@@ -117,7 +118,8 @@ def stop_handlers():
 @pytest.mark.parametrize("body, said", [("import sys\nsys.exit(0)\n", "called sys.exit(0)"),
                                         ("raise SystemExit(3)\n", "called sys.exit(3)"),
                                         ("raise KeyboardInterrupt\n", "raised KeyboardInterrupt")])
-def test_a_plugin_that_exits_is_the_plugins_error(tmp_path: Path, stop_handlers, body: str, said: str) -> None:
+def test_a_plugin_that_exits_is_the_plugins_error(tmp_path: Path, stop_handlers, body: str,
+                                                  said: str) -> None:
     plugin = tmp_path / "exit0.py"
     plugin.write_text(body)
     line = one_line(runner.invoke(app, ["check", "lstm", "--plugin", str(plugin)]))
@@ -176,7 +178,8 @@ def sweep_file(folder: Path, body: dict[str, Any]) -> Path:
 def test_sweep_numbers_are_bounded_before_the_sweep_exists(tmp_path: Path, body: dict[str, Any],
                                                            message: str) -> None:
     runs_dir = tmp_path / "runs"
-    line = one_line(runner.invoke(app, ["sweep", str(sweep_file(tmp_path, body)), "--runs-dir", str(runs_dir)]))
+    args = ["sweep", str(sweep_file(tmp_path, body)), "--runs-dir", str(runs_dir)]
+    line = one_line(runner.invoke(app, args))
     assert message in line, line
     assert not runs_dir.exists() or not list(runs_dir.iterdir())
 
@@ -191,12 +194,14 @@ def test_a_tiny_time_budget_with_a_per_step_schedule_stops_after_one_step(tmp_pa
 
 
 def test_empty_column_lists_are_config_errors(tmp_path: Path) -> None:
-    cfg = {"task": {"name": "series", "lookback": 8, "horizon": 2}, "model": {"name": "lstm", "hidden_size": 4},
+    cfg = {"task": {"name": "series", "lookback": 8, "horizon": 2},
+           "model": {"name": "lstm", "hidden_size": 4},
            "data": {"inputs": []}}
     line = one_line(runner.invoke(app, ["config", str(write(tmp_path, cfg))]))
     assert line.endswith("data.inputs: must list at least one column (or leave it out for the default)")
     cfg["data"] = {"inputs": ["co2", "co2"]}
-    assert "column 'co2' is listed twice" in one_line(runner.invoke(app, ["config", str(write(tmp_path, cfg))]))
+    line = one_line(runner.invoke(app, ["config", str(write(tmp_path, cfg))]))
+    assert "column 'co2' is listed twice" in line
 
 
 # ----------------------------------------------------------------------------- a failed resume
