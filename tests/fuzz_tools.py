@@ -38,9 +38,10 @@ def generate_args(draw: st.DrawFn, run: Path) -> list[str]:
 
 
 @st.composite
-def sweep_body(draw: st.DrawFn) -> dict[str, Any]:
+def sweep_body(draw: st.DrawFn, refused_only: bool = False) -> dict[str, Any]:
     """A sweep file: the tiny base, one grid value or one search section, and hostile numbers;
-    when every value is valid it has exactly one trial."""
+    when every value is valid it has exactly one trial. ``refused_only`` (the suite's share):
+    ``repeats`` is always invalid, so no trial runs."""
     number = st.one_of(st.sampled_from(BAD_NUMBERS), st.just(1))
     body: dict[str, Any] = {"base": dict(fuzzing.BASE)}
     if draw(st.booleans()):
@@ -53,7 +54,9 @@ def sweep_body(draw: st.DrawFn) -> dict[str, Any]:
         low, high = draw(number), draw(st.one_of(number, st.sampled_from([0.01, 0.1])))
         body[section] = {"trials": draw(number),
                          "train.lr": {draw(st.sampled_from(["uniform", "loguniform", "int"])): [low, high]}}
-    if draw(st.booleans()):
+    if refused_only:
+        body["repeats"] = draw(st.sampled_from([0, -1, True, 1.5, 10**12, "1", None]))
+    elif draw(st.booleans()):
         body["repeats"] = draw(number)
     if draw(st.booleans()):
         body["seed"] = draw(number)
@@ -61,7 +64,7 @@ def sweep_body(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def tool_case(draw: st.DrawFn, command: str) -> dict[str, Any]:
+def tool_case(draw: st.DrawFn, command: str, refused_only: bool = False) -> dict[str, Any]:
     """What one case needs: ``generate`` args (given the run later), a config, a plugin body or a
     sweep file's text."""
     if command == "config":
@@ -70,7 +73,7 @@ def tool_case(draw: st.DrawFn, command: str) -> dict[str, Any]:
     if command == "check":
         return {"plugin": draw(st.sampled_from(PLUGINS)), "model": draw(st.sampled_from(["lstm", "nosuch"]))}
     if command == "sweep":
-        return {"text": yaml.safe_dump(draw(sweep_body()), allow_unicode=True)}
+        return {"text": yaml.safe_dump(draw(sweep_body(refused_only)), allow_unicode=True)}
     return {}
 
 
