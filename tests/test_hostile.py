@@ -226,3 +226,35 @@ def test_a_resume_that_fails_before_training_goes_on_leaves_the_summary_as_it_wa
     line = one_line(runner.invoke(app, ["train", "--resume", str(run), "--set", "train.epochs=2", "-q"]))
     assert line == "error: logging.mlflow: tracking server unreachable"
     assert summary.read_bytes() == before  # still interrupted, resumable; not rewritten as failed
+
+
+def test_disk_full_inside_the_exporters_writer_is_one_line_naming_the_export(tmp_path: Path,
+                                                                              monkeypatch) -> None:
+    from rnnlab import export
+
+    assert train(tmp_path, cfg=deep_merge(TINY, {"train": {"epochs": 1}})).exit_code == 0
+    (run,) = (tmp_path / "runs").iterdir()
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError(ZIP_FAILURE)  # noqa: B904 - as torch's writer does
+
+    monkeypatch.setattr(export, "write_torchscript", full)
+    out = tmp_path / "model.pt"
+    line = one_line(runner.invoke(app, ["export", str(run), "--format", "torchscript", "--out", str(out)]))
+    assert line == f"error: {out}: no space left on device"
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+# ----------------------------------------------------------------------------- a FIFO as a run file
+
+def test_a_fifo_in_place_of_metrics_is_reported_without_reading_it(tmp_path: Path) -> None:
+    assert train(tmp_path, cfg=deep_merge(TINY, {"train": {"epochs": 1}})).exit_code == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    (run / runs.METRICS).unlink()
+    os.mkfifo(run / runs.METRICS)  # opening it for reading would block until a writer comes
+    result = runner.invoke(app, ["show", str(run)])
+    assert result.exit_code == 0 and "last epoch: unreadable" in result.output
+    assert "not a regular file" in result.output
