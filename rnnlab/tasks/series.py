@@ -107,7 +107,7 @@ class SeriesData(DataOptions):
     @field_validator("inputs", "targets")
     @classmethod
     def _columns(cls, value: Any) -> Any:
-        """A list of columns names at least one column, each once."""
+        """A list of columns: at least one, each named once."""
         if isinstance(value, list):
             if not value:
                 raise ValueError("must list at least one column (or leave it out for the default)")
