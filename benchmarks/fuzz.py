@@ -1,7 +1,9 @@
 """The hostile-user fuzzer of ``tests/fuzzing.py`` with a long budget (the suite runs a short one).
 
-Half the cases train from generated configs and ``--set`` overrides (tiny step budget); half run
-``eval``/``runs``/``show``/``compare``/``predict`` on run directories with a mutated file. Each
+A third of the cases train from generated configs and ``--set`` overrides (tiny step budget); a
+third run ``eval``/``runs``/``show``/``compare``/``predict`` on run directories with a mutated file;
+a third run ``generate``, ``config`` (its output read back), ``check`` with failing plugins and
+generated sweep files (``tests/fuzz_tools.py``; ``--sweeps`` of them, as a valid one runs a trial). Each
 must exit 0, or print one ``error:`` line and exit 2 or 3, never a traceback, and change nothing
 that existed before. Prints the outcome counts; exits 1 on the first case that breaks the property
 (hypothesis shrinks it and prints it).
@@ -29,7 +31,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from tests import fuzzing  # noqa: E402
+from tests import fuzz_tools, fuzzing  # noqa: E402
 from tests.test_fuzz import train_tiny  # noqa: E402
 
 OUTCOMES: Counter = Counter()
@@ -46,6 +48,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=2000, help="generated cases in all")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sweeps", type=int, default=100, help="of the tool cases, sweep files")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="rnnlab-fuzz-"))
     a = train_tiny(folder, fuzzing.BASE, "a")
@@ -53,7 +56,7 @@ def main() -> int:
     s = train_tiny(folder, {"task": {"name": "sentiment"}, "model": {"name": "gru", "hidden_size": 4},
                             "train": {"epochs": 1, "steps_per_epoch": 1, "threads": 1},
                             "logging": {"plots": False}}, "s")
-    budget = settings(max_examples=args.cases // 2, deadline=None, database=None,
+    budget = settings(max_examples=args.cases // 3, deadline=None, database=None,
                       suppress_health_check=list(HealthCheck), derandomize=False,
                       phases=[Phase.generate])  # a failure is printed as found, not shrunk (slow)
 
@@ -91,10 +94,29 @@ def main() -> int:
             OUTCOMES[f"mutation {kind}"] += 1
             progress()
 
+    def tool_case(command: str, case: dict, data: st.DataObject) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            shutil.copytree(a, root / "runs" / a.name)
+            OUTCOMES[fuzz_tools.run_case(command, case, root, root / "runs" / a.name, data)] += 1
+            progress()
+
+    @settings(budget, max_examples=max(0, args.cases // 3 - args.sweeps))
+    @given(st.sampled_from(["generate", "config", "check"]).flatmap(
+        lambda c: st.tuples(st.just(c), fuzz_tools.tool_case(c))), st.data())
+    def tool_cases(command_case: tuple[str, dict], data: st.DataObject) -> None:
+        tool_case(*command_case, data)
+
+    @settings(budget, max_examples=args.sweeps)
+    @given(fuzz_tools.tool_case("sweep"), st.data())
+    def sweep_cases(case: dict, data: st.DataObject) -> None:
+        tool_case("sweep", case, data)
+
     random.seed(args.seed)
     start = time.perf_counter()
     failed = False
-    for name, test in (("train", train_cases), ("read-only commands", read_cases)):
+    for name, test in (("train", train_cases), ("read-only commands", read_cases),
+                       ("generate/config/check", tool_cases), ("sweep files", sweep_cases)):
         try:
             test()
         except AssertionError as exc:

@@ -156,13 +156,16 @@ def sweep(config: Union[str, "os.PathLike[str]", Mapping[str, Any]], *,
     from .sweeps.runner import Options, run_sweep
     from .sweeps.spec import parse_sweep
 
-    spec: Any = config
+    spec: Any = None
     if isinstance(config, Mapping) and resume is None:
         spec = parse_sweep(copy.deepcopy(dict(config)), "sweep", Path.cwd(), "sweep")
     elif isinstance(config, (str, os.PathLike)):
         spec = Path(config)
-    else:
-        spec = None
+    elif config is not None or resume is None:
+        raise ConfigError("config", "must be a sweep file's path or a sweep mapping (or None with "
+                          f"resume=<sweep directory>), got {_shown_type(config)}")
+    if resume is not None and not isinstance(resume, (str, os.PathLike)):
+        raise ConfigError("resume", f"must be a sweep directory's path, got {_shown_type(resume)}")
     say = (lambda line: None) if quiet else print
     with invoked_as(_call("sweep", config, None, None)):
         outcome = run_sweep(spec, Path(runs_dir), Path(resume) if resume is not None else None,
@@ -185,6 +188,17 @@ def runs(runs_dir: Union[str, "os.PathLike[str]"] = "runs", *, task: Optional[st
         more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
         warnings.warn(f"{len(bad)} run(s) in {runs_dir} could not be read: {named}{more}", stacklevel=2)
     return [Run(i.path) for i in infos]
+
+
+def _shown_type(value: Any) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def _device(device: Optional[str]) -> str:
+    """``device`` checked as the CLI checks ``--device`` (default cpu)."""
+    from .runtime import check_device
+
+    return check_device("cpu" if device is None else device, "device")
 
 
 def _call(verb: str, config: Any, overrides: OverridesLike, name: Optional[str]) -> str:
@@ -255,7 +269,7 @@ class Run:
         from .evaluation import load_run as load
 
         _check_checkpoint(checkpoint)
-        _, _, _, model, _ = load(self.path, checkpoint, device or "cpu")
+        _, _, _, model, _ = load(self.path, checkpoint, _device(device))
         return model.eval()
 
     def evaluate(self, split: str = "test", checkpoint: str = "best",
@@ -266,7 +280,7 @@ class Run:
         _check_checkpoint(checkpoint)
         if split not in ("train", "val", "test"):
             raise ConfigError("split", f"must be train, val or test, got {split!r}")
-        return evaluate_run(self.path, split, checkpoint, device or "cpu")
+        return evaluate_run(self.path, split, checkpoint, _device(device))
 
     def predict(self, texts: Union[str, Sequence[str]], checkpoint: str = "best",
                 device: Optional[str] = None) -> list[Any]:
@@ -275,7 +289,7 @@ class Run:
 
         _check_checkpoint(checkpoint)
         return predict(self.path, [texts] if isinstance(texts, str) else list(texts),
-                       checkpoint=checkpoint, device=device or "cpu")
+                       checkpoint=checkpoint, device=_device(device))
 
     def generate(self, prefix: str = "", length: int = 200, temperature: float = 1.0,
                  top_k: Optional[int] = None, seed: Optional[int] = None, checkpoint: str = "best",
@@ -285,7 +299,7 @@ class Run:
 
         _check_checkpoint(checkpoint)
         return generate_run(self.path, prefix, length, temperature, top_k, seed, checkpoint,
-                            device or "cpu")
+                            _device(device))
 
 
 def _check_checkpoint(checkpoint: str) -> None:

@@ -109,7 +109,8 @@ class StepPlan:
             assert self.replay.trace is not None
             return self.replay.trace[step - 1]
         assert self.budget is not None
-        target = min(VIRTUAL_STEPS, math.floor(VIRTUAL_STEPS * elapsed / self.budget))
+        fraction = min(1.0, elapsed / self.budget)  # a tiny budget (5e-324 s) gives inf, not overflow
+        target = math.floor(VIRTUAL_STEPS * fraction)
         return max(0, target - position)
 
     def stop_reason(self, steps: int, elapsed: float) -> Optional[str]:

@@ -94,7 +94,9 @@ def _options(
 
 def fail(message: str) -> None:
     from .invocation import report
+    from .safeio import without_temp_names
 
+    message = without_temp_names(message)
     report(error=message)
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(EXIT_USER_ERROR)
@@ -123,11 +125,10 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.stderr.close()
             raise typer.Exit(0) from None
         except Exception as exc:
-            from .safeio import is_disk_full
+            from .safeio import disk_full_path, is_disk_full
 
             if is_disk_full(exc):
-                assert isinstance(exc, OSError)
-                fail(f"{exc.filename or 'rnnlab'}: no space left on device")
+                fail(f"{disk_full_path(exc) or 'rnnlab'}: no space left on device")
             if isinstance(exc, OSError) and exc.filename is not None:  # a path the system refuses:
                 fail(f"{exc.filename}: {exc.strerror or exc}")  # name too long, permission, disk full
             traceback.print_exc()
@@ -184,8 +185,9 @@ def check_run_options(checkpoint: str, device: str, allow_foreign: bool = False)
     set_allow_foreign(allow_foreign)
     if checkpoint not in ("best", "last"):
         fail(f"--checkpoint: must be 'best' or 'last', got {checkpoint!r}")
-    if device not in ("cpu", "cuda", "auto"):
-        fail(f"--device: must be cpu, cuda or auto, got {device!r}")
+    from .runtime import check_device
+
+    check_device(device, "--device")  # a ConfigError: one line via user_errors
 
 
 def _console() -> Any:

@@ -19,6 +19,7 @@ from pydantic import (
 
 from .errors import ConfigError
 from .registry import did_you_mean
+from .safeio import dump_yaml
 from .sections import Config, _describe
 
 #: config keys a resumed run may change (``--resume --set``): how long or how verbosely training goes
@@ -66,7 +67,7 @@ class Experiment:
         return out
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return dump_yaml(self.to_dict())
 
 
 # ----------------------------------------------------------------------------- errors

@@ -42,6 +42,7 @@ from . import runs
 from .errors import ConfigError, RnnlabError
 from .models.elman import ElmanRNN
 from .outputs import check_outputs, temp_path, writing
+from .safeio import disk_full_error, is_disk_full
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 TOLERANCE = 1e-4
@@ -350,6 +351,8 @@ def export_run(run: str | Path, fmt: str, checkpoint: str = "best", out: Optiona
         except (RnnlabError, OSError):
             raise
         except Exception as exc:  # noqa: BLE001 - an operator the exporter cannot express, ...
+            if is_disk_full(exc, tmp):
+                raise disk_full_error(path, exc) from None
             text = str(exc).strip().splitlines()
             raise ExportError(str(run_dir), f"cannot export model {exp.model.name!r} to {fmt}: "
                               f"{type(exc).__name__}: {text[0][:200] if text else ''}") from None

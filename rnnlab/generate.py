@@ -15,19 +15,28 @@ from typing import TYPE_CHECKING, Optional
 import torch
 
 from .errors import ConfigError, RunDirError
+from .limits import INT64_MAX, INT64_MIN, MAX_GENERATE, MAX_TEMPERATURE, MIN_TEMPERATURE, check_number
 
 if TYPE_CHECKING:
     from .models.base import Model
     from .tasks.charlm import Vocab
 
 
-def check_settings(length: int, temperature: float, top_k: Optional[int]) -> None:
-    if length < 0:
-        raise ConfigError("--length", f"must be >= 0, got {length}")
-    if not temperature >= 0:  # also rejects NaN
-        raise ConfigError("--temperature", f"must be >= 0 (0 is greedy), got {temperature:g}")
-    if top_k is not None and top_k < 1:
-        raise ConfigError("--top-k", f"must be >= 1, got {top_k}")
+def check_settings(length: int, temperature: float, top_k: Optional[int],
+                   seed: Optional[int] = None) -> None:
+    """The sampling options, checked before the run is loaded (the same for the CLI and the API)."""
+    check_number(length, "--length", integer=True, low=0, high=MAX_GENERATE,
+                 why="new characters, each one step of the model")
+    check_number(temperature, "--temperature", low=0, high=MAX_TEMPERATURE,
+                 why="0 is greedy; above it every character is about equally likely")
+    if 0 < temperature < MIN_TEMPERATURE:
+        raise ConfigError("--temperature", f"must be 0 (greedy) or at least {MIN_TEMPERATURE:g} "
+                          f"(smaller ones overflow the scaled logits), got {temperature:g}")
+    if top_k is not None:
+        check_number(top_k, "--top-k", integer=True, low=1)
+    if seed is not None:
+        check_number(seed, "--seed", integer=True, low=INT64_MIN, high=INT64_MAX,
+                     why="a 64-bit generator seed")
 
 
 def next_id(logits: torch.Tensor, temperature: float, top_k: Optional[int],
@@ -53,7 +62,7 @@ def sample(model: "Model", vocab: "Vocab", prefix: str, length: int, temperature
            top_k: Optional[int] = None, seed: Optional[int] = None) -> str:
     """``prefix`` followed by exactly ``length`` generated characters. Call in eval mode under
     no_grad (``generate_run`` does)."""
-    check_settings(length, temperature, top_k)
+    check_settings(length, temperature, top_k, seed)
     if not prefix:
         raise ConfigError("--prefix", "must not be empty (the model needs a character to start from)")
     unknown = vocab.unknown(prefix)
@@ -78,7 +87,7 @@ def generate_run(run: str | os.PathLike[str], prefix: str, length: int, temperat
     """Load a char-LM run (its vocabulary and weights; the corpus is not read) and sample."""
     from .evaluation import load_run
 
-    check_settings(length, temperature, top_k)
+    check_settings(length, temperature, top_k, seed)
     run_dir, exp, task, model, _ = load_run(run, checkpoint, device)
     if getattr(task.spec, "input_kind", None) != "tokens" or not hasattr(task, "vocab") \
             or task.spec.output != "sequence":  # a next-token model with a character vocabulary

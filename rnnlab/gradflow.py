@@ -25,6 +25,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from .config import Experiment
 from .errors import ConfigError
+from .limits import MAX_GRADFLOW_STEPS, check_number
 from .models.base import Model
 from .tasks.base import Batch, Task
 
@@ -281,6 +282,10 @@ def gradflow(sources: list[Path], overrides: list[str], steps: int, device: str 
     """Curves for every source: a run directory or a config file (``overrides`` apply to configs)."""
     from .runtime import resolve_device
 
+    check_number(steps, "--steps", integer=True, low=0, high=MAX_GRADFLOW_STEPS,
+                 why="training steps before the second measurement; train a run for more")
+    if batch_size is not None:
+        check_number(batch_size, "--batch-size", integer=True, low=1)
     dev = resolve_device(device, "--device")
     out: list[Curve] = []
     for source in sources:

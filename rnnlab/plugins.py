@@ -22,6 +22,7 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -157,6 +158,13 @@ def _run_plugin(load: Callable[[], Any], spec: str, where: str) -> Any:
         return load()
     except RnnlabError:
         raise
+    except (SystemExit, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt) and _real_interrupt(exc):
+            raise
+        what = (f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
+                else "raised KeyboardInterrupt")
+        raise ConfigError(where, f"plugin {spec} {what} while being imported; a plugin must not "
+                          "end rnnlab (nothing was checked or run)") from None
     except ValueError as exc:
         if "registered twice" in str(exc):
             raise ConfigError(where, f"plugin {spec}: {exc} (a name can be registered once; "
@@ -168,6 +176,14 @@ def _run_plugin(load: Callable[[], Any], spec: str, where: str) -> Any:
         line = f" ({Path(frames[-1][0]).name}:{frames[-1][1]})" if frames else ""
         raise ConfigError(where, f"plugin {spec} failed to import{line}: "
                           f"{type(exc).__name__}: {exc}") from None
+
+
+def _real_interrupt(exc: KeyboardInterrupt) -> bool:
+    """A stop by a signal: rnnlab's handlers raise it with ``signum``; without them (the Python
+    API) Python's own SIGINT handler may have. A bare KeyboardInterrupt while rnnlab's handlers are
+    installed was raised by the plugin itself."""
+    return getattr(exc, "signum", None) is not None or \
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def load_entry_points() -> None:

@@ -10,6 +10,7 @@ Every check runs before anything in the run directory is written.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -17,7 +18,7 @@ from typing import Any, Optional
 from . import identity, plugins, runs
 from . import summary as run_summary
 from .config import SAFE_TO_CHANGE, Experiment, Overrides, apply_overrides, build_experiment, read_yaml
-from .errors import ConfigError, RunDirError
+from .errors import ConfigError, RnnlabError, RunDirError
 from .invocation import report
 from .lifecycle import close_run, finish_run, prepare
 from .mlflow_log import open_live
@@ -124,7 +125,7 @@ def resume_run(run: str | os.PathLike[str], overrides: Overrides, runs_dir: Path
         if note is not None:
             return run_dir, note
         trainer = rebuild(exp, run_dir, ckpt, last, reporter, summary.get("precision"))
-        status = summary.get("status")
+        status, before = summary.get("status"), copy.deepcopy(summary)
         try:
             restart_files(trainer, summary, exp)
             trainer.tensorboard = open_tensorboard(exp, run_dir)
@@ -139,10 +140,26 @@ def resume_run(run: str | os.PathLike[str], overrides: Overrides, runs_dir: Path
                 stop = Interrupted()
                 stop.run_dir, stop.signum, stop.saved = run_dir, exc.signum, trainer.saved
                 raise stop from None
-            run_summary.record_error(summary, exc)
-            close_run(trainer, summary, "failed")
+            unchanged(trainer, before)
             raise
         return finish_run(trainer, summary), None
+
+
+def unchanged(trainer: Trainer, before: dict[str, Any]) -> None:
+    """A resume that failed before training went on (a tracker that cannot open, a full disk)
+    changed nothing: the summary is put back as it was (an interrupted run stays interrupted,
+    resumable), and what it opened is closed. The error is the command's, in one line."""
+    closers = [trainer.tensorboard.close if trainer.tensorboard is not None else None,
+               (lambda: trainer.mlflow.close(before)) if trainer.mlflow is not None else None]
+    for close in filter(None, closers):
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - closing is best effort; the original error matters
+            pass
+    try:
+        runs.write_json(trainer.run_dir / runs.SUMMARY, before)
+    except RnnlabError:  # the disk is full: the summary may already be the one before
+        pass
 
 
 def rebuild(exp: Experiment, run_dir: Path, ckpt: dict[str, Any], path: Path,

@@ -72,12 +72,13 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
+        full = is_disk_full(exc, tmp)  # before the temp file's blocks are freed again
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        if is_disk_full(exc):
-            raise disk_full_error(path, exc) from None  # type: ignore[arg-type]
+        if full:
+            raise disk_full_error(path, exc) from None
         raise
     _fsync_dir(path.parent)
 

@@ -17,8 +17,18 @@ from .errors import ConfigError
 from .limits import check_threads
 from .precision import isa_summary
 
+DEVICES = ("cpu", "cuda", "auto")  # what train.device, every --device and the API's device= take
+
+
+def check_device(name: Any, where: str = "--device") -> str:
+    """``name`` when it is one of ``DEVICES``, else one ConfigError naming ``where``."""
+    if not isinstance(name, str) or name not in DEVICES:
+        raise ConfigError(where, f"must be cpu, cuda or auto, got {name!r}")
+    return name
+
 
 def resolve_device(name: str, where: str = "train.device") -> torch.device:
+    check_device(name, where)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

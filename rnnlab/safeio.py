@@ -5,7 +5,8 @@
 - ``decode_text``: bytes to text in the declared encoding; a byte-order mark or NUL bytes that do
   not fit the declared encoding (UTF-16/32 text read as UTF-8) are reported with the encoding to set.
 - ``load_yaml``: ``yaml.safe_load`` that refuses duplicate keys in a mapping and nesting deeper
-  than ``MAX_YAML_DEPTH`` (instead of a ``RecursionError`` deep in the parser).
+  than ``MAX_YAML_DEPTH`` (instead of a ``RecursionError`` deep in the parser); ``dump_yaml``, its
+  writer, resolves scalars by the same rules, so whatever rnnlab writes reads back unchanged.
 - ``is_disk_full``/``disk_full``: ENOSPC (and EDQUOT) turned into one user-facing line.
 
 Other modules call these; they raise rnnlab's own errors with ``where`` set to the path.
@@ -169,10 +170,17 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-# YAML 1.2 floats without a dot (``1e-3``): YAML 1.1, and so PyYAML, reads them as strings
-_StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+class _StrictDumper(yaml.SafeDumper):
+    """SafeDumper whose resolver is the reader's: a string the reader would take for a number,
+    boolean or null (``1e3``, ``.inf``, ``true``, ``~``) is written quoted, so it reads back as a string."""
+
+
+# YAML 1.2 floats without a dot (``1e-3``): YAML 1.1, and so PyYAML, reads them as strings. The
+# writer resolves plain scalars with the same rules, so what one writes the other reads back.
+for _cls in (_StrictLoader, _StrictDumper):
+    _cls.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
 def load_yaml(text: str) -> Any:
@@ -183,27 +191,93 @@ def load_yaml(text: str) -> Any:
         raise yaml.YAMLError(f"nested too deeply (more than {MAX_YAML_DEPTH} levels)") from None
 
 
+def dump_yaml(data: Any) -> str:
+    """The YAML every file rnnlab writes uses (configs, sweep files, trial configs): keys in their
+    order, and every string quoted where ``load_yaml`` would otherwise read it as another type."""
+    return yaml.dump(data, Dumper=_StrictDumper, sort_keys=False)
+
+
 # ----------------------------------------------------------------------------- disk full
 
 DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+LOW_SPACE = 1 * MiB  # less than this free where a write failed: the disk is taken to be full
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in DISK_FULL
+def _full_cause(exc: BaseException) -> Optional[OSError]:
+    """The ENOSPC/EDQUOT ``OSError`` behind ``exc``: itself, or one it was raised from or while
+    handling (torch's zip writer turns a failed ``write`` into ``RuntimeError: [enforce fail at
+    inline_container.cc] ... unexpected pos``, with the OSError as its context)."""
+    seen: set[int] = set()
+    cur: Optional[BaseException] = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in DISK_FULL:
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
-def disk_full_error(path: Path | str, exc: OSError) -> RnnlabError:
+def _torch_write_failure(exc: BaseException) -> bool:
+    """torch's C++ file writers (``torch.save`` to a path, ``torch.jit.save``) report a failed
+    write without the OSError: only their own words say it."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("inline_container" in text or "file write failed" in text
+                                              or "unexpected pos" in text)
+
+
+def no_space_left(path: Path | str) -> bool:
+    """Whether the file system holding ``path`` (or its nearest existing folder) is out of space."""
+    where = Path(path)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        st = os.statvfs(where)
+    except (OSError, AttributeError):
+        return False
+    return st.f_bavail * st.f_frsize < LOW_SPACE
+
+
+def is_disk_full(exc: BaseException, path: Path | str | None = None) -> bool:
+    """ENOSPC/EDQUOT, wherever it surfaces: an ``OSError``, an error raised while handling one
+    (torch's zip writer), or, given the ``path`` written, torch's writer failing on a full disk."""
+    if _full_cause(exc) is not None:
+        return True
+    return path is not None and _torch_write_failure(exc) and no_space_left(path)
+
+
+def disk_full_error(path: Path | str, exc: BaseException) -> RnnlabError:
+    """``<path>: no space left on device`` (or ``disk quota exceeded``) naming the user's file."""
     from .errors import RunDirError
 
-    what = "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
-    return RunDirError(path, what)
+    cause = _full_cause(exc)
+    quota = cause is not None and cause.errno != errno.ENOSPC
+    return RunDirError(path, "disk quota exceeded" if quota else "no space left on device")
+
+
+def disk_full_path(exc: BaseException) -> Optional[str]:
+    """The file named by the OSError behind a disk-full ``exc``, if any."""
+    cause = _full_cause(exc)
+    return None if cause is None or cause.filename is None else str(cause.filename)
 
 
 def guard_disk_full(path: Path | str, action: Callable[[], Any]) -> Any:
     """Run ``action``; a full disk becomes ``error: <path>: no space left on device``."""
     try:
         return action()
-    except OSError as exc:
-        if is_disk_full(exc):
+    except (OSError, RuntimeError) as exc:
+        if is_disk_full(exc, path):
             raise disk_full_error(path, exc) from None
         raise
+
+
+# ----------------------------------------------------------------------------- user paths
+
+# ``.<name>.<8 random>.tmp`` (runs.atomic_write), ``.<name>.<pid>.tmp`` (invocation), ``.<name>.tmp``
+_TEMP_NAME = re.compile(r"(?:(?<=[/\s'\"(])|^)\.([^/\s'\"]+?)(?:\.[A-Za-z0-9_]{8}|\.\d+)?\.tmp\b")
+
+
+def without_temp_names(text: str) -> str:
+    """``text`` with rnnlab's temp files (written beside a file, then renamed over it) named by
+    the file the user asked for: an error line says ``runs/x/summary.json``, not
+    ``runs/x/.summary.json.k3j_x9a2.tmp``."""
+    return _TEMP_NAME.sub(r"\1", text)

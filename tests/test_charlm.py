@@ -275,7 +275,7 @@ def test_generate_length_prefix_and_seed(trained_run: Path) -> None:
 
 
 def test_generate_rejects_bad_settings(trained_run: Path) -> None:
-    with pytest.raises(ConfigError, match="--temperature: must be >= 0"):
+    with pytest.raises(ConfigError, match="--temperature: must be a finite number from 0 to"):
         generate_run(trained_run, "the", 5, -0.5)
     with pytest.raises(ConfigError, match=r"--prefix: .*'é' \(U\+00E9\)"):
         generate_run(trained_run, "thé", 5, 0.5)

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import yaml
-
 from .. import runs
 from ..errors import ConfigError, RnnlabError
+from ..safeio import dump_yaml
 from .backends import train_args, trial_args
 from .results import TrialRecord, read_records
 from .runner import (
@@ -43,7 +42,7 @@ from .runner import (
     _write_trial,
     trial_run,
 )
-from .spec import Sweep, Trial, resolve_trial
+from .spec import Sweep, Trial, check_search_space, resolve_trial
 
 STUDY_FILE = "optuna.journal"
 
@@ -69,6 +68,7 @@ def prepare(sweep: Sweep) -> None:
     """Before anything is written: Optuna is there, and the metric to optimise is known (the
     task's own unless the sweep file names one), since the study's direction depends on it."""
     require_optuna(sweep)
+    check_search_space(sweep)
     if sweep.metric is None:
         import torch
 
@@ -164,7 +164,7 @@ def drive(sweep: Sweep, sweep_dir: Path, resumed: bool, backend: Any, options: O
     study = open_study(sweep, sweep_dir)
     if resumed:
         before, records = read_records(sweep_dir)
-        runs.write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
+        runs.write_text(sweep_dir / SWEEP_FILE, dump_yaml(sweep.to_dict()))
     else:
         _write_new(sweep_dir, sweep, [], options)
         before, records = {}, []

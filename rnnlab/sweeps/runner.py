@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-import yaml
-
 from .. import mlflow_log, runs
 from ..errors import ConfigError, RnnlabError, RunDirError
 from ..invocation import invocation, read_result
+from ..safeio import dump_yaml
 from .backends import STOP_GRACE_S, LocalBackend, RayBackend, result_file, train_args
 from .results import FINISHED, Ranking, TrialRecord, ranked_table, read_records, write_plots, write_summaries
 from .spec import Sweep, Trial, expand, load_sweep
@@ -31,6 +30,7 @@ from .spec import Sweep, Trial, expand, load_sweep
 SWEEP_FILE = "sweep.yaml"
 COMMAND_FILE = "command.txt"
 TRIALS, LOGS = "trials", "logs"
+MAX_WORKERS = 1024  # trial processes at once
 LOCK, STOP = ".lock", ".stop"
 BACKENDS = ("local", "ray")
 
@@ -55,14 +55,17 @@ def run_sweep(sweep_file: Optional[Path | Sweep], runs_dir: Path, resume: Option
               say: Callable[[str], None] = print) -> Outcome:
     """``rnnlab sweep``: a new sweep from ``sweep_file`` (a path or a parsed ``Sweep``) in
     ``runs_dir``, or ``resume`` an existing sweep directory (running only its trials not completed)."""
-    if options.workers < 1:
-        raise ConfigError("--workers", f"must be >= 1, got {options.workers}")
+    workers = options.workers
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError("--workers", f"must be an integer from 1 to {MAX_WORKERS} (trials run as "
+                          f"that many processes at once), got {workers!r}")
     if options.backend not in BACKENDS:
         raise ConfigError("--backend", f"must be one of {', '.join(BACKENDS)}, got {options.backend!r}")
     if resume is not None:
         sweep_dir, sweep, trials = _reopen(resume, sweep_file)
     else:
-        assert sweep_file is not None
+        if sweep_file is None:
+            raise ConfigError("sweep", "give a sweep file (or --resume a sweep directory)")
         sweep = sweep_file if isinstance(sweep_file, Sweep) else load_sweep(sweep_file)
         trials = expand(sweep)  # every trial validated before anything is created
         sweep_dir = None
@@ -92,7 +95,7 @@ def run_sweep(sweep_file: Optional[Path | Sweep], runs_dir: Path, resume: Option
                 records, before = [TrialRecord(t.id, t.values) for t in trials], {}
             else:
                 before, records = _records(sweep_dir, trials)
-                runs.write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
+                runs.write_text(sweep_dir / SWEEP_FILE, dump_yaml(sweep.to_dict()))
             driver = Driver(sweep, trials, records, sweep_dir, backend, options, say)
             if before:  # keep when the sweep first started, and note each resumption
                 driver.meta.update(started=before.get("started"),
@@ -156,7 +159,7 @@ def _commands(sweep_dir: Path, options: Options) -> dict[str, str]:
 
 
 def _write_new(sweep_dir: Path, sweep: Sweep, trials: list[Trial], options: Options) -> None:
-    runs.write_text(sweep_dir / SWEEP_FILE, yaml.safe_dump(sweep.to_dict(), sort_keys=False))
+    runs.write_text(sweep_dir / SWEEP_FILE, dump_yaml(sweep.to_dict()))
     for trial in trials:
         _write_trial(sweep_dir, trial)
     cmd = _commands(sweep_dir, options)
@@ -190,7 +193,7 @@ def _records(sweep_dir: Path, trials: list[Trial]) -> tuple[dict[str, Any], list
 
 
 def _write_trial(sweep_dir: Path, trial: Trial) -> None:
-    runs.write_text(sweep_dir / TRIALS / f"{trial.id}.yaml", yaml.safe_dump(trial.config, sort_keys=False))
+    runs.write_text(sweep_dir / TRIALS / f"{trial.id}.yaml", dump_yaml(trial.config))
 
 
 def _backend(options: Options) -> Any:

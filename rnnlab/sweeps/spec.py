@@ -39,9 +39,10 @@ from typing import Any, Optional
 
 from ..config import SECTIONS, build_experiment, read_yaml, set_dotted
 from ..errors import ConfigError
+from ..limits import INT64_MAX, INT64_MIN, MAX_TRIALS, check_number
 from ..registry import did_you_mean
 from ..runs import safe_name
-from ..sections import TrainConfig
+from ..sections import FLOAT32_MAX, TrainConfig
 
 TOP_KEYS = ("name", "base", "grid", "random", "tpe", "cmaes", "seed", "repeats", "seeds", "metric",
             "mode", "split")
@@ -145,6 +146,13 @@ class Sweep:
     def keys(self) -> list[str]:
         return [*self.grid, *self.random, *(self.search.params if self.search else ())]
 
+    def size(self) -> int:
+        """How many trials the sweep runs, computed without expanding it."""
+        if self.search is not None:
+            return self.search.trials
+        grid = math.prod(len(values) for values in self.grid.values())
+        return grid * max(1, self.trials) * max(1, len(self.seeds or ()))
+
     def points(self) -> list[dict[str, Any]]:
         """Every grid combination crossed with the same ``trials`` seeded random draws, each
         repeated once per seed (the seed varies fastest); none for an Optuna search, whose trials
@@ -210,7 +218,16 @@ def parse_sweep(raw: dict[str, Any], where: str, base_dir: Path, default_name: s
         raise ConfigError(where, f"repeats: not supported with an Optuna search ({sweep.search.sampler}) "
                           "yet: each Optuna trial is one seed")
     _ranking(sweep, raw, where)
+    _count(sweep.size(), "the sweep", where, "grid points x random.trials x seeds: ")
     return sweep
+
+
+def _count(n: int, key: str, where: str, what: str = "") -> int:
+    """``n`` trials (or draws, or repeats), refused above ``MAX_TRIALS`` before any is drawn."""
+    if n > MAX_TRIALS:
+        raise ConfigError(where, f"{key}: {what}{n} trials is more than {MAX_TRIALS} (each trial is a "
+                          "training run; split the sweep or search a smaller space)")
+    return n
 
 
 def _seeds(raw: dict[str, Any], sweep: Sweep, where: str) -> Optional[list[int]]:
@@ -229,7 +246,7 @@ def _seeds(raw: dict[str, Any], sweep: Sweep, where: str) -> Optional[list[int]]
         if len(set(seeds)) != len(seeds):
             raise ConfigError(where, f"seeds: a seed is listed twice in {seeds!r}")
         return list(seeds)
-    repeats = _int(raw["repeats"], "repeats", where, minimum=1)
+    repeats = _count(_int(raw["repeats"], "repeats", where, minimum=1), "repeats", where)
     train = sweep.base.get("train") if isinstance(sweep.base.get("train"), dict) else {}
     start = train.get("seed", TrainConfig.model_fields["seed"].default)
     if not isinstance(start, int) or isinstance(start, bool):
@@ -312,6 +329,7 @@ def _random(value: Any, where: str, section: str = "random",
         raise ConfigError(where, f"{section}.trials: is required (how many "
                           f"{'random draws' if section == 'random' else 'trials'})")
     trials = _int(value["trials"], f"{section}.trials", where, minimum=1)
+    _count(trials, f"{section}.trials", where)
     dists = {_check_key(k, where, section): _distribution(v, f"{section}.{k}", where)
              for k, v in value.items() if k != "trials" and k not in skip}
     if not dists:
@@ -356,6 +374,11 @@ def _distribution(value: Any, key: str, where: str) -> Distribution:
     if len(args) != 2 or not all(isinstance(a, numbers) and not isinstance(a, bool) for a in args):
         what = "integers" if kind == "int" else "numbers"
         raise ConfigError(where, f"{key}.{kind}: must be [low, high], two {what}, got {args!r}")
+    for end, arg in zip(("low", "high"), args):
+        check_number(arg, f"{where}: {key}.{kind}: {end}", integer=kind == "int",
+                     low=INT64_MIN if kind == "int" else -FLOAT32_MAX,
+                     high=INT64_MAX if kind == "int" else FLOAT32_MAX,
+                     why="a 64-bit integer" if kind == "int" else "within float32's range")
     lo, hi = args
     if lo > hi:
         raise ConfigError(where, f"{key}.{kind}: low must be <= high, got {args!r}")
@@ -409,3 +432,17 @@ def resolve_trial(sweep: Sweep, index: int, values: dict[str, Any], width: int =
     raw["name"] = trial.id
     trial.config = build_experiment(raw, f"trial {trial.id} ({trial.label()})").to_dict()
     return trial
+
+
+def check_search_space(sweep: Sweep) -> None:
+    """An Optuna search's values are asked for while it runs: each parameter's ends (and every
+    choice) are validated as trial configs first, so a bad range fails before the sweep exists."""
+    if sweep.search is None:
+        return
+    for key, dist in sweep.search.params.items():
+        for value in dist.args:
+            try:
+                resolve_trial(sweep, 0, {key: value})
+            except ConfigError as exc:
+                raise ConfigError(sweep.source, f"{sweep.search.sampler}.{key}: {value!r} is in its "
+                                  f"range but not a valid value: {exc.what}") from None

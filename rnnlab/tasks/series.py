@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional, Union
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .. import runs
 from ..errors import ConfigError, DataError
@@ -111,6 +111,18 @@ class SeriesData(DataOptions):
     inputs: Optional[Union[Literal["M", "S", "MS"], list[str]]] = Field(
         None, description="columns read (default every numeric column); M, S, MS shorthands")
     fill: Fill = Field("none", description="missing cells and gaps: none (an error) | ffill | interpolate")
+
+    @field_validator("inputs", "targets")
+    @classmethod
+    def _columns(cls, value: Any) -> Any:
+        """A list of columns: at least one, each named once."""
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("must list at least one column (or leave it out for the default)")
+            twice = next((c for i, c in enumerate(value) if c in value[:i]), None)
+            if twice is not None:
+                raise ValueError(f"column {twice!r} is listed twice")
+        return value
 
 
 def resolve_path(d: SeriesData) -> Path:
