@@ -42,15 +42,16 @@ from ..errors import ConfigError
 from ..registry import did_you_mean
 from ..runs import safe_name
 from ..sections import TrainConfig
+from .resources import parse_resources
 
 TOP_KEYS = ("name", "base", "grid", "random", "tpe", "cmaes", "seed", "repeats", "seeds", "metric",
-            "mode", "split")
+            "mode", "split", "slurm")
 SEED_KEY = "train.seed"  # set per trial by repeats/seeds
 SAMPLERS = ("tpe", "cmaes")  # Optuna searches: trials are asked for one by one (optuna_search)
 PRUNERS = ("none", "median", "hyperband")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
-# keys that only change how finished trials are ranked; a resumed sweep may change them
-RANKING_KEYS = ("name", "metric", "mode", "split")
+# keys that only change how finished trials are ranked (or where they run); a resumed sweep may change them
+RANKING_KEYS = ("name", "metric", "mode", "split", "slurm")
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class Sweep:
     split: str = "val"
     seeds: Optional[list[int]] = None  # train.seed of each repeat (None: no repeats)
     search: Optional[Search] = None  # tpe/cmaes: trials come from Optuna, not from expansion
+    slurm: dict[str, Any] = field(default_factory=dict)  # per-trial resources (submitit_backend)
 
     @property
     def keys(self) -> list[str]:
@@ -165,6 +167,8 @@ class Sweep:
         if self.seeds:
             out["seeds"] = list(self.seeds)
         out.update(metric=self.metric, mode=self.mode, split=self.split)
+        if self.slurm:
+            out["slurm"] = dict(self.slurm)
         return out
 
     def identity(self) -> dict[str, Any]:
@@ -205,6 +209,8 @@ def parse_sweep(raw: dict[str, Any], where: str, base_dir: Path, default_name: s
         raise ConfigError(where, f"repeats: not supported with an Optuna search ({sweep.search.sampler}) "
                           "yet: each Optuna trial is one seed")
     _ranking(sweep, raw, where)
+    if "slurm" in raw:  # checked here, used by --backend slurm / submitit-local
+        sweep.slurm = parse_resources(raw["slurm"], where)
     return sweep
 
 
