@@ -191,12 +191,12 @@ class RayBackend:
         # one trial never asks for more than a node has, else Ray could never place it
         self.threads = max(1, min(per_node, total // workers))
         self.per_node = per_node
-        self.task = ray.remote(run_on_node).options(max_retries=0)
+        self.task = ray.remote(run_on_node)
 
     def start(self, args: list[str], log: Path, threads: int) -> Any:
         """One Ray task for the trial, asking for its threads as CPUs (at most a node's)."""
         assert self.stop_file is not None
-        return self.task.options(num_cpus=min(threads, self.per_node)).remote(
+        return self.task.options(num_cpus=min(threads, self.per_node), max_retries=0).remote(
             args, str(log), threads, [str(self.stop_file)])
 
     def wait(self, handles: list[Any], timeout: float) -> list[tuple[Any, Optional[int], Optional[str]]]:

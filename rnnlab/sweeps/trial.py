@@ -1,8 +1,9 @@
 """One sweep trial: ``python -m rnnlab.sweeps.trial ARGS`` is ``rnnlab train ARGS``, made stoppable.
 
 The sweep stops a trial by SIGINT (the run then closes as ``interrupted``). A process started by a
-Ray worker inherits SIGINT ignored, and a signal sent before the handler is back would be lost, so
-the handler is restored first thing. Then, as the sweep asks through the environment:
+Ray worker inherits SIGINT ignored and blocked, and a signal sent before the handler is back would
+be lost, so SIGINT is unblocked and its handler restored first thing. Then, as the sweep asks
+through the environment:
 - local trials get SIGINT when the sweep process dies, even by SIGKILL (Linux), so none runs on
   unwatched;
 - Ray and submitit trials watch stop files in the shared sweep directory (the sweep's, and for
@@ -51,6 +52,8 @@ def die_with_parent(parent: int) -> None:
 
 
 if __name__ == "__main__":
+    if hasattr(signal, "pthread_sigmask"):  # a Ray worker's thread blocks SIGINT; the trial inherits that
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if os.environ.get(PARENT_ENV):
         die_with_parent(int(os.environ[PARENT_ENV]))
