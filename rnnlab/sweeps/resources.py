@@ -21,7 +21,7 @@ DEFAULT_MINUTES = 60
 
 
 def parse_resources(raw: Any, where: str, section: str = "slurm") -> dict[str, Any]:
-    """The ``slurm:`` section (or ``--slurm`` pairs, strings) checked and typed."""
+    """The ``slurm:`` section (or ``--slurm`` pairs, strings; ``section`` empty) checked and typed."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -30,9 +30,9 @@ def parse_resources(raw: Any, where: str, section: str = "slurm") -> dict[str, A
     for key, value in raw.items():
         if key not in RESOURCES:
             hint = did_you_mean(str(key), list(RESOURCES))
-            raise ConfigError(where, f"{section}.{key}: unknown resource{hint}; "
+            raise ConfigError(where, f"{section + '.' if section else ''}{key}: unknown resource{hint}; "
                               f"allowed: {', '.join(RESOURCES)}")
-        out[key] = _resource(key, value, where, f"{section}.{key}")
+        out[key] = _resource(key, value, where, f"{section}.{key}" if section else key)
     return out
 
 

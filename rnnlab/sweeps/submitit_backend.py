@@ -16,6 +16,7 @@ the nodes share.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,11 +101,14 @@ class SubmititBackend:
         self.submitit = require_submitit(f"--backend {options.backend}")
         self.name, self.workers = options.backend, options.workers
         self.resources = {**getattr(sweep, "slurm", {}),
-                          **parse_resources(options.slurm, "--slurm", "--slurm")}
+                          **parse_resources(options.slurm, "--slurm", "")}
         self.stop_file: Optional[Path] = None  # set by the driver: <sweep dir>/.stop
         self.pending: list[Handle] = []
         self.submitted: list[Handle] = []
         self._executor: Any = None
+        if self.name == "slurm" and shutil.which("sbatch") is None:
+            raise ConfigError("--backend slurm", "sbatch not found: run the sweep where Slurm's commands are "
+                              "(a login node), or try it here with --backend submitit-local")
         if self.name == "slurm":
             self.threads = self.resources.get("cpus", 1)
             self.cores = self.threads * self.workers  # what the sweep asks for at once
