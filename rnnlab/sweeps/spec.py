@@ -16,6 +16,7 @@ repeats: 3                   # run every configuration with seeds train.seed, tr
 metric: mse                  # rank by this metric (default: the task's own) ...
 mode: min                    # ... lower (min) or higher (max) is better; required with metric
 split: val                   # ... at the best epoch on validation (default), or on test
+slurm: {partition: gpu, time: 120, cpus: 4, mem: 16G, gpus: 1}   # per-trial resources (submitit)
 ```
 
 With ``repeats`` (or ``seeds``) each configuration runs once per seed: ``train.seed`` is set in each

@@ -187,7 +187,11 @@ class SubmititBackend:
             return
         Path(handle.trial.stop_files[-1]).touch()
 
-    interrupt = stop_one
+    def interrupt(self, handle: Handle) -> None:
+        """Stop a trial with the sweep: as ``stop_one``; a job Slurm has not started yet is cancelled."""
+        self.stop_one(handle)
+        if self.name == "slurm" and handle.job is not None and handle.job.state == "PENDING":
+            handle.job.cancel(check=False)
 
     def kill(self, handle: Handle) -> None:
         if handle.job is not None and not handle.job.done():
