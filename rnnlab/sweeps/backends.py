@@ -22,7 +22,7 @@ import rnnlab
 
 from ..errors import ConfigError
 from ..runtime import available_cores
-from .trial import PARENT_ENV, STOP_FILE_ENV
+from .trialenv import PARENT_ENV, STOP_FILE_ENV
 
 STOP_GRACE_S = 60.0  # how long an interrupted trial may take to write its summary
 

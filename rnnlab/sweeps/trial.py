@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 
 from ..invocation import RESULT_FILE_ENV
+from .trialenv import PARENT_ENV, STOP_FILE_ENV
 
-STOP_FILE_ENV = "RNNLAB_SWEEP_STOP_FILE"
-PARENT_ENV = "RNNLAB_SWEEP_PARENT"
 PR_SET_PDEATHSIG = 1
 
 
