@@ -145,9 +145,18 @@ def sweep(
     resume: Optional[Path] = typer.Option(
         None, "--resume", help="a sweep directory: run its trials not completed",
         autocompletion=complete.runs_and_sweeps),
-    backend: str = typer.Option("local", "--backend", help="local | ray", autocompletion=complete.backends),
+    backend: str = typer.Option("local", "--backend", help="local | ray | slurm | submitit-local", autocompletion=complete.backends),
     ray_address: Optional[str] = typer.Option(
         None, "--ray-address", help="Ray cluster address (default: a local Ray)"),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="train.threads of every trial [default: the trial config's, else "
+        "the cores shared among the workers]"),
+    slurm: Optional[list[str]] = typer.Option(
+        None, "--slurm", metavar="KEY=VALUE",
+        help="a Slurm resource per trial over the sweep file's slurm: section (partition, time, cpus, "
+        "mem, gpus); repeatable"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="list the trials it would run (names, overrides); train and write nothing"),
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="no per-trial lines; only the table and the best run"),
 ) -> None:
@@ -160,9 +169,23 @@ def sweep(
         fail("--runs-dir: not used with --resume (the sweep directory is given)")
     if ray_address is not None and backend != "ray":
         fail("--ray-address: needs --backend ray")
+    if slurm and backend not in ("slurm", "submitit-local"):
+        fail("--slurm: needs --backend slurm (or submitit-local)")
+    resources = {}
+    for item in slurm or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--slurm: expected KEY=VALUE, e.g. partition=gpu, got {item!r}")
+        resources[key.strip()] = value.strip()
+    options = Options(workers, backend, ray_address, threads, resources or None)
+    if dry_run:
+        from .sweeps.dryrun import dry_run as plan
+
+        for line in plan(sweep_file, resume, options):
+            typer.echo(line)
+        return
     say = (lambda line: None) if quiet else (lambda line: print(line, flush=True))  # flushed: logs tail it
-    outcome = run_sweep(sweep_file, runs_dir or Path("runs"), resume,
-                        Options(workers, backend, ray_address), say)
+    outcome = run_sweep(sweep_file, runs_dir or Path("runs"), resume, options, say)
     _console().print(outcome.table)
     typer.echo(f"summary: {outcome.sweep_dir / 'summary.csv'}")
     if outcome.status == "interrupted":

@@ -17,7 +17,7 @@ MAX_DEPTH = 3  # runs/<run>, runs/<sweep>/<run>, one level more (as `rnnlab runs
 STATUSES = ("completed", "running", "interrupted", "diverged", "failed")
 # sweeps.runner.BACKENDS (importing the runner would import the command line back: an import
 # cycle, and torch; a test keeps the two equal)
-BACKENDS = ("local", "ray")
+BACKENDS = ("local", "ray", "slurm", "submitit-local")
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
 Completer = Callable[[Any, str], list]

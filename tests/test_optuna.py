@@ -86,7 +86,7 @@ class FakeBackend:
         self.started: list[list[str]] = []
         self.interrupted: list[str] = []
 
-    def start(self, args: list[str], log: Path) -> str:
+    def start(self, args: list[str], log: Path, threads: int) -> str:
         self.started.append(args)
         return f"h{len(self.started)}"
 
@@ -124,7 +124,7 @@ def test_a_trial_worse_than_the_median_is_stopped_and_recorded_pruned(tmp_path: 
     assert any("t002 pruned after epoch 1" in line for line in lines)
     (run / "summary.json").write_text(json.dumps({"status": "interrupted", "best_val": {"mse": 5.0}}))
     record = driver.end(handle, 130, None, stopped=False)
-    assert record.status == "pruned" and record.error == "pruned after epoch 1 (median)"
+    assert record.status == "pruned" and record.error.startswith("pruned after epoch 1 (median), stopped ")
     trial = study.get_trials()[1]
     assert trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values == {1: 5.0}
     summary = json.loads((sweep_dir / "summary.json").read_text())

@@ -1,10 +1,11 @@
 """Where trials run. Every trial is a normal ``rnnlab train`` process (its own run directory,
-``--quiet``, ``train.threads`` set so that trials x threads <= cores); a backend starts such
-processes, reports when they exit and can stop them.
+``--quiet``, its ``train.threads`` in its config, see ``runner.trial_threads``); a backend starts
+such processes, reports when they exit and can stop them.
 
 - ``local``: child processes of the sweep, N at a time.
 - ``ray``: the same processes, started by Ray tasks on a local Ray instance or an existing cluster
   (``pip install 'rnnlab[ray]'``). The sweep directory must be on a filesystem the nodes share.
+- ``slurm`` / ``submitit-local``: submitit jobs (``submitit_backend``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import rnnlab
 
 from ..errors import ConfigError
 from ..runtime import available_cores
-from .trial import PARENT_ENV, STOP_FILE_ENV
+from .trialenv import PARENT_ENV, STOP_FILE_ENV
 
 STOP_GRACE_S = 60.0  # how long an interrupted trial may take to write its summary
 
@@ -33,29 +34,33 @@ def result_file(sweep_dir: Path, name: str) -> Path:
     return sweep_dir / RESULTS / f"{name}.json"
 
 
-def trial_args(sweep_dir: Path, name: str, args: list[str], threads: int) -> list[str]:
+def trial_args(sweep_dir: Path, name: str, args: list[str]) -> list[str]:
     """A trial's command line after the Python interpreter: ``rnnlab train ARGS`` (see ``trial``)."""
     result = result_file(sweep_dir, name)
     result.parent.mkdir(exist_ok=True)
     result.unlink(missing_ok=True)
-    return ["-m", "rnnlab.sweeps.trial", "--result", str(result), *args, "--quiet",
-            "--set", f"train.threads={threads}"]
+    return ["-m", "rnnlab.sweeps.trial", "--result", str(result), *args, "--quiet"]
 
 
-def train_args(config: Path, runs_dir: Path, name: str, threads: int) -> list[str]:
+def train_args(config: Path, runs_dir: Path, name: str) -> list[str]:
     """A new trial: ``rnnlab train CONFIG --runs-dir SWEEP_DIR --name NAME`` (``runs_dir`` is the
-    sweep directory)."""
-    return trial_args(runs_dir, name, [str(config), "--runs-dir", str(runs_dir), "--name", name], threads)
+    sweep directory; the trial's config holds its threads)."""
+    return trial_args(runs_dir, name, [str(config), "--runs-dir", str(runs_dir), "--name", name])
 
 
-def child_env(threads: int, stop_file: Optional[Path], die_with_parent: bool) -> dict[str, str]:
-    """Pin the thread pools to the trial's share of the cores; tell the trial how it is stopped
-    (see ``trial``); make it import this very rnnlab when it runs from a source checkout."""
+def own_stop_file(sweep_dir: Path, name: str) -> Path:
+    """The file that stops one trial attempt alone (pruning); ``<sweep dir>/.stop`` stops them all."""
+    return sweep_dir / RESULTS / f"{name}.stop"
+
+
+def child_env(threads: int, stop_files: list[Path], die_with_parent: bool) -> dict[str, str]:
+    """Pin the thread pools to the trial's threads; tell the trial how it is stopped (see
+    ``trial``); make it import this very rnnlab when it runs from a source checkout."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env.pop(STOP_FILE_ENV, None)
     env.pop(PARENT_ENV, None)
-    if stop_file is not None:
-        env[STOP_FILE_ENV] = str(stop_file)
+    if stop_files:
+        env[STOP_FILE_ENV] = os.pathsep.join(str(f) for f in stop_files)
     if die_with_parent:
         env[PARENT_ENV] = str(os.getpid())
     root = str(Path(rnnlab.__file__).resolve().parent.parent)
@@ -65,13 +70,51 @@ def child_env(threads: int, stop_file: Optional[Path], die_with_parent: bool) ->
 
 
 def launch(args: list[str], log: Path, threads: int, die_with_parent: bool = False,
-           stop_file: Optional[Path] = None) -> subprocess.Popen:
+           stop_files: tuple[Path, ...] = ()) -> subprocess.Popen:
     """Start ``python ARGS`` with output to ``log``, in its own session: a Ctrl-C at the terminal
     reaches the sweep alone, which then stops its trials in order."""
     with open(log, "ab") as fh:
         return subprocess.Popen(
             [sys.executable, *args], stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-            env=child_env(threads, stop_file, die_with_parent), start_new_session=True)
+            env=child_env(threads, list(stop_files), die_with_parent), start_new_session=True)
+
+
+def signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """Send ``sig`` to the trial's process group (it leads its own session: see ``launch``), so
+    processes it started stop with it."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def supervise(proc: subprocess.Popen) -> int:
+    """Wait for a trial's process in short polls, so that an interrupt of this Python thread (a
+    cancelled Ray task, a signal handler) is taken at once; on any such exception stop the trial's
+    process group: SIGINT (it saves its checkpoint and closes its run), SIGKILL after the grace."""
+    try:
+        while True:
+            try:
+                return proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+    except BaseException:
+        stop_group(proc)
+        raise
+
+
+def stop_group(proc: subprocess.Popen, grace: float = STOP_GRACE_S) -> None:
+    """SIGINT to the trial's process group, SIGKILL to it if the trial has not exited after ``grace``."""
+    signal_group(proc, signal.SIGINT)
+    deadline = time.monotonic() + grace
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+    signal_group(proc, signal.SIGKILL)
+    proc.wait()
 
 
 class LocalBackend:
@@ -82,8 +125,8 @@ class LocalBackend:
         self.cores = available_cores()
         self.threads = max(1, self.cores // workers)
 
-    def start(self, args: list[str], log: Path) -> subprocess.Popen:
-        return launch(args, log, self.threads, die_with_parent=True)
+    def start(self, args: list[str], log: Path, threads: int) -> subprocess.Popen:
+        return launch(args, log, threads, die_with_parent=True)
 
     def wait(self, handles: list[Any], timeout: float) -> list[tuple[Any, Optional[int], Optional[str]]]:
         """The handles whose process exited, with exit status, waiting up to ``timeout`` s."""
@@ -98,6 +141,8 @@ class LocalBackend:
         if handle.poll() is None:
             handle.send_signal(signal.SIGINT)
 
+    stop_one = interrupt  # one trial (pruning): the same SIGINT
+
     def kill(self, handle: subprocess.Popen) -> None:
         if handle.poll() is None:
             handle.kill()
@@ -107,20 +152,13 @@ class LocalBackend:
         pass
 
 
-def run_on_node(args: list[str], log: str, threads: int, stop_file: str) -> int:
+def run_on_node(args: list[str], log: str, threads: int, stop_files: list[str]) -> int:
     """The Ray task: run the trial's process on this node and return its exit status. The trial
-    watches the stop file itself (``trial``); a cancelled task passes SIGINT on."""
-    proc = launch(args, Path(log), threads, stop_file=Path(stop_file))
-    try:
-        return proc.wait()
-    except BaseException:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        raise
+    watches the stop files itself (``trial``) and dies with this worker; a cancelled task
+    (``ray.cancel``, which interrupts the worker's Python between two polls) stops the trial's
+    process group (``supervise``)."""
+    proc = launch(args, Path(log), threads, die_with_parent=True, stop_files=tuple(map(Path, stop_files)))
+    return supervise(proc)
 
 
 class RayBackend:
@@ -135,10 +173,11 @@ class RayBackend:
 
         self.ray = ray
         self.stop_file: Optional[Path] = None  # set by the driver: <sweep dir>/.stop
+        self.owned = not ray.is_initialized()  # a Ray this process already runs is used, and kept
         try:
-            if address:
+            if self.owned and address:
                 ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-            else:
+            elif self.owned:
                 ray.init(num_cpus=available_cores(), include_dashboard=False,
                          logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -151,10 +190,14 @@ class RayBackend:
         self.cores = total
         # one trial never asks for more than a node has, else Ray could never place it
         self.threads = max(1, min(per_node, total // workers))
-        self.task = ray.remote(run_on_node).options(num_cpus=self.threads, max_retries=0)
+        self.per_node = per_node
+        self.task = ray.remote(run_on_node)
 
-    def start(self, args: list[str], log: Path) -> Any:
-        return self.task.remote(args, str(log), self.threads, str(self.stop_file))
+    def start(self, args: list[str], log: Path, threads: int) -> Any:
+        """One Ray task for the trial, asking for its threads as CPUs (at most a node's)."""
+        assert self.stop_file is not None
+        return self.task.options(num_cpus=min(threads, self.per_node), max_retries=0).remote(
+            args, str(log), threads, [str(self.stop_file)])
 
     def wait(self, handles: list[Any], timeout: float) -> list[tuple[Any, Optional[int], Optional[str]]]:
         if not handles:
@@ -173,8 +216,13 @@ class RayBackend:
         assert self.stop_file is not None
         self.stop_file.touch()
 
+    def stop_one(self, handle: Any) -> None:
+        """Stop one trial (pruning): the cancelled task stops its process group (``supervise``)."""
+        self.ray.cancel(handle, force=False)
+
     def kill(self, handle: Any) -> None:
         self.ray.cancel(handle, force=True)
 
     def close(self) -> None:
-        self.ray.shutdown()
+        if self.owned:
+            self.ray.shutdown()

@@ -40,6 +40,7 @@ from .runner import (
     _run_summary,
     _write_new,
     _write_trial,
+    set_threads,
     trial_run,
 )
 from .spec import Sweep, Trial, check_search_space, resolve_trial
@@ -156,6 +157,7 @@ class Watch:
     run: Optional[Path] = None  # its run directory, once it exists
     reported: int = 0  # last epoch reported
     pruned_at: Optional[int] = None
+    decided: Optional[float] = None  # time.monotonic() of the pruning decision
 
 
 def drive(sweep: Sweep, sweep_dir: Path, resumed: bool, backend: Any, options: Options,
@@ -248,8 +250,9 @@ class SearchDriver(Driver):
         self.backend.stop_file.unlink(missing_ok=True)
         self.say(f"sweep {self.sweep_dir}: optuna {self.search.sampler} study, {asked} of "
                  f"{self.search.trials} trials asked, {todo} to run ({len(self.again)} to continue), "
-                 f"pruner {self.search.pruner}, {self.options.workers} at a time, "
-                 f"{self.backend.threads} thread(s) each ({self.backend.name}, {self.backend.cores} cores)")
+                 f"pruner {self.search.pruner}")
+        self.describe([resolve_trial(self.sweep, 0, {})] if self.search.trials > asked else
+                      [t for t, _, _, _ in self.again])
         self.save()
         return self.guarded()
 
@@ -304,7 +307,6 @@ class SearchDriver(Driver):
         record = TrialRecord(trial.id, values)
         self.trials.append(trial)
         self.records.append(record)
-        _write_trial(self.sweep_dir, trial)
         self.begin(trial, record, asked.number, None, asked)
 
     def begin(self, trial: Trial, record: TrialRecord, number: int, resume: Optional[Path],
@@ -312,16 +314,17 @@ class SearchDriver(Driver):
         """Start a trial's process: a fresh run, or ``rnnlab train --resume`` of its run."""
         import optuna
 
+        threads = self.threads(trial)
+        set_threads(trial, threads)
+        _write_trial(self.sweep_dir, trial)  # with the threads it runs with now
         if resume is None:
             record.attempts += 1
             name = trial.run_name(record.attempts)
-            if not (self.sweep_dir / TRIALS / f"{trial.id}.yaml").is_file():
-                _write_trial(self.sweep_dir, trial)
-            args = train_args(self.sweep_dir / TRIALS / f"{trial.id}.yaml", self.sweep_dir, name,
-                              self.backend.threads)
+            args = train_args(self.sweep_dir / TRIALS / f"{trial.id}.yaml", self.sweep_dir, name)
         else:
             name = trial.run_name(record.attempts)
-            args = trial_args(self.sweep_dir, name, ["--resume", str(resume)], self.backend.threads)
+            args = trial_args(self.sweep_dir, name,
+                              ["--resume", str(resume), "--set", f"train.threads={threads}"])
         optuna_trial = asked
         if optuna_trial is None:
             frozen = self.study.get_trials(deepcopy=False)[number]
@@ -330,7 +333,7 @@ class SearchDriver(Driver):
         else:
             reported = 0
         log = self.sweep_dir / LOGS / f"{name}.log"
-        handle = self.backend.start(args, log)
+        handle = self.backend.start(args, log, threads)
         self.running[handle] = Running(record, trial, name, log, time.monotonic())
         self.watch[handle] = Watch(number, optuna_trial, name, resume, reported)
         record.status, record.error, record.run = "running", None, None
@@ -358,7 +361,7 @@ class SearchDriver(Driver):
                     continue
                 w.trial.report(float(value), epoch)
                 if w.pruned_at is None and w.trial.should_prune():
-                    w.pruned_at = epoch
+                    w.pruned_at, w.decided = epoch, time.monotonic()
                     self.say(f"{self.running[handle].trial.id} pruned after epoch {epoch} "
                              f"({self.ranking.split} {self.ranking.metric} {value:.4g}, "
                              f"{self.search.pruner} pruner): stopping it")
@@ -379,6 +382,8 @@ class SearchDriver(Driver):
         if w is not None and w.pruned_at is not None and record.status == "interrupted":
             record.status = "pruned"
             record.error = f"pruned after epoch {w.pruned_at} ({self.search.pruner})"
+            if w.decided is not None:  # how fast the backend stopped it
+                record.error += f", stopped {time.monotonic() - w.decided:.1f}s after the decision"
         super().report(job, record)
 
     def tell(self, number: int, record: TrialRecord) -> None:
@@ -406,9 +411,7 @@ class SearchDriver(Driver):
 
 
 def stop_one(backend: Any, handle: Any) -> None:
-    """Stop one trial gracefully (its checkpoint is saved). The Ray backend's ``interrupt`` stops
-    every trial (a shared stop file); a cancelled Ray task passes SIGINT to its process alone."""
-    if backend.name == "ray":
-        backend.ray.cancel(handle, force=False)
-    else:
-        backend.interrupt(handle)
+    """Stop one trial gracefully (its checkpoint is saved and its run closed ``interrupted``):
+    SIGINT locally, a cancelled task on Ray, the trial's own stop file under submitit. (A Ray
+    backend's ``interrupt`` stops every trial: a shared stop file.)"""
+    getattr(backend, "stop_one", backend.interrupt)(handle)

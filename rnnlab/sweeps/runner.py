@@ -32,7 +32,7 @@ COMMAND_FILE = "command.txt"
 TRIALS, LOGS = "trials", "logs"
 MAX_WORKERS = 1024  # trial processes at once
 LOCK, STOP = ".lock", ".stop"
-BACKENDS = ("local", "ray")
+BACKENDS = ("local", "ray", "slurm", "submitit-local")
 
 
 @dataclass
@@ -49,18 +49,15 @@ class Options:
     workers: int = 1
     backend: str = "local"
     address: Optional[str] = None  # Ray cluster address (default: a local Ray instance)
+    threads: Optional[int] = None  # --threads: every trial's train.threads (default: see trial_threads)
+    slurm: Optional[dict[str, Any]] = None  # --slurm KEY=VALUE: resources over the sweep file's slurm:
 
 
 def run_sweep(sweep_file: Optional[Path | Sweep], runs_dir: Path, resume: Optional[Path], options: Options,
               say: Callable[[str], None] = print) -> Outcome:
     """``rnnlab sweep``: a new sweep from ``sweep_file`` (a path or a parsed ``Sweep``) in
     ``runs_dir``, or ``resume`` an existing sweep directory (running only its trials not completed)."""
-    workers = options.workers
-    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
-        raise ConfigError("--workers", f"must be an integer from 1 to {MAX_WORKERS} (trials run as "
-                          f"that many processes at once), got {workers!r}")
-    if options.backend not in BACKENDS:
-        raise ConfigError("--backend", f"must be one of {', '.join(BACKENDS)}, got {options.backend!r}")
+    check_options(options)
     if resume is not None:
         sweep_dir, sweep, trials = _reopen(resume, sweep_file)
     else:
@@ -79,7 +76,7 @@ def run_sweep(sweep_file: Optional[Path | Sweep], runs_dir: Path, resume: Option
         # trials leave MLflow to the sweep; set before Ray starts its workers, which inherit it
         os.environ[mlflow_log.SWEEP_ENV] = "1"
     try:
-        backend = _backend(options)  # a backend that cannot start fails before anything is written
+        backend = _backend(options, sweep)  # a backend that cannot start fails before anything is written
     except BaseException:
         os.environ.pop(mlflow_log.SWEEP_ENV, None)
         raise
@@ -91,7 +88,7 @@ def run_sweep(sweep_file: Optional[Path | Sweep], runs_dir: Path, resume: Option
 
                 return drive(sweep, sweep_dir, resume is not None, backend, options, say)
             if resume is None:
-                _write_new(sweep_dir, sweep, trials, options)
+                _write_new(sweep_dir, sweep, trials, options, backend.threads)
                 records, before = [TrialRecord(t.id, t.values) for t in trials], {}
             else:
                 before, records = _records(sweep_dir, trials)
@@ -104,6 +101,17 @@ def run_sweep(sweep_file: Optional[Path | Sweep], runs_dir: Path, resume: Option
     finally:
         backend.close()
         os.environ.pop(mlflow_log.SWEEP_ENV, None)
+
+
+def check_options(options: Options) -> None:
+    workers = options.workers
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError("--workers", f"must be an integer from 1 to {MAX_WORKERS} (trials run as "
+                          f"that many processes at once), got {workers!r}")
+    if options.backend not in BACKENDS:
+        raise ConfigError("--backend", f"must be one of {', '.join(BACKENDS)}, got {options.backend!r}")
+    if options.threads is not None and options.threads < 1:
+        raise ConfigError("--threads", f"must be >= 1, got {options.threads}")
 
 
 # ----------------------------------------------------------------------------- the directory
@@ -149,6 +157,10 @@ def _commands(sweep_dir: Path, options: Options) -> dict[str, str]:
         backend += ["--ray-address", options.address]
     where = sweep_dir.resolve()
     common = ["--workers", str(options.workers), *backend]
+    if options.threads is not None:
+        common += ["--threads", str(options.threads)]
+    for key, value in (options.slurm or {}).items():
+        common += ["--slurm", f"{key}={value}"]
     return {
         "command": invocation(),
         "cwd": os.getcwd(),
@@ -158,9 +170,11 @@ def _commands(sweep_dir: Path, options: Options) -> dict[str, str]:
     }
 
 
-def _write_new(sweep_dir: Path, sweep: Sweep, trials: list[Trial], options: Options) -> None:
+def _write_new(sweep_dir: Path, sweep: Sweep, trials: list[Trial], options: Options,
+               threads: Optional[int] = None) -> None:
     runs.write_text(sweep_dir / SWEEP_FILE, dump_yaml(sweep.to_dict()))
     for trial in trials:
+        set_threads(trial, trial_threads(trial, options, threads))
         _write_trial(sweep_dir, trial)
     cmd = _commands(sweep_dir, options)
     runs.write_text(sweep_dir / COMMAND_FILE,
@@ -196,10 +210,38 @@ def _write_trial(sweep_dir: Path, trial: Trial) -> None:
     runs.write_text(sweep_dir / TRIALS / f"{trial.id}.yaml", dump_yaml(trial.config))
 
 
-def _backend(options: Options) -> Any:
+def _backend(options: Options, sweep: Sweep) -> Any:
     if options.backend == "ray":
         return RayBackend(options.workers, options.address)
+    if options.backend in ("slurm", "submitit-local"):
+        from .submitit_backend import SubmititBackend
+
+        return SubmititBackend(options, sweep)
     return LocalBackend(options.workers)
+
+
+def trial_threads(trial: Trial, options: Options, share: Optional[int]) -> int:
+    """A trial's ``train.threads``: ``--threads``, else its config's (the base config's or a swept
+    value), else ``share``: the backend's cores divided among the workers."""
+    train = trial.config.get("train") or {}
+    return options.threads or train.get("threads") or share or 1
+
+
+def set_threads(trial: Trial, threads: int) -> None:
+    """Write the threads a trial runs with into its config, so ``trials/<id>.yaml`` reruns it alike."""
+    trial.config.setdefault("train", {})["threads"] = threads
+
+
+def threads_source(sweep: Sweep, options: Options, backend: Any) -> str:
+    """How many threads each trial gets, and why: for the sweep's first line and summary."""
+    train = sweep.base.get("train") if isinstance(sweep.base.get("train"), dict) else {}
+    if options.threads is not None:
+        return f"{options.threads} (--threads)"
+    if "train.threads" in sweep.keys:
+        return "as swept (train.threads)"
+    if train.get("threads") is not None:
+        return f"{train['threads']} (the base config's train.threads)"
+    return f"{backend.threads} ({backend.cores} cores / {options.workers} workers)"
 
 
 def _run_summary(run: Optional[Path]) -> dict[str, Any]:
@@ -246,7 +288,8 @@ class Driver:
         self.ranking = Ranking.of(sweep)
         self.meta: dict[str, Any] = {
             "sweep": sweep.name, "id": sweep_dir.name, "status": "running", "backend": backend.name,
-            "workers": options.workers, "threads_per_trial": backend.threads, "cores": backend.cores,
+            "workers": options.workers, "threads_per_trial": threads_source(sweep, options, backend),
+            "cores": backend.cores,
             **_commands(sweep_dir, options), "started": runs.now_iso(), "finished": None,
         }
         self.running: dict[Any, Running] = {}
@@ -265,12 +308,8 @@ class Driver:
             record.status = "pending"
         self.backend.stop_file = self.sweep_dir / STOP
         self.backend.stop_file.unlink(missing_ok=True)
-        self.say(f"sweep {self.sweep_dir}: {len(todo)} of {len(self.trials)} trials to run, "
-                 f"{self.options.workers} at a time, {self.backend.threads} thread(s) each "
-                 f"({self.backend.name}, {self.backend.cores} cores)")
-        if self.options.workers * self.backend.threads > self.backend.cores:
-            self.say(f"note: {self.options.workers} workers > {self.backend.cores} cores: "
-                     "the cores are oversubscribed")
+        self.say(f"sweep {self.sweep_dir}: {len(todo)} of {len(self.trials)} trials to run")
+        self.describe([t for t, _ in todo])
         self.save()
         interrupted = False
         with _sigterm_as_interrupt():
@@ -286,10 +325,24 @@ class Driver:
                 raise
         return self.finish(interrupted)
 
+    def describe(self, trials: list[Trial]) -> None:
+        """The line that says what the sweep runs: backend, workers, threads per trial."""
+        self.say(f"backend {self.backend.name} ({self.backend.cores} cores), {self.options.workers} "
+                 f"worker(s), threads per trial: {self.meta['threads_per_trial']}")
+        most = max((self.threads(t) for t in trials), default=0)
+        if self.options.workers * most > self.backend.cores:
+            self.say(f"note: {self.options.workers} workers x {most} threads > {self.backend.cores} cores: "
+                     "the cores are oversubscribed")
+
+    def threads(self, trial: Trial) -> int:
+        return trial_threads(trial, self.options, self.backend.threads)
+
     def loop(self, todo: list[tuple[Trial, TrialRecord]]) -> None:
         queue = list(reversed(todo))
+        # a queueing backend (submitit) takes every trial at once and runs --workers at a time itself
+        slots = len(queue) if getattr(self.backend, "queues", False) else self.options.workers
         while queue or self.running:
-            while queue and len(self.running) < self.options.workers:
+            while queue and len(self.running) < slots:
                 self.start(*queue.pop())
             for handle, code, error in self.backend.wait(list(self.running), timeout=0.5):
                 self.ranking.check(self.end(handle, code, error, stopped=False))
@@ -298,12 +351,15 @@ class Driver:
         record.attempts += 1
         name = trial.run_name(record.attempts)
         log = self.sweep_dir / LOGS / f"{name}.log"
-        args = train_args(self.sweep_dir / TRIALS / f"{trial.id}.yaml", self.sweep_dir, name,
-                          self.backend.threads)
-        handle = self.backend.start(args, log)
+        threads = self.threads(trial)
+        set_threads(trial, threads)
+        _write_trial(self.sweep_dir, trial)  # as it runs now (a resumed sweep may share cores anew)
+        args = train_args(self.sweep_dir / TRIALS / f"{trial.id}.yaml", self.sweep_dir, name)
+        handle = self.backend.start(args, log, threads)
         self.running[handle] = Running(record, trial, name, log, time.monotonic())
         record.status, record.error, record.run = "running", None, None
-        self.say(f"{trial.id} started: {trial.label()}")
+        self.say(f"{trial.id} {'queued' if getattr(self.backend, 'queues', False) else 'started'}: "
+                 f"{trial.label()}")
         self.save()
 
     def end(self, handle: Any, code: Optional[int], error: Optional[str], stopped: bool) -> TrialRecord:

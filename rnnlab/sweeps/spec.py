@@ -16,6 +16,7 @@ repeats: 3                   # run every configuration with seeds train.seed, tr
 metric: mse                  # rank by this metric (default: the task's own) ...
 mode: min                    # ... lower (min) or higher (max) is better; required with metric
 split: val                   # ... at the best epoch on validation (default), or on test
+slurm: {partition: gpu, time: 120, cpus: 4, mem: 16G, gpus: 1}   # per-trial resources (submitit)
 ```
 
 With ``repeats`` (or ``seeds``) each configuration runs once per seed: ``train.seed`` is set in each
@@ -43,15 +44,16 @@ from ..limits import INT64_MAX, INT64_MIN, MAX_TRIALS, check_number
 from ..registry import did_you_mean
 from ..runs import safe_name
 from ..sections import FLOAT32_MAX, TrainConfig
+from .resources import parse_resources
 
 TOP_KEYS = ("name", "base", "grid", "random", "tpe", "cmaes", "seed", "repeats", "seeds", "metric",
-            "mode", "split")
+            "mode", "split", "slurm")
 SEED_KEY = "train.seed"  # set per trial by repeats/seeds
 SAMPLERS = ("tpe", "cmaes")  # Optuna searches: trials are asked for one by one (optuna_search)
 PRUNERS = ("none", "median", "hyperband")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
-# keys that only change how finished trials are ranked; a resumed sweep may change them
-RANKING_KEYS = ("name", "metric", "mode", "split")
+# keys that only change how finished trials are ranked (or where they run); a resumed sweep may change them
+RANKING_KEYS = ("name", "metric", "mode", "split", "slurm")
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ class Sweep:
     split: str = "val"
     seeds: Optional[list[int]] = None  # train.seed of each repeat (None: no repeats)
     search: Optional[Search] = None  # tpe/cmaes: trials come from Optuna, not from expansion
+    slurm: dict[str, Any] = field(default_factory=dict)  # per-trial resources (submitit_backend)
 
     @property
     def keys(self) -> list[str]:
@@ -178,6 +181,8 @@ class Sweep:
         if self.seeds:
             out["seeds"] = list(self.seeds)
         out.update(metric=self.metric, mode=self.mode, split=self.split)
+        if self.slurm:
+            out["slurm"] = dict(self.slurm)
         return out
 
     def identity(self) -> dict[str, Any]:
@@ -219,6 +224,8 @@ def parse_sweep(raw: dict[str, Any], where: str, base_dir: Path, default_name: s
                           "yet: each Optuna trial is one seed")
     _ranking(sweep, raw, where)
     _count(sweep.size(), "the sweep", where, "grid points x random.trials x seeds: ")
+    if "slurm" in raw:  # checked here, used by --backend slurm / submitit-local
+        sweep.slurm = parse_resources(raw["slurm"], where)
     return sweep
 
 

@@ -1,12 +1,14 @@
 """One sweep trial: ``python -m rnnlab.sweeps.trial ARGS`` is ``rnnlab train ARGS``, made stoppable.
 
 The sweep stops a trial by SIGINT (the run then closes as ``interrupted``). A process started by a
-Ray worker inherits SIGINT ignored, and a signal sent before the handler is back would be lost, so
-the handler is restored first thing. Then, as the sweep asks through the environment:
+Ray worker inherits SIGINT ignored and blocked, and a signal sent before the handler is back would
+be lost, so SIGINT is unblocked and its handler restored first thing. Then, as the sweep asks
+through the environment:
 - local trials get SIGINT when the sweep process dies, even by SIGKILL (Linux), so none runs on
   unwatched;
-- Ray trials watch a stop file in the shared sweep directory and stop once it appears, however early
-  or late that is.
+- Ray and submitit trials watch stop files in the shared sweep directory (the sweep's, and for
+  submitit the trial's own, see ``backends.own_stop_file``) and stop once one appears, however
+  early or late that is.
 ``--result FILE`` first: the trial writes its run directory (as soon as it exists) and its one-line
 error there (``rnnlab.invocation.report``), which the sweep reads.
 """
@@ -23,14 +25,14 @@ import time
 from pathlib import Path
 
 from ..invocation import RESULT_FILE_ENV
+from .trialenv import PARENT_ENV, STOP_FILE_ENV
 
-STOP_FILE_ENV = "RNNLAB_SWEEP_STOP_FILE"
-PARENT_ENV = "RNNLAB_SWEEP_PARENT"
 PR_SET_PDEATHSIG = 1
 
 
-def watch(stop_file: Path, every: float = 0.25) -> None:
-    while not stop_file.exists():
+def watch(stop_files: list[Path], every: float = 0.25) -> None:
+    """Interrupt the main thread (as Ctrl-C does) once any of the stop files exists."""
+    while not any(f.exists() for f in stop_files):
         time.sleep(every)
     _thread.interrupt_main()
 
@@ -49,11 +51,14 @@ def die_with_parent(parent: int) -> None:
 
 
 if __name__ == "__main__":
+    if hasattr(signal, "pthread_sigmask"):  # a Ray worker's thread blocks SIGINT; the trial inherits that
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if os.environ.get(PARENT_ENV):
         die_with_parent(int(os.environ[PARENT_ENV]))
     if os.environ.get(STOP_FILE_ENV):
-        threading.Thread(target=watch, args=(Path(os.environ[STOP_FILE_ENV]),), daemon=True).start()
+        files = [Path(f) for f in os.environ[STOP_FILE_ENV].split(os.pathsep) if f]
+        threading.Thread(target=watch, args=(files,), daemon=True).start()
     args = sys.argv[1:]
     if args[:1] == ["--result"]:  # the file this trial reports its run and its error to
         os.environ[RESULT_FILE_ENV] = args[1]
