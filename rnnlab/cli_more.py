@@ -145,7 +145,8 @@ def sweep(
     resume: Optional[Path] = typer.Option(
         None, "--resume", help="a sweep directory: run its trials not completed",
         autocompletion=complete.runs_and_sweeps),
-    backend: str = typer.Option("local", "--backend", help="local | ray | slurm | submitit-local", autocompletion=complete.backends),
+    backend: str = typer.Option("local", "--backend", help="local | ray | slurm | submitit-local",
+                                autocompletion=complete.backends),
     ray_address: Optional[str] = typer.Option(
         None, "--ray-address", help="Ray cluster address (default: a local Ray)"),
     threads: Optional[int] = typer.Option(

@@ -307,7 +307,7 @@ def check_exportable(model: nn.Module, name: str, fmt: str) -> None:
     """A family's declared refusal (``Model.export_refusals``), before any work."""
     reason = getattr(model, "export_refusals", {}).get(fmt)
     if reason:
-        raise ExportError(f"--format {fmt}", f"model {name!r} cannot be exported to {fmt}: {reason}")
+        raise ExportError("--format", f"model {name!r} cannot be exported to {fmt}: {reason}")
 
 
 def reference_outputs_finite(sig: Signature, x: torch.Tensor, name: str, run_dir: Path) -> None:

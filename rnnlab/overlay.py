@@ -10,27 +10,19 @@ from typing import Any, Optional
 
 from . import runs
 from .errors import ConfigError, RnnlabError
+from .outputs import check_outputs
 
 DEFAULT_PLOT = "compare.png"
 FORMATS = (".png", ".svg", ".pdf")
 
 
 def check_output(path: Path, force: bool, where: str = "--plot") -> Path:
-    """Where a figure of several runs may go: a .png/.svg/.pdf file that is not inside any run
-    directory (the inputs stay as they were) and does not exist yet unless ``force``. One small
-    rule on purpose, to be replaced by the project's shared output-path rule when it has one."""
+    """Where a figure of several runs may go: a .png/.svg/.pdf file, then the project's output rule
+    (``outputs.check_outputs``: not a directory, never inside a run, no overwrite without ``force``)."""
     path = Path(path).expanduser()
     if path.suffix.lower() not in FORMATS:
         raise ConfigError(where, f"must name a {', '.join(FORMATS)} file, got {str(path)!r}")
-    if path.is_dir():
-        raise ConfigError(where, f"{path} is a directory, expected a file name")
-    for folder in path.resolve().parents:
-        if (folder / runs.CONFIG).is_file():
-            raise ConfigError(where, f"{path} is inside the run directory {folder}; rnnlab does not write "
-                              "into runs it compares: choose a path outside it")
-    if path.exists() and not force:
-        raise ConfigError(where, f"{path} exists; give --force to replace it, or another file name")
-    return path
+    return check_outputs([path], where, force=force)[0]
 
 
 def plot_target(args: list[Path], plot: bool, force: bool) -> tuple[list[Path], Optional[Path]]:

@@ -89,7 +89,7 @@ def test_compare_plot_default_file_and_no_overwrite_without_force(pair, tmp_path
     assert first.output.strip().splitlines()[-1] == "compare.png" and written.read_bytes().startswith(PNG)
     written.write_bytes(b"mine")
     again = cli("compare", str(a), str(b), "--plot")
-    assert again.exit_code == 2 and "exists; give --force" in again.output
+    assert again.exit_code == 2 and "already exists; give --force" in again.output
     assert written.read_bytes() == b"mine"  # refused: untouched
     forced = cli("compare", str(a), str(b), "--plot", "--force")
     assert forced.exit_code == 0 and written.read_bytes().startswith(PNG)
@@ -100,7 +100,7 @@ def test_compare_plot_never_writes_inside_a_run(pair) -> None:
     before = sorted(p.relative_to(a) for p in a.rglob("*"))
     for target in (a / "curves.png", a / "plots" / "curves.png", b / "x.svg"):
         result = cli("compare", str(a), str(b), "--plot", str(target), "--force")
-        assert result.exit_code == 2 and "is inside the run directory" in result.output
+        assert result.exit_code == 2 and "inside the run directory" in result.output
         assert len(result.output.strip().splitlines()) == 1
     assert sorted(p.relative_to(a) for p in a.rglob("*")) == before
 

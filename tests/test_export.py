@@ -224,7 +224,7 @@ def test_a_declared_refusal_comes_before_any_work(charlm_run: Path, tmp_path: Pa
     result = runner.invoke(app, ["export", str(charlm_run), "--format", "torchscript",
                                  "--out", str(tmp_path / "m.pt")])
     assert result.exit_code == 2
-    assert result.stderr.strip() == ("error: --format torchscript: model 'lstm' cannot be exported to "
+    assert result.stderr.strip() == ("error: --format: model 'lstm' cannot be exported to "
                                      "torchscript: no reason but a test")
     assert not list(tmp_path.iterdir())
 

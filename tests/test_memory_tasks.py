@@ -191,21 +191,21 @@ def test_a_sequence_drawn_into_two_splits_fails_the_split_check() -> None:
 
 def test_shipped_memory_configs_validate() -> None:
     """The adding configs build, and the sweeps over whole model sections expand into valid trials
-    (s4d's, where that family is not registered on this branch, are left out)."""
+    with every family (s4d included)."""
     from rnnlab.config import load_experiment
-    from rnnlab.models import MODELS
     from rnnlab.sweeps.spec import expand, load_sweep, show
 
     from .conftest import CONFIGS
 
     exp = load_experiment(CONFIGS / "lstm_adding.yaml", [], None)
     assert exp.task.length == 1000 and exp.train.max_time == 600 and exp.model.name == "lstm"
-    for name, trials in (("sweep_long_memory.yaml", 15), ("sweep_families_repeats.yaml", 15)):
-        sweep = load_sweep(CONFIGS / name)
-        sweep.grid["model"] = [m for m in sweep.grid["model"] if m["name"] in MODELS]
-        kept = len(sweep.grid["model"]) / len(load_sweep(CONFIGS / name).grid["model"])
-        expanded = expand(sweep)
-        assert len(expanded) == round(trials * kept)
+    ssm = load_experiment(CONFIGS / "ssm_adding.yaml", [], None)
+    assert ssm.task.length == 1000 and ssm.train.max_time == 600 and ssm.model.name == "s4d"
+    assert ssm.model.pooling == "last"  # a mean would sum over time itself: no memory needed
+    for name, trials in (("sweep_long_memory.yaml", 15), ("sweep_families_repeats.yaml", 18)):
+        expanded = expand(load_sweep(CONFIGS / name))
+        assert len(expanded) == trials
+        assert "s4d" in {t.config["model"]["name"] for t in expanded}
         pooling = {t.config["model"]["name"]: t.config["model"]["pooling"] for t in expanded}
         if name == "sweep_long_memory.yaml":  # mean pooling would sum over time: no memory needed
             assert set(pooling.values()) == {"last"}
