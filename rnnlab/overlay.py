@@ -71,13 +71,9 @@ def read_curves(dirs: list[Path], labels: list[str]) -> list[Curve]:
 
 def overlay_figure(curves: list[Curve]) -> Any:
     """The figure: training loss (left) and validation metric (right), one line per run each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from .plots import _spans_decades
+    from .plots import _spans_decades, plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     metrics = list(dict.fromkeys(c.metric for c in curves))
@@ -104,11 +100,8 @@ def plot_overlay(dirs: list[Path], labels: list[str], out: Path) -> Path:
     fig = overlay_figure(read_curves(dirs, labels))
     if out.suffix.lower() == ".png":
         return _save(fig, out)
-    import matplotlib.pyplot as plt
-
     from .runs import atomic_write
 
     fig.tight_layout()
     atomic_write(out, lambda fh: fig.savefig(fh, format=out.suffix[1:].lower()))
-    plt.close(fig)
     return out

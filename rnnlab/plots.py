@@ -6,13 +6,32 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
     import torch
+
+
+class _Figures:
+    """The two pyplot calls rnnlab draws with (``plt.subplots``, ``plt.close``), without importing
+    ``matplotlib.pyplot``: its import (backend selection, the global figure manager) is a good part
+    of a short run's start-up, and headless PNGs need none of it. Figures are plain Agg figures that
+    nothing global keeps, so closing one is letting it go."""
+
+    @staticmethod
+    def subplots(nrows: int = 1, ncols: int = 1, *, figsize: Any = None, dpi: Any = None,
+                 **grid: Any) -> tuple[Figure, Any]:
+        fig = Figure(figsize=figsize, dpi=dpi)
+        FigureCanvasAgg(fig)
+        return fig, fig.subplots(nrows, ncols, **grid)
+
+    @staticmethod
+    def close(fig: Any) -> None:
+        """Nothing to release: no figure manager holds the figure."""
+
+
+plt = _Figures()
 
 
 def _save(fig: Any, path: Path, margins: Optional[dict[str, float]] = None) -> Path:

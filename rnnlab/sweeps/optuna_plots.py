@@ -13,9 +13,11 @@ def write_study_plots(study: Any, plots_dir: Path, say: Callable[[str], None]) -
     """Optuna's optimisation history and parameter importances, as PNGs beside the sweep's plots."""
     import warnings
 
+    import matplotlib
     from optuna.trial import TrialState
 
-    from ..plots import plt
+    matplotlib.use("Agg")  # Optuna draws through pyplot, whose figures must be closed through it
+    import matplotlib.pyplot as plt
 
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not done:
