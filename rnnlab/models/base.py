@@ -115,6 +115,18 @@ class Model(nn.Module):
                 module.flatten_parameters()
 
 
+def init_feedforward_(module: nn.Module, options: Any) -> None:
+    """``init`` for a module's own (non-recurrent) parameters: biases 0; the others N(0, init_std)
+    under ``normal``, else xavier for matrices (``orthogonal`` is for recurrent weights only)."""
+    for name, param in module.named_parameters(recurse=False):
+        if name == "bias":
+            nn.init.zeros_(param)
+        elif options.init == "normal":
+            nn.init.normal_(param, std=options.init_std)
+        elif param.dim() >= 2:
+            nn.init.xavier_uniform_(param)
+
+
 def build_model(options: ModelOptions, spec: TaskSpec, where: str = "config") -> Model:
     from . import MODELS
 

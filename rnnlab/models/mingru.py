@@ -12,7 +12,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..tasks.base import TaskSpec
 from . import MODELS
-from .base import State
+from .base import State, init_feedforward_
 from .minrnn import GATES, MinStack
 from .recurrent import Recurrent, RecurrentOptions
 from .scan import FORMS
@@ -111,15 +111,8 @@ class MinRecurrent(Recurrent):
         o = self.options
         if o.init != "default":
             for module in self.modules():
-                if isinstance(module, nn.LayerNorm):
-                    continue
-                for name, param in module.named_parameters(recurse=False):
-                    if name == "bias":
-                        nn.init.zeros_(param)
-                    elif o.init == "normal":
-                        nn.init.normal_(param, std=o.init_std)
-                    elif param.dim() >= 2:
-                        nn.init.xavier_uniform_(param)
+                if not isinstance(module, nn.LayerNorm):
+                    init_feedforward_(module, o)
         if o.chrono_init is not None:
             self.chrono_(self.spec.window if o.chrono_init == "auto" else o.chrono_init)
         if o.forget_bias is None:

@@ -34,7 +34,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 from . import MODELS
-from .base import ParamGroup, State
+from .base import ParamGroup, State, init_feedforward_
 from .recurrent import Recurrent, RecurrentOptions
 
 FORMS = ("auto", "fft", "recurrent")
@@ -374,12 +374,5 @@ class S4D(Recurrent):
         if o.init == "default":
             return
         for module in self.modules():
-            if not isinstance(module, (nn.Linear, nn.Embedding)):
-                continue
-            for name, param in module.named_parameters(recurse=False):
-                if name == "bias":
-                    nn.init.zeros_(param)
-                elif o.init == "normal":
-                    nn.init.normal_(param, std=o.init_std)
-                else:
-                    nn.init.xavier_uniform_(param)
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                init_feedforward_(module, o)
