@@ -37,13 +37,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rnnlab.config import Experiment, build_experiment  # noqa: E402
-from rnnlab.factories import build_task  # noqa: E402
+from rnnlab.config.loading import Experiment, build_experiment  # noqa: E402
+from rnnlab.training.build import build_task  # noqa: E402
 from rnnlab.models import build_model  # noqa: E402
-from rnnlab.progress import Reporter  # noqa: E402
-from rnnlab.runtime import seed_everything
+from rnnlab.common.console import Reporter  # noqa: E402
+from rnnlab.training.runtime import seed_everything
 from rnnlab.tasks import Task  # noqa: E402
-from rnnlab.trainer import Trainer
+from rnnlab.training.trainer import Trainer
 
 BPTT, BATCH, HIDDEN, LAYERS, EMBED, LR = 128, 64, 256, 2, 64, 3e-3
 
@@ -180,8 +180,8 @@ def rnnlab_budget(config: str, budget: float, threads: int, runs_dir: Path) -> d
     """``rnnlab train CONFIG --set train.max_time=BUDGET``; its summary's figures."""
     import json
 
-    from rnnlab.config import load_experiment
-    from rnnlab.lifecycle import train_run
+    from rnnlab.config.loading import load_experiment
+    from rnnlab.experiment.lifecycle import train_run
 
     exp = load_experiment(config, [f"train.max_time={budget}", f"train.threads={threads}",
                                    "logging.plots=false"])
@@ -197,8 +197,8 @@ def rnnlab_budget(config: str, budget: float, threads: int, runs_dir: Path) -> d
 
 
 def budget_main(args: argparse.Namespace) -> None:
-    from rnnlab.precision import isa_summary, resolve_precision
-    from rnnlab.runtime import cpu_model
+    from rnnlab.training.precision import isa_summary, resolve_precision
+    from rnnlab.training.runtime import cpu_model
 
     exp = build_experiment({**experiment(args.threads, "tinyshakespeare").to_dict(),
                             "task": {"name": "charlm", "bptt": BPTT, "val_fraction": 0.1,

@@ -19,11 +19,11 @@ import json
 import tempfile
 from pathlib import Path
 
-from rnnlab import runs
-from rnnlab.config import load_experiment
-from rnnlab.evaluation import evaluate_run
-from rnnlab.lifecycle import train_run
-from rnnlab.progress import Reporter
+from rnnlab.rundir import files as runs
+from rnnlab.config.loading import load_experiment
+from rnnlab.training.evaluation import evaluate_run
+from rnnlab.experiment.lifecycle import train_run
+from rnnlab.common.console import Reporter
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED_MSE = {  # horizon -> model -> MSE, as in ../shared/data/README.md

@@ -47,11 +47,11 @@ CONFIG = {
     "logging": {"plots": False},
 }
 # functions whose N-th call sends the signal: set-up, checkpoints, the final test evaluation
-EVENTS = ("rnnlab.runs:create_run_dir", "rnnlab.lifecycle:open_run", "rnnlab.runs:write_text",
-          "rnnlab.runs:write_json", "rnnlab.runs:save_torch", "rnnlab.runs:append_jsonl",
-          "rnnlab.trainer:evaluate", "rnnlab.lifecycle:evaluate", "rnnlab.lifecycle:final_outputs",
-          "rnnlab.lifecycle:close_run",
-          "rnnlab.resume:restart_files", "rnnlab.lifecycle:build")
+EVENTS = ("rnnlab.rundir.files:create_run_dir", "rnnlab.experiment.lifecycle:open_run", "rnnlab.rundir.files:write_text",
+          "rnnlab.rundir.files:write_json", "rnnlab.rundir.files:save_torch", "rnnlab.rundir.files:append_jsonl",
+          "rnnlab.training.trainer:evaluate", "rnnlab.experiment.lifecycle:evaluate", "rnnlab.experiment.lifecycle:final_outputs",
+          "rnnlab.experiment.lifecycle:close_run",
+          "rnnlab.experiment.resume:restart_files", "rnnlab.experiment.lifecycle:build")
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT, "SIGKILL": signal.SIGKILL}
 FORK = True
 
@@ -237,7 +237,7 @@ def one_fault(item: tuple[dict[str, Any], dict[str, Any]]) -> tuple[str, list[st
     target, signame = plan["target"], plan["signame"]
     if target == "resume":  # a run stopped in epoch 1, then the fault hits its resume
         pre = run(["train", str(config), "--runs-dir", str(runs_dir), "-q"],
-                  {"kind": "event", "event": "rnnlab.runs:save_torch", "at": 3,
+                  {"kind": "event", "event": "rnnlab.rundir.files:save_torch", "at": 3,
                    "signum": int(signal.SIGTERM)})
         if pre.returncode != 143:
             return f"[{plan['i'] + 1}] could not prepare a stopped run", ["failure"], pre.stderr[-500:]
@@ -286,8 +286,8 @@ def main() -> int:
     FORK = not args.spawn
     if FORK:
         import rnnlab.cli  # noqa: F401 (imported once, inherited by every forked command)
-        import rnnlab.lifecycle  # noqa: F401
-        import rnnlab.resume  # noqa: F401
+        import rnnlab.experiment.lifecycle  # noqa: F401
+        import rnnlab.experiment.resume  # noqa: F401
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="rnnlab-faults-"))
     config = work / "fault.yaml"

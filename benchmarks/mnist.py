@@ -8,7 +8,7 @@
 shuffled permutation) against ``rnnlab train`` on the same config: the same model (``nn.LSTM``/
 ``nn.GRU``/``nn.RNN`` and a linear head on the last step, or the config's pooling), the same
 training images (rnnlab's 55,000 after the validation hold-out) in the same seeded order, the
-same optimizer (built by ``rnnlab.optim.make_optimizer``), schedule, clipping, precision (bf16
+same optimizer (built by ``rnnlab.training.optim.make_optimizer``), schedule, clipping, precision (bf16
 autocast around forward and loss when the config resolves to bf16), batch size and epochs. Each
 epoch is timed from its first batch to its last optimizer step, evaluation excluded, for both.
 Epoch 1 carries the process's warm-up (allocator, oneDNN kernels) for whichever runs first, so
@@ -58,17 +58,17 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rnnlab import runs  # noqa: E402
-from rnnlab.config import Experiment, load_experiment  # noqa: E402
-from rnnlab.evaluation import evaluate  # noqa: E402
-from rnnlab.factories import build, build_task  # noqa: E402
-from rnnlab.lifecycle import train_run  # noqa: E402
-from rnnlab.optim import make_optimizer, make_scheduler  # noqa: E402
-from rnnlab.precision import resolve_precision  # noqa: E402
-from rnnlab.progress import Reporter  # noqa: E402
-from rnnlab.runtime import available_cores, seed_everything, set_threads  # noqa: E402
+from rnnlab.rundir import files as runs  # noqa: E402
+from rnnlab.config.loading import Experiment, load_experiment  # noqa: E402
+from rnnlab.training.evaluation import evaluate  # noqa: E402
+from rnnlab.training.build import build, build_task  # noqa: E402
+from rnnlab.experiment.lifecycle import train_run  # noqa: E402
+from rnnlab.training.optim import make_optimizer, make_scheduler  # noqa: E402
+from rnnlab.training.precision import resolve_precision  # noqa: E402
+from rnnlab.common.console import Reporter  # noqa: E402
+from rnnlab.training.runtime import available_cores, seed_everything, set_threads  # noqa: E402
 from rnnlab.tasks.mnist import MEAN, STD, Mnist, MnistData, mnist_root, translate  # noqa: E402
-from rnnlab.trainer import Trainer  # noqa: E402
+from rnnlab.training.trainer import Trainer  # noqa: E402
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 

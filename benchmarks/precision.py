@@ -1,6 +1,6 @@
 """bf16 autocast against fp32 for one training step of each recurrent kernel, on this CPU.
 
-This is what ``precision: auto`` rests on (``rnnlab.precision.BF16_FASTER``): bf16 is picked only
+This is what ``precision: auto`` rests on (``rnnlab.training.precision.BF16_FASTER``): bf16 is picked only
 for kernels measured faster in it on a CPU with native bfloat16. For each of nn.LSTM, nn.GRU and
 rnnlab's ElmanRNN (hidden 128/384, batch 64, 128 steps, plus a linear head) it times a forward and
 backward pass in fp32 and under CPU bf16 autocast, alternating the two ``--rounds`` times, and
@@ -22,8 +22,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rnnlab.models.elman import ElmanRNN  # noqa: E402
-from rnnlab.precision import isa_summary, probe_bf16  # noqa: E402
-from rnnlab.runtime import cpu_model  # noqa: E402
+from rnnlab.training.precision import isa_summary, probe_bf16  # noqa: E402
+from rnnlab.training.runtime import cpu_model  # noqa: E402
 
 
 def step_seconds(rnn: nn.Module, head: nn.Module, x: torch.Tensor, bf16: bool, reps: int) -> float:

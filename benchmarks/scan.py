@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from rnnlab.allocator import keep_freed_memory
+from rnnlab.common.allocator import keep_freed_memory
 from rnnlab.models.minrnn import MinStack
 from rnnlab.models.scan import resolve_form
 from rnnlab.models.ssm import S4DStack
@@ -137,12 +137,12 @@ def main() -> None:
     parser.add_argument("--json", help="write the rows to this file")
     parser.add_argument("--malloc", choices=["rnnlab", "system"], default="rnnlab",
                         help="rnnlab: glibc keeps freed memory, as `rnnlab train` sets it "
-                        "(rnnlab.allocator); system: malloc's defaults")
+                        "(rnnlab.common.allocator); system: malloc's defaults")
     args = parser.parse_args()
     kept = keep_freed_memory() if args.malloc == "rnnlab" else False
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"malloc: {'freed memory kept (rnnlab.allocator)' if kept else 'system defaults'}")
+    print(f"malloc: {'freed memory kept (rnnlab.common.allocator)' if kept else 'system defaults'}")
     print(f"torch {torch.__version__}, {args.threads} CPU thread(s), batch {args.batch}, hidden "
           f"{args.hidden}, input 1, one layer; median ms per training step (forward + backward) "
           f"of {args.repeats}")

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from rnnlab import runs
-from rnnlab.config import load_experiment
-from rnnlab.evaluation import evaluate_run, load_run
-from rnnlab.lifecycle import train_run
+from rnnlab.rundir import files as runs
+from rnnlab.config.loading import load_experiment
+from rnnlab.training.evaluation import evaluate_run, load_run
+from rnnlab.experiment.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
-from rnnlab.progress import Reporter
+from rnnlab.common.console import Reporter
 from rnnlab.tasks.base import TaskSpec
 
 REPO = Path(__file__).resolve().parents[1]

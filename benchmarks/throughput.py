@@ -17,11 +17,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rnnlab import runs
-from rnnlab.config import load_experiment
+from rnnlab.rundir import files as runs
+from rnnlab.config.loading import load_experiment
 from rnnlab.errors import RnnlabError
-from rnnlab.lifecycle import train_run
-from rnnlab.progress import Reporter
+from rnnlab.experiment.lifecycle import train_run
+from rnnlab.common.console import Reporter
 
 
 def measure(config: Path, overrides: list[str], device: str, precision: str, steps: int) -> dict:

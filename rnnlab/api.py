@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
-from .errors import ConfigError
-from .invocation import invoked_as
+from rnnlab.errors import ConfigError
+from rnnlab.common.invocation import invoked_as
 
 if TYPE_CHECKING:
     import pandas
     import torch
 
-    from .config import Experiment, Overrides
-    from .sweeps.results import TrialRecord
+    from rnnlab.config.loading import Experiment, Overrides
+    from rnnlab.sweeps.results import TrialRecord
 
 ConfigLike = Union[str, "os.PathLike[str]", Mapping[str, Any], "Experiment"]
 OverridesLike = Union[Mapping[str, Any], Sequence[str], None]
@@ -46,7 +46,7 @@ def experiment(config: ConfigLike, overrides: OverridesLike = None,
     """A validated ``Experiment`` from a YAML path, a config mapping or an ``Experiment``, with
     dotted ``overrides`` (``{"train.lr": 1e-3}``, or ``["train.lr=1e-3"]`` as ``--set`` takes them)
     and a run ``name`` applied."""
-    from .config import Experiment, apply_overrides, build_experiment, load_experiment
+    from rnnlab.config.loading import Experiment, apply_overrides, build_experiment, load_experiment
 
     overrides = _overrides(overrides)
     if isinstance(config, (str, os.PathLike)):
@@ -82,7 +82,7 @@ def _overrides(overrides: OverridesLike) -> "Overrides":
 
 
 def _reporter(quiet: bool, log_every: int) -> Any:
-    from .progress import Reporter, Silent
+    from rnnlab.common.console import Reporter, Silent
 
     return Silent() if quiet else Reporter(False, log_every)
 
@@ -95,8 +95,8 @@ def train(config: Optional[ConfigLike] = None, *, overrides: OverridesLike = Non
     or a list of ``"KEY=VALUE"`` strings. ``resume``: a ``Run``, a run directory or a run id in
     ``runs_dir`` to continue from its last checkpoint (as ``rnnlab train --resume``; ``config`` is
     then left out and ``overrides`` may change only safe keys such as ``train.epochs``)."""
-    from .allocator import keep_freed_memory
-    from .distributed import run_training
+    from rnnlab.common.allocator import keep_freed_memory
+    from rnnlab.experiment.distributed import run_training
 
     keep_freed_memory()
     if resume is not None:
@@ -118,7 +118,7 @@ def _resume(run: Union[str, "os.PathLike[str]"], config: Optional[ConfigLike], o
             runs_dir: Union[str, "os.PathLike[str]"], name: Optional[str], quiet: bool) -> "Run":
     """``train(resume=RUN)``: the run goes on with its own config; a run already complete is
     returned as it is, with a warning saying so."""
-    from .resume import resume_run
+    from rnnlab.experiment.resume import resume_run
 
     if config is not None:
         raise ConfigError("config", "a resumed run keeps its own config: leave config out with resume= "
@@ -140,7 +140,7 @@ def _resume(run: Union[str, "os.PathLike[str]"], config: Optional[ConfigLike], o
 
 def load_run(path: Union[str, "os.PathLike[str]"]) -> "Run":
     """An existing run directory (checked to be one)."""
-    from . import runs
+    from rnnlab.rundir import files as runs
 
     run_dir = runs.resolve_run(path)
     runs.read_summary(run_dir)  # a directory that is not a run fails here, in one line
@@ -153,8 +153,8 @@ def sweep(config: Union[str, "os.PathLike[str]", Mapping[str, Any]], *,
           quiet: bool = True) -> "SweepResult":
     """Run a sweep (as ``rnnlab sweep``): ``config`` is a sweep file or the same as a mapping;
     ``resume``: a sweep directory whose unfinished trials to run (``config`` may then be None)."""
-    from .sweeps.runner import Options, run_sweep
-    from .sweeps.spec import parse_sweep
+    from rnnlab.sweeps.runner import Options, run_sweep
+    from rnnlab.sweeps.sweepfile import parse_sweep
 
     spec: Any = None
     if isinstance(config, Mapping) and resume is None:
@@ -179,7 +179,7 @@ def runs(runs_dir: Union[str, "os.PathLike[str]"] = "runs", *, task: Optional[st
     """The runs under ``runs_dir`` (sweeps' trial runs included), newest first, as ``rnnlab runs``
     lists them, keeping those matching every filter given. A run whose summary cannot be read is
     listed too (its repr says why) and named in one warning. Also reachable as ``rnnlab.runs(...)``."""
-    from .compare import list_runs
+    from rnnlab.analysis.compare import list_runs
 
     infos = list_runs(Path(runs_dir), task, model, status)
     bad = [i for i in infos if i.problem]
@@ -196,7 +196,7 @@ def _shown_type(value: Any) -> str:
 
 def _device(device: Optional[str]) -> str:
     """``device`` checked as the CLI checks ``--device`` (default cpu)."""
-    from .runtime import check_device
+    from rnnlab.training.runtime import check_device
 
     return check_device("cpu" if device is None else device, "device")
 
@@ -226,39 +226,39 @@ class Run:
         return hash(self.path)
 
     def __repr__(self) -> str:
-        from .notebook import run_repr
+        from rnnlab.notebook import run_repr
 
         return run_repr(self.path)
 
     def _repr_html_(self) -> str:
-        from .notebook import run_html
+        from rnnlab.notebook import run_html
 
         return run_html(self.path)
 
     @property
     def config(self) -> dict[str, Any]:
         """The resolved config the run was trained with (``config.yaml``)."""
-        from . import runs
-        from .config import read_yaml
+        from rnnlab.rundir import files as runs
+        from rnnlab.config.loading import read_yaml
 
         return read_yaml(self.path / runs.CONFIG)
 
     @property
     def summary(self) -> dict[str, Any]:
-        from . import runs
+        from rnnlab.rundir import files as runs
 
         return runs.read_summary(self.path)
 
     @property
     def history(self) -> list[dict[str, Any]]:
         """One row per epoch (``metrics.jsonl``): train loss, validation metrics, lr, grad norms."""
-        from . import runs
+        from rnnlab.rundir import files as runs
 
         return runs.read_metrics(self.path)
 
     def history_frame(self) -> "pandas.DataFrame":
         """``history`` as a pandas DataFrame indexed by epoch (needs ``rnnlab[pandas]``)."""
-        from .notebook import history_frame, require_pandas
+        from rnnlab.notebook import history_frame, require_pandas
 
         require_pandas("history_frame")  # before reading anything
         return history_frame(self.history)
@@ -266,7 +266,7 @@ class Run:
     def model(self, checkpoint: str = "best", device: Optional[str] = None) -> "torch.nn.Module":
         """The run's model, built from its config, with ``checkpoint`` ("best" or "last") loaded,
         in eval mode."""
-        from .evaluation import load_run as load
+        from rnnlab.training.evaluation import load_run as load
 
         _check_checkpoint(checkpoint)
         _, _, _, model, _ = load(self.path, checkpoint, _device(device))
@@ -275,7 +275,7 @@ class Run:
     def evaluate(self, split: str = "test", checkpoint: str = "best",
                  device: Optional[str] = None) -> dict[str, float]:
         """The task's metrics on ``split`` (as ``rnnlab eval``)."""
-        from .evaluation import evaluate_run
+        from rnnlab.training.evaluation import evaluate_run
 
         _check_checkpoint(checkpoint)
         if split not in ("train", "val", "test"):
@@ -285,7 +285,7 @@ class Run:
     def predict(self, texts: Union[str, Sequence[str]], checkpoint: str = "best",
                 device: Optional[str] = None) -> list[Any]:
         """Text classification runs: a ``Prediction`` (label, probability, all probabilities) per text."""
-        from .predict import predict
+        from rnnlab.tasks.sentiment_predict import predict
 
         _check_checkpoint(checkpoint)
         return predict(self.path, [texts] if isinstance(texts, str) else list(texts),
@@ -295,7 +295,7 @@ class Run:
                  top_k: Optional[int] = None, seed: Optional[int] = None, checkpoint: str = "best",
                  device: Optional[str] = None) -> str:
         """Char-LM runs: ``prefix`` followed by ``length`` sampled characters."""
-        from .generate import generate_run
+        from rnnlab.tasks.charlm_generate import generate_run
 
         _check_checkpoint(checkpoint)
         return generate_run(self.path, prefix, length, temperature, top_k, seed, checkpoint,
@@ -328,16 +328,16 @@ class SweepResult:
         """One row per trial, best first (as Optuna's ``Study.trials_dataframe()``): trial, rank,
         status, score, one column per swept key, ``val_<metric>``, ``test_<metric>``, times, error,
         run path. Needs ``rnnlab[pandas]``."""
-        from .notebook import trials_frame
+        from rnnlab.notebook import trials_frame
 
         return trials_frame(self.trials)
 
     def __repr__(self) -> str:
-        from .notebook import sweep_repr
+        from rnnlab.notebook import sweep_repr
 
         return sweep_repr(self.path, self.status, self.trials, self.best.path if self.best else None)
 
     def _repr_html_(self) -> str:
-        from .notebook import sweep_html
+        from rnnlab.notebook import sweep_html
 
         return sweep_html(self.path, self.status, self.trials)

@@ -9,12 +9,12 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
-from .errors import MissingExtra
+from rnnlab.errors import MissingExtra
 
 if TYPE_CHECKING:
     import pandas
 
-    from .sweeps.results import TrialRecord
+    from rnnlab.sweeps.results import TrialRecord
 
 SHOWN_TRIALS = 10  # trials listed in a SweepResult's repr (the HTML table lists up to HTML_TRIALS)
 HTML_TRIALS = 100
@@ -57,8 +57,8 @@ def trials_frame(trials: Iterable["TrialRecord"]) -> "pandas.DataFrame":
 
 def run_facts(path: Path) -> dict[str, Any]:
     """What a run's repr shows, read from its summary; an unreadable one gives its problem."""
-    from .compare import read_run
-    from .progress import fmt
+    from rnnlab.analysis.compare import read_run
+    from rnnlab.common.console import fmt
 
     info = read_run(path, path.parent)
     metric, value, split = info.key_metric()
@@ -81,7 +81,7 @@ def run_repr(path: Path) -> str:
 
 
 def _metrics(values: dict[str, Any]) -> str:
-    from .progress import fmt
+    from rnnlab.common.console import fmt
 
     return ", ".join(f"{k} {fmt(v)}" for k, v in values.items() if "/" not in k) or "-"
 
@@ -107,7 +107,7 @@ def _swept_keys(trials: list["TrialRecord"]) -> list[str]:
 
 
 def _trial_cells(t: "TrialRecord", keys: list[str]) -> list[str]:
-    from .progress import fmt
+    from rnnlab.common.console import fmt
 
     return ["-" if t.rank is None else str(t.rank), t.trial, t.status,
             "-" if t.score is None else fmt(t.score),

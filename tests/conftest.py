@@ -36,9 +36,9 @@ def plugins_stay_in_their_test():
     and the imported plugin modules are as before once it ends (the process keeps running tests)."""
     import sys
 
-    from rnnlab import plugins
+    from rnnlab.config import plugins
     from rnnlab.models import MODELS
-    from rnnlab.optim import OPTIMIZERS, SCHEDULERS
+    from rnnlab.training.optim import OPTIMIZERS, SCHEDULERS
     from rnnlab.tasks import TASKS
 
     registries = (TASKS, MODELS, OPTIMIZERS, SCHEDULERS)

@@ -31,11 +31,11 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from rnnlab import runs
+from rnnlab.rundir import files as runs
 from rnnlab.cli import app
 from rnnlab.models.mlp import MLPOptions
 from rnnlab.models.recurrent import LSTMOptions
-from rnnlab.sections import LoggingConfig, TrainConfig
+from rnnlab.config.schema import LoggingConfig, TrainConfig
 from rnnlab.tasks.sine import SineOptions
 
 runner = CliRunner()
@@ -203,7 +203,7 @@ def check(args: list[str], before_root: Path, allow_new: Optional[Callable[[str]
     assert the property; return the result."""
     from unittest import mock
 
-    from rnnlab.trainer import Trainer
+    from rnnlab.training.trainer import Trainer
 
     before = snapshot(before_root)
     real = Trainer.should_stop

@@ -111,7 +111,7 @@ def test_import_rnnlab_loads_no_torch_and_reads_no_argv() -> None:
 
 
 def test_a_trial_reports_its_run_and_error_in_a_result_file(tmp_path, monkeypatch, runs_dir) -> None:
-    from rnnlab.invocation import RESULT_FILE_ENV, read_result, report
+    from rnnlab.common.invocation import RESULT_FILE_ENV, read_result, report
 
     result = tmp_path / "result.json"
     monkeypatch.setenv(RESULT_FILE_ENV, str(result))

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from rnnlab import runs
-from rnnlab.budget import VIRTUAL_STEPS, StepPlan
-from rnnlab.config import load_experiment
+from rnnlab.rundir import files as runs
+from rnnlab.training.budget import VIRTUAL_STEPS, StepPlan
+from rnnlab.config.loading import load_experiment
 from rnnlab.errors import ConfigError
-from rnnlab.evaluation import evaluate_run
-from rnnlab.factories import build
-from rnnlab.lifecycle import train_run
-from rnnlab.progress import Reporter
-from rnnlab.sections import TrainConfig
-from rnnlab.trainer import Trainer
+from rnnlab.training.evaluation import evaluate_run
+from rnnlab.training.build import build
+from rnnlab.experiment.lifecycle import train_run
+from rnnlab.common.console import Reporter
+from rnnlab.config.schema import TrainConfig
+from rnnlab.training.trainer import Trainer
 
 TIMING = ("seconds", "train_seconds", "samples_per_s", "tokens_per_s")
 BUDGETED = {"task": {"n_points": 600},
@@ -99,7 +99,7 @@ def test_a_resumed_budget_counts_the_time_already_spent(write_config) -> None:
     task, model = build(exp, __import__("torch").device("cpu"))
     trainer = Trainer(exp, task, model, Path("."), Reporter(quiet=True), __import__("torch").device("cpu"), 1)
     trainer.save_last = trainer.save_best = trainer.save_epoch = lambda *a: None  # no run directory here
-    trainer.state.train_seconds = 4.999  # as restored from a checkpoint
+    trainer.state.train_seconds = 5 - 1e-5  # as restored from a checkpoint
     state = trainer.fit()
     assert state.stopped == "time budget" and state.step == 1 and state.epoch == 1
 

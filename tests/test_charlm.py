@@ -11,17 +11,19 @@ from typing import Any
 import pytest
 import torch
 
-from rnnlab import corpora, runs
-from rnnlab.config import build_experiment, load_experiment
+from rnnlab.tasks import charlm_corpora as corpora
+
+from rnnlab.rundir import files as runs
+from rnnlab.config.loading import build_experiment, load_experiment
 from rnnlab.errors import ConfigError, DataError
-from rnnlab.evaluation import evaluate, evaluate_run
-from rnnlab.factories import build
-from rnnlab.generate import generate_run
-from rnnlab.lifecycle import train_run
+from rnnlab.training.evaluation import evaluate, evaluate_run
+from rnnlab.training.build import build
+from rnnlab.tasks.charlm_generate import generate_run
+from rnnlab.experiment.lifecycle import train_run
 from rnnlab.models import build_model
-from rnnlab.progress import Reporter
+from rnnlab.common.console import Reporter
 from rnnlab.tasks.charlm import CharLM, Vocab, sequential_windows, shell_quote
-from rnnlab.trainer import Trainer
+from rnnlab.training.trainer import Trainer
 
 from .conftest import deep_merge
 

@@ -17,7 +17,7 @@ import typer
 from typer.testing import CliRunner
 
 import rnnlab
-from rnnlab import completion as complete
+from rnnlab.cli import completion as complete
 from rnnlab.cli import app
 
 from .conftest import REPO, SINE_TINY
@@ -81,8 +81,8 @@ def ctx(**params):
 
 
 def test_completion_markers_match_the_packages_file_names() -> None:
-    from rnnlab import runs
-    from rnnlab.sweeps.runner import BACKENDS, SWEEP_FILE
+    from rnnlab.rundir import files as runs
+    from rnnlab.sweeps.sweepdir import BACKENDS, SWEEP_FILE
 
     assert complete.RUN_MARKER == runs.CONFIG and complete.SWEEP_MARKER == SWEEP_FILE
     assert complete.BACKENDS == BACKENDS
@@ -187,8 +187,8 @@ def test_runs_piped_is_one_plain_line_per_run_as_wide_as_its_content(listed: Pat
 
 
 def test_runs_on_a_terminal_is_a_table_when_it_fits(listed: Path, capsys, monkeypatch) -> None:
-    from rnnlab.compare import list_runs
-    from rnnlab.runlist import print_runs
+    from rnnlab.analysis.compare import list_runs
+    from rnnlab.cli.runlist import print_runs
 
     infos = list_runs(listed)
     monkeypatch.setenv("COLUMNS", "200")
@@ -205,7 +205,7 @@ def test_runs_on_a_terminal_is_a_table_when_it_fits(listed: Path, capsys, monkey
 
 
 def test_the_eta_restarts_with_every_epoch() -> None:
-    from rnnlab.progress import RichReporter
+    from rnnlab.common.console import RichReporter
 
     clock = [0.0]
     reporter = RichReporter(stream=io.StringIO())

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnnlab.config import apply_overrides, build_experiment, load_experiment
+from rnnlab.config.loading import apply_overrides, build_experiment, load_experiment
 from rnnlab.errors import ConfigError
 
 from .conftest import CONFIGS, SINE_TINY, deep_merge
@@ -52,7 +52,7 @@ def test_unknown_model_name_suggests() -> None:
 
 def test_bidirectional_rejected_for_causal_task() -> None:
     exp = build_experiment(deep_merge(SINE_TINY, {"model": {"bidirectional": True}}), "c.yaml")
-    from rnnlab.factories import build_task
+    from rnnlab.training.build import build_task
     from rnnlab.models import build_model
 
     task = build_task(exp, __import__("torch").device("cpu"))

@@ -10,7 +10,7 @@ import torch
 
 from rnnlab.errors import ConfigError
 from rnnlab.models.elman import ElmanRNN
-from rnnlab.runtime import resolve_device
+from rnnlab.training.runtime import resolve_device
 
 from .test_cli import assert_user_error, cli
 

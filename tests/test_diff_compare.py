@@ -70,7 +70,7 @@ def test_compare_plot_writes_one_figure_with_one_line_per_run(pair, tmp_path) ->
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1] == str(out)
     assert out.read_bytes().startswith(PNG)
-    from rnnlab.overlay import overlay_figure, read_curves
+    from rnnlab.analysis.overlay import overlay_figure, read_curves
 
     curves = read_curves([a, b, c], ["a", "b", "c"])
     fig = overlay_figure(curves)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from rnnlab import runs
-from rnnlab.config import load_experiment
-from rnnlab.distributed import shard
-from rnnlab.lifecycle import train_run
-from rnnlab.progress import Reporter
+from rnnlab.rundir import files as runs
+from rnnlab.config.loading import load_experiment
+from rnnlab.experiment.distributed import shard
+from rnnlab.experiment.lifecycle import train_run
+from rnnlab.common.console import Reporter
 from rnnlab.tasks.base import Batch
 
 from .conftest import REPO

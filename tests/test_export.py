@@ -12,12 +12,12 @@ import torch
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
-from rnnlab.config import build_experiment
-from rnnlab.evaluation import load_run
-from rnnlab.export import ExportError, export_run, plain_rnn, signature
-from rnnlab.lifecycle import train_run
+from rnnlab.config.loading import build_experiment
+from rnnlab.training.evaluation import load_run
+from rnnlab.integrations.export import ExportError, export_run, plain_rnn, signature
+from rnnlab.experiment.lifecycle import train_run
 from rnnlab.models.elman import ElmanRNN
-from rnnlab.progress import Reporter
+from rnnlab.common.console import Reporter
 
 from .mnist_data import write_tiny_mnist
 from .test_charlm import WORDS, charlm_raw, text_file
@@ -127,7 +127,7 @@ def test_elman_rnn_is_exported_as_nn_rnn() -> None:
 
 def test_a_difference_over_the_tolerance_is_an_error_and_keeps_nothing(
         charlm_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import rnnlab.export as export
+    import rnnlab.integrations.export as export
 
     out = tmp_path / "lm.pt"
     monkeypatch.setattr(export, "verify", lambda *a, **k: {"batch 8 x 16 steps": 0.227})
@@ -216,7 +216,7 @@ def test_every_registered_family_exports_verified_or_refuses_first(family: str, 
 
 def test_a_declared_refusal_comes_before_any_work(charlm_run: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import rnnlab.export as export
+    import rnnlab.integrations.export as export
     from rnnlab.models import MODELS
 
     monkeypatch.setattr(MODELS.get("lstm"), "export_refusals", {"torchscript": "no reason but a test"})

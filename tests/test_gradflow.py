@@ -11,12 +11,12 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
-from rnnlab.config import load_experiment
-from rnnlab.factories import build
-from rnnlab.gradflow import Recorder, Unrolled, first_batch, measure
-from rnnlab.lifecycle import train_run
+from rnnlab.config.loading import load_experiment
+from rnnlab.training.build import build
+from rnnlab.analysis.gradflow import Recorder, Unrolled, first_batch, measure
+from rnnlab.experiment.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
-from rnnlab.progress import Reporter
+from rnnlab.common.console import Reporter
 from rnnlab.tasks.base import Batch, Task, TaskSpec
 
 from .conftest import SINE_TINY

@@ -17,12 +17,16 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from rnnlab import runs, safeio, signals
+from rnnlab.rundir import files as runs
+
+from rnnlab.common import safeio
+
+from rnnlab.common import signals
 from rnnlab.cli import app
-from rnnlab.config import load_experiment
-from rnnlab.lifecycle import train_run
-from rnnlab.progress import Reporter
-from rnnlab.runtime import available_cores
+from rnnlab.config.loading import load_experiment
+from rnnlab.experiment.lifecycle import train_run
+from rnnlab.common.console import Reporter
+from rnnlab.training.runtime import available_cores
 from rnnlab.tasks.sine import Sine
 
 from .conftest import SINE_TINY, deep_merge
@@ -110,7 +114,7 @@ def test_models_larger_than_memory_are_refused_before_allocating(tmp_path: Path,
 def test_batches_larger_than_memory_name_the_batch_size(tmp_path: Path, monkeypatch) -> None:
     assert train(tmp_path, "--set", "train.batch_size=100000000000",  # a batch is at most the data
                  "--set", "train.epochs=1").exit_code == 0
-    monkeypatch.setattr("rnnlab.limits.available_memory", lambda device: 10_000)
+    monkeypatch.setattr("rnnlab.training.limits.available_memory", lambda device: 10_000)
     line = one_line(train(tmp_path, "--set", "train.batch_size=64"))
     assert line.startswith("error: config: train.batch_size: training would need about ")
     assert "(activations of a batch of 64 (and eval batches of 256)); 9.8 KiB of cpu memory" in line
@@ -129,13 +133,13 @@ def test_bounded_reads_refuse_devices_and_oversized_files(tmp_path: Path, monkey
         assert "not a regular file" in line or "is a directory" in line
     assert "not a regular file" in one_line(runner.invoke(app, ["train", "/dev/zero"]))
     monkeypatch.setattr(safeio, "MAX_LINE_CHARS", 10)
-    monkeypatch.setattr("rnnlab.predict.MAX_LINE_CHARS", 10)
+    monkeypatch.setattr("rnnlab.tasks.sentiment_predict.MAX_LINE_CHARS", 10)
     long = tmp_path / "long.txt"
     long.write_text("short\n" + "x" * 11 + "\n")
     line = one_line(runner.invoke(app, ["predict", str(tmp_path), "--file", str(long)]))
     assert line == (f"error: {long}: line 2 is too long (11 characters; the limit is 10, one "
                     "sentence per line)")
-    monkeypatch.setattr("rnnlab.predict.MAX_TEXT_FILE_BYTES", 8)
+    monkeypatch.setattr("rnnlab.tasks.sentiment_predict.MAX_TEXT_FILE_BYTES", 8)
     line = one_line(runner.invoke(app, ["predict", str(tmp_path), "--file", str(long)]))
     assert line == f"error: {long}: sentence file is too large (18 bytes; the limit is 8 bytes)"
 
@@ -264,7 +268,7 @@ def test_a_failed_resume_writes_no_file(copies) -> None:
 
 
 def test_other_commands_stopped_by_a_signal_say_so(copies, monkeypatch, stop_handlers) -> None:
-    monkeypatch.setattr("rnnlab.report.show_lines", lambda run: os.kill(os.getpid(), signal.SIGINT))
+    monkeypatch.setattr("rnnlab.analysis.report.show_lines", lambda run: os.kill(os.getpid(), signal.SIGINT))
     line = one_line(runner.invoke(app, ["show", str(copies[0])]), 130)
     assert line.startswith("interrupted: SIGINT: stopped")
 

@@ -14,7 +14,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rnnlab import runs, safeio
+from rnnlab.rundir import files as runs
+
+from rnnlab.common import safeio
 from rnnlab.cli import app
 
 from .test_hardening import TINY, deep_merge, one_line, train, write
@@ -106,7 +108,7 @@ def stop_handlers():
     """rnnlab's signal handlers, as the command line installs them."""
     import signal
 
-    from rnnlab import signals
+    from rnnlab.common import signals
 
     saved = {sig: signal.getsignal(sig) for sig in signals.SIGNALS}
     signals.install_stop_handlers()
@@ -208,7 +210,7 @@ def test_empty_column_lists_are_config_errors(tmp_path: Path) -> None:
 
 def test_a_resume_that_fails_before_training_goes_on_leaves_the_summary_as_it_was(
         tmp_path: Path, monkeypatch) -> None:
-    from rnnlab import resume
+    from rnnlab.experiment import resume
     from rnnlab.errors import ConfigError
 
     assert train(tmp_path, cfg=deep_merge(TINY, {"train": {"epochs": 1}})).exit_code == 0
@@ -230,7 +232,7 @@ def test_a_resume_that_fails_before_training_goes_on_leaves_the_summary_as_it_wa
 
 def test_disk_full_inside_the_exporters_writer_is_one_line_naming_the_export(tmp_path: Path,
                                                                               monkeypatch) -> None:
-    from rnnlab import export
+    from rnnlab.integrations import export
 
     assert train(tmp_path, cfg=deep_merge(TINY, {"train": {"epochs": 1}})).exit_code == 0
     (run,) = (tmp_path / "runs").iterdir()

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from rnnlab import runs
+from rnnlab.rundir import files as runs
 from rnnlab.cli import app
-from rnnlab.config import SECTIONS, load_experiment
-from rnnlab.lifecycle import train_run
-from rnnlab.progress import Reporter
+from rnnlab.config.loading import SECTIONS, load_experiment
+from rnnlab.experiment.lifecycle import train_run
+from rnnlab.common.console import Reporter
 
 from .conftest import SINE_TINY, deep_merge
 

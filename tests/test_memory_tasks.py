@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import torch
 
-from rnnlab.config import build_experiment
+from rnnlab.config.loading import build_experiment
 from rnnlab.errors import ConfigError
-from rnnlab.evaluation import evaluate
-from rnnlab.factories import build_task
+from rnnlab.training.evaluation import evaluate
+from rnnlab.training.build import build_task
 from rnnlab.testing import assert_passes, check_task
 from rnnlab.testing.layouts import Oracle
 
@@ -192,8 +192,9 @@ def test_a_sequence_drawn_into_two_splits_fails_the_split_check() -> None:
 def test_shipped_memory_configs_validate() -> None:
     """The adding configs build, and the sweeps over whole model sections expand into valid trials
     with every family (s4d included)."""
-    from rnnlab.config import load_experiment
-    from rnnlab.sweeps.spec import expand, load_sweep, show
+    from rnnlab.config.loading import load_experiment
+    from rnnlab.sweeps.spec import expand, show
+    from rnnlab.sweeps.sweepfile import load_sweep
 
     from .conftest import CONFIGS
 

@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 import torch
 
-from rnnlab.config import build_experiment
+from rnnlab.config.loading import build_experiment
 from rnnlab.errors import ConfigError
-from rnnlab.factories import build
-from rnnlab.generate import generate_run
-from rnnlab.gradflow import measure
-from rnnlab.lifecycle import train_run
+from rnnlab.training.build import build
+from rnnlab.tasks.charlm_generate import generate_run
+from rnnlab.analysis.gradflow import measure
+from rnnlab.experiment.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
 from rnnlab.models.minrnn import MinStack
 from rnnlab.models.scan import fused
-from rnnlab.progress import Reporter
+from rnnlab.common.console import Reporter
 from rnnlab.tasks.base import TaskSpec
-from rnnlab.trainer import Trainer
+from rnnlab.training.trainer import Trainer
 
 from .mnist_data import write_tiny_mnist
 
@@ -263,8 +263,8 @@ def test_a_run_reloads_from_its_own_config(tmp_path: Path) -> None:
     """The run's config.yaml writes every option out; eval rebuilds the same model from it."""
     import json
 
-    from rnnlab import runs
-    from rnnlab.evaluation import evaluate_run
+    from rnnlab.rundir import files as runs
+    from rnnlab.training.evaluation import evaluate_run
 
     write_tiny_mnist(tmp_path / "data", n_train=60, n_test=20)
     raw = base({"name": "mnist", "val_size": 20}, {"name": "minlstm", "num_layers": 2, "conv": 2},
@@ -277,7 +277,7 @@ def test_a_run_reloads_from_its_own_config(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["mingru_pixel_mnist", "mingru_permuted_mnist", "lstm_pixel_mnist"])
 def test_shipped_pixel_configs_train_on_the_loader(name: str, tmp_path: Path) -> None:
-    from rnnlab.config import load_experiment
+    from rnnlab.config.loading import load_experiment
 
     from .conftest import CONFIGS
 
@@ -292,7 +292,7 @@ def test_shipped_pixel_configs_train_on_the_loader(name: str, tmp_path: Path) ->
 
 
 def test_shipped_shakespeare_config_validates() -> None:
-    from rnnlab.config import load_experiment
+    from rnnlab.config.loading import load_experiment
 
     from .conftest import CONFIGS
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import torch
 
-from rnnlab.config import build_experiment
+from rnnlab.config.loading import build_experiment
 from rnnlab.errors import ConfigError
-from rnnlab.factories import build
+from rnnlab.training.build import build
 from rnnlab.models import MODELS, build_model
 from rnnlab.models.minrnn import GATES, MinStack, gates
 from rnnlab.tasks.base import TaskSpec
@@ -106,9 +106,9 @@ def test_conv_state_carried_past_variable_lengths_continues_each_sequence(family
 def test_shipped_pixel_blocks_config_trains_on_the_loader(tmp_path) -> None:
     import math
 
-    from rnnlab.config import load_experiment
-    from rnnlab.progress import Reporter
-    from rnnlab.trainer import Trainer
+    from rnnlab.config.loading import load_experiment
+    from rnnlab.common.console import Reporter
+    from rnnlab.training.trainer import Trainer
 
     from .conftest import CONFIGS
     from .mnist_data import write_tiny_mnist

@@ -19,11 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
-from rnnlab.config import build_experiment
-from rnnlab.hparams import in_effect
-from rnnlab.lifecycle import train_run
-from rnnlab.mlflow_store import HTTP_BOUNDS, Store
-from rnnlab.progress import Reporter
+from rnnlab.config.loading import build_experiment
+from rnnlab.integrations.hparams import in_effect
+from rnnlab.experiment.lifecycle import train_run
+from rnnlab.integrations.mlflow_store import HTTP_BOUNDS, Store
+from rnnlab.common.console import Reporter
 
 from .conftest import SINE_TINY, deep_merge
 

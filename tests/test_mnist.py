@@ -9,13 +9,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rnnlab import runs
+from rnnlab.rundir import files as runs
 from rnnlab.cli import app
-from rnnlab.config import build_experiment, load_experiment
+from rnnlab.config.loading import build_experiment, load_experiment
 from rnnlab.errors import ConfigError, DataError
-from rnnlab.factories import build, build_task
-from rnnlab.lifecycle import train_run
-from rnnlab.progress import Reporter
+from rnnlab.training.build import build, build_task
+from rnnlab.experiment.lifecycle import train_run
+from rnnlab.common.console import Reporter
 from rnnlab.tasks.mnist import FILES, MEAN, STD, Mnist, MnistData, confusion_matrix, mnist_root, translate
 
 from .conftest import CONFIGS

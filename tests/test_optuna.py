@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from rnnlab.cli import app
 from rnnlab.errors import ConfigError
 from rnnlab.sweeps.runner import Options, run_sweep
-from rnnlab.sweeps.spec import load_sweep
+from rnnlab.sweeps.sweepfile import load_sweep
 
 from .conftest import SINE_TINY, deep_merge
 from .test_cli import assert_user_error
@@ -96,7 +96,8 @@ class FakeBackend:
 
 def test_a_trial_worse_than_the_median_is_stopped_and_recorded_pruned(tmp_path: Path) -> None:
     optuna = pytest.importorskip("optuna")
-    from rnnlab.sweeps.optuna_search import SearchDriver, distributions, open_study, prepare
+    from rnnlab.sweeps.optuna_search import SearchDriver
+    from rnnlab.sweeps.optuna_study import distributions, open_study, prepare
 
     sweep = load_sweep(write_sweep(tmp_path, {"tpe": {"trials": 3, "pruner": "median", **SPACE}}))
     prepare(sweep)

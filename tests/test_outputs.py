@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
-from rnnlab.outputs import OutputError, check_outputs
+from rnnlab.common.outputs import OutputError, check_outputs
 
 from .test_series import toy
 
@@ -129,7 +129,7 @@ def test_gradflow_out_follows_the_rule(series_run, tmp_path: Path) -> None:
 
 
 def test_unwritable_folder_names_the_users_path(tmp_path: Path) -> None:
-    from rnnlab.outputs import temp_path
+    from rnnlab.common.outputs import temp_path
 
     target = tmp_path / "missing" / "m.onnx"
     with pytest.raises(OutputError) as err:

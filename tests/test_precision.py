@@ -15,15 +15,17 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from rnnlab import precision, runs
+from rnnlab.training import precision
+
+from rnnlab.rundir import files as runs
 from rnnlab.cli import app
-from rnnlab.config import load_experiment
+from rnnlab.config.loading import load_experiment
 from rnnlab.errors import ConfigError
-from rnnlab.evaluation import evaluate_run
-from rnnlab.factories import build
-from rnnlab.lifecycle import train_run
-from rnnlab.precision import Precision, check_precision, native_bf16, probe_bf16, resolve_precision
-from rnnlab.progress import Reporter
+from rnnlab.training.evaluation import evaluate_run
+from rnnlab.training.build import build
+from rnnlab.experiment.lifecycle import train_run
+from rnnlab.training.precision import Precision, check_precision, native_bf16, probe_bf16, resolve_precision
+from rnnlab.common.console import Reporter
 
 from .conftest import REPO, SINE_TINY
 

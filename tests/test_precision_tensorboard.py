@@ -9,15 +9,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rnnlab import runs
+from rnnlab.rundir import files as runs
 from rnnlab.cli import app
-from rnnlab.config import load_experiment
-from rnnlab.evaluation import evaluate_run
-from rnnlab.factories import build
-from rnnlab.lifecycle import train_run
-from rnnlab.precision import Precision, native_bf16
-from rnnlab.progress import Reporter
-from rnnlab.trainer import Trainer
+from rnnlab.config.loading import load_experiment
+from rnnlab.training.evaluation import evaluate_run
+from rnnlab.training.build import build
+from rnnlab.experiment.lifecycle import train_run
+from rnnlab.training.precision import Precision, native_bf16
+from rnnlab.common.console import Reporter
+from rnnlab.training.trainer import Trainer
 
 from .conftest import SINE_TINY
 

@@ -14,13 +14,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from rnnlab import runs
+from rnnlab.rundir import files as runs
 from rnnlab.cli import app
-from rnnlab.compare import compare_groups
+from rnnlab.analysis.compare import compare_groups
 from rnnlab.errors import ConfigError
-from rnnlab.stats import t_quantile, welch_interval
+from rnnlab.common.stats import t_quantile, welch_interval
 from rnnlab.sweeps.results import Ranking, TrialRecord, grouped, groups_csv, ranked_table, write_plots
-from rnnlab.sweeps.spec import expand, load_sweep
+from rnnlab.sweeps.spec import expand
+from rnnlab.sweeps.sweepfile import load_sweep
 
 from .conftest import SINE_TINY
 

@@ -18,15 +18,15 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from rnnlab import runs
+from rnnlab.rundir import files as runs
 from rnnlab.cli import app
-from rnnlab.config import load_experiment
-from rnnlab.evaluation import evaluate_run
-from rnnlab.lifecycle import train_run
-from rnnlab.outcomes import Diverged, Interrupted
-from rnnlab.progress import Reporter
-from rnnlab.resume import resume_run
-from rnnlab.signals import GracefulStop
+from rnnlab.config.loading import load_experiment
+from rnnlab.training.evaluation import evaluate_run
+from rnnlab.experiment.lifecycle import train_run
+from rnnlab.training.stops import Diverged, Interrupted
+from rnnlab.common.console import Reporter
+from rnnlab.experiment.resume import resume_run
+from rnnlab.common.signals import GracefulStop
 from rnnlab.tasks import TASKS
 from rnnlab.tasks.base import Batch, batch_indices
 from rnnlab.tasks.sine import Sine

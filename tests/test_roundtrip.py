@@ -13,17 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from rnnlab import runs
+from rnnlab.rundir import files as runs
 from rnnlab.cli import app
-from rnnlab.config import build_experiment, read_yaml
-from rnnlab.names import name_problem
-from rnnlab.safeio import dump_yaml, load_yaml
+from rnnlab.config.loading import build_experiment, read_yaml
+from rnnlab.config.names import name_problem
+from rnnlab.common.safeio import dump_yaml, load_yaml
 from rnnlab.sweeps.results import read_records
-from rnnlab.sweeps.spec import load_sweep, parse_sweep
+from rnnlab.sweeps.sweepfile import load_sweep, parse_sweep
 from rnnlab.tasks.charlm import Vocab as CharVocab
 from rnnlab.tasks.sentiment import LABELS_FILE, VOCAB_FILE, load_artifacts
-from rnnlab.text import PAD, UNK
-from rnnlab.text import Vocab as TokenVocab
+from rnnlab.tasks.text import PAD, UNK
+from rnnlab.tasks.text import Vocab as TokenVocab
 
 from .conftest import SINE_TINY
 

@@ -17,12 +17,12 @@ import yaml
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
-from rnnlab.config import build_experiment
+from rnnlab.config.loading import build_experiment
 from rnnlab.errors import ConfigError, DataError
-from rnnlab.evaluation import evaluate, evaluate_run
-from rnnlab.factories import build_task
+from rnnlab.training.evaluation import evaluate, evaluate_run
+from rnnlab.training.build import build_task
 from rnnlab.models import build_model
-from rnnlab.seriesfiles import Frequency
+from rnnlab.tasks.series_files import Frequency
 
 from .conftest import deep_merge
 
@@ -149,7 +149,7 @@ def test_fill_ffill_and_interpolate_cells_and_gaps(tmp_path: Path) -> None:
     del times[4]  # a gap of one hour after row 4
     a = [1.0, 2.0, "", 4.0, 5.0, 6.0, 7.0]
     path = write_csv(tmp_path / "g.csv", {"a": a}, times)
-    from rnnlab.seriesfiles import read_series
+    from rnnlab.tasks.series_files import read_series
 
     ff = read_series(path, time_column="date", fill="ffill")
     assert ff.values[:, 0].tolist() == [1, 2, 2, 4, 4, 5, 6, 7] and ff.gap_rows == 1 and ff.filled == 2
@@ -159,7 +159,7 @@ def test_fill_ffill_and_interpolate_cells_and_gaps(tmp_path: Path) -> None:
 
 
 def test_tsv_comments_and_monthly_frequency(tmp_path: Path) -> None:
-    from rnnlab.seriesfiles import infer_frequency, read_series
+    from rnnlab.tasks.series_files import infer_frequency, read_series
 
     months = [f"{1990 + i // 12}-{i % 12 + 1:02d}-01" for i in range(30)]
     path = write_csv(tmp_path / "m.tsv", {"v": list(range(30))}, months, sep="\t")
@@ -354,7 +354,7 @@ def test_forecast_bad_file_is_one_line(trained, tmp_path: Path) -> None:
 
 def test_builtin_series_needs_no_data_folder(monkeypatch) -> None:
     monkeypatch.delenv("RNNLAB_DATA", raising=False)
-    from rnnlab.config import load_experiment
+    from rnnlab.config.loading import load_experiment
 
     from .conftest import CONFIGS
 
@@ -368,7 +368,7 @@ def test_etth1_last_value_baseline_matches_the_literature() -> None:
     root = os.environ.get("RNNLAB_DATA")
     if not root or not (Path(root) / "ETT-small" / "ETTh1.csv").is_file():
         pytest.skip("RNNLAB_DATA with ETT-small/ETTh1.csv is not available")
-    from rnnlab.config import load_experiment
+    from rnnlab.config.loading import load_experiment
 
     from .conftest import CONFIGS
 
@@ -385,8 +385,8 @@ def test_etth1_last_value_baseline_matches_the_literature() -> None:
 
 def train_small(root: Path, data: Path, model: dict[str, Any], task: dict[str, Any] | None = None,
                 extra_data: dict[str, Any] | None = None) -> Path:
-    from rnnlab.lifecycle import train_run
-    from rnnlab.progress import Reporter
+    from rnnlab.experiment.lifecycle import train_run
+    from rnnlab.common.console import Reporter
 
     exp = experiment(data, task=task, model=model, data=extra_data,
                      train={"epochs": 1, "steps_per_epoch": 2, "batch_size": 16})
@@ -460,7 +460,7 @@ def month_starts(start_year: int, n: int, every: int) -> list[str]:
      "2020-10-12"),
 ])
 def test_calendar_grids_are_read_and_continued(tmp_path: Path, stamps, label, nxt) -> None:
-    from rnnlab.seriesfiles import read_series
+    from rnnlab.tasks.series_files import read_series
 
     s = read_series(calendar_file(tmp_path, stamps), time_column="date")
     assert s.freq.label() == label and len(s) == 40 and s.gap_rows == 0
@@ -489,7 +489,7 @@ def test_train_and_forecast_on_quarterly_and_yearly_files(tmp_path: Path, stamps
 
 
 def test_dates_past_9999_are_one_line(tmp_path: Path) -> None:
-    from rnnlab.seriesfiles import read_series
+    from rnnlab.tasks.series_files import read_series
 
     with pytest.raises(DataError, match="past 9999-12-31"):
         read_series(calendar_file(tmp_path, [*month_starts(9997, 36, 1), "10000-01-01"]), time_column="date")

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rnnlab import runs
+from rnnlab.rundir import files as runs
 from rnnlab.cli import app
-from rnnlab.config import load_experiment
-from rnnlab.lifecycle import train_run
-from rnnlab.progress import Reporter
+from rnnlab.config.loading import load_experiment
+from rnnlab.experiment.lifecycle import train_run
+from rnnlab.common.console import Reporter
 
 from .conftest import SINE_TINY
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnlab.config import build_experiment
-from rnnlab.evaluation import evaluate
-from rnnlab.factories import build_task
+from rnnlab.config.loading import build_experiment
+from rnnlab.training.evaluation import evaluate
+from rnnlab.training.build import build_task
 from rnnlab.models import build_model
 
 from .conftest import SINE_TINY, deep_merge

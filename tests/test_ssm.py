@@ -14,17 +14,17 @@ import yaml
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
-from rnnlab.config import build_experiment, load_experiment
+from rnnlab.config.loading import build_experiment, load_experiment
 from rnnlab.errors import ConfigError
-from rnnlab.export import export_run
-from rnnlab.factories import build
-from rnnlab.generate import generate_run
+from rnnlab.integrations.export import export_run
+from rnnlab.training.build import build
+from rnnlab.tasks.charlm_generate import generate_run
 from rnnlab.models.ssm import S4DKernel, S4DStack, causal_conv
-from rnnlab.outcomes import Interrupted
-from rnnlab.progress import Reporter
+from rnnlab.training.stops import Interrupted
+from rnnlab.common.console import Reporter
 from rnnlab.testing import check_model
 from rnnlab.testing.findings import assert_passes
-from rnnlab.trainer import Trainer
+from rnnlab.training.trainer import Trainer
 
 from .conftest import CONFIGS
 from .mnist_data import write_tiny_mnist
@@ -225,7 +225,7 @@ def test_shipped_pixel_configs_train_with_their_groups(name: str, tmp_path: Path
 
 
 def test_precision_auto_is_bf16_on_a_native_bf16_cpu_only(monkeypatch) -> None:
-    from rnnlab import precision
+    from rnnlab.training import precision
 
     exp = build_experiment({"task": {"name": "sine", "mode": "window", "n_points": 200},
                             "model": {"name": "s4d", "hidden_size": 8}})

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from rnnlab.optim import eager
+from rnnlab.training.optim import eager
 
 from .conftest import REPO, SINE_TINY
 

@@ -15,11 +15,12 @@ import yaml
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
-from rnnlab.config import load_experiment
+from rnnlab.config.loading import load_experiment
 from rnnlab.errors import ConfigError
 from rnnlab.sweeps.results import Ranking, TrialRecord, to_csv
-from rnnlab.sweeps.runner import log_error
-from rnnlab.sweeps.spec import expand, load_sweep
+from rnnlab.sweeps.sweepdir import log_error
+from rnnlab.sweeps.spec import expand
+from rnnlab.sweeps.sweepfile import load_sweep
 from rnnlab.tasks import TASKS
 
 from .conftest import CONFIGS, REPO, SINE_TINY

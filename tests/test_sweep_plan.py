@@ -10,8 +10,10 @@ import pytest
 import yaml
 
 from rnnlab.sweeps.results import TrialRecord
-from rnnlab.sweeps.runner import Driver, Options, _write_new, threads_source, trial_threads
-from rnnlab.sweeps.spec import expand, load_sweep
+from rnnlab.sweeps.driver import Driver
+from rnnlab.sweeps.sweepdir import Options, threads_source, trial_threads, write_new
+from rnnlab.sweeps.spec import expand
+from rnnlab.sweeps.sweepfile import load_sweep
 
 from .conftest import SINE_TINY, deep_merge
 from .test_cli import assert_user_error
@@ -51,7 +53,7 @@ def test_dry_run_of_a_search_and_of_a_resume(tmp_path: Path) -> None:
     (sweep_dir / "trials").mkdir(parents=True)
     sweep = load_sweep(grid)
     trials = expand(sweep)
-    _write_new(sweep_dir, sweep, trials, Options(), 1)
+    write_new(sweep_dir, sweep, trials, Options(), 1)
     records = [TrialRecord(t.id, t.values) for t in trials]
     records[0].status = "completed"  # as a stopped sweep leaves it: t002 still to run
 
@@ -89,7 +91,7 @@ def test_trials_keep_the_base_configs_threads_unless_told(tmp_path: Path) -> Non
     sweep_dir = tmp_path / "sweep"
     (sweep_dir / "trials").mkdir(parents=True)
     sweep = load_sweep(_write(tmp_path, {"grid": {"model.hidden_size": [4]}}, unset))
-    _write_new(sweep_dir, sweep, expand(sweep), Options(workers=2), 3)
+    write_new(sweep_dir, sweep, expand(sweep), Options(workers=2), 3)
     assert yaml.safe_load((sweep_dir / "trials" / "t001.yaml").read_text())["train"]["threads"] == 3
     lines: list[str] = []
     busy = load_sweep(_write(tmp_path, {"grid": {"model.hidden_size": [4]}},

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from rnnlab import runs
-from rnnlab.config import load_experiment
-from rnnlab.lifecycle import train_run
-from rnnlab.progress import Reporter
+from rnnlab.rundir import files as runs
+from rnnlab.config.loading import load_experiment
+from rnnlab.experiment.lifecycle import train_run
+from rnnlab.common.console import Reporter
 
 pytest.importorskip("tensorboard")
 

@@ -11,10 +11,10 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from rnnlab import runs
+from rnnlab.rundir import files as runs
 from rnnlab.cli import app
-from rnnlab.config import build_experiment
-from rnnlab.optim import make_scheduler, warmup_cosine
+from rnnlab.config.loading import build_experiment
+from rnnlab.training.optim import make_scheduler, warmup_cosine
 
 from .conftest import CONFIGS, SINE_TINY, deep_merge
 from .mnist_data import write_tiny_mnist
@@ -89,8 +89,8 @@ def test_plateau_lowers_lr_when_the_validation_metric_stalls() -> None:
 
 
 def test_plateau_trains_and_records_each_epochs_lr(tmp_path: Path) -> None:
-    from rnnlab.lifecycle import train_run
-    from rnnlab.progress import Reporter
+    from rnnlab.experiment.lifecycle import train_run
+    from rnnlab.common.console import Reporter
 
     exp = build_experiment(deep_merge(SINE_TINY, {"train": {
         "epochs": 4, "scheduler": {"name": "plateau", "factor": 0.5, "patience": 0}}}))

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlab import runs
-from rnnlab.config import load_experiment
-from rnnlab.evaluation import evaluate_run
-from rnnlab.lifecycle import train_run
-from rnnlab.progress import Reporter
-from rnnlab.steps import clip_grad_norm
+from rnnlab.rundir import files as runs
+from rnnlab.config.loading import load_experiment
+from rnnlab.training.evaluation import evaluate_run
+from rnnlab.experiment.lifecycle import train_run
+from rnnlab.common.console import Reporter
+from rnnlab.training.state import clip_grad_norm
 
 from .conftest import SINE_TINY
 

@@ -15,13 +15,13 @@ import yaml
 from typer.testing import CliRunner
 
 import rnnlab
-from rnnlab import runs
+from rnnlab.rundir import files as runs
 from rnnlab.cli import app
-from rnnlab.config import build_experiment
+from rnnlab.config.loading import build_experiment
 from rnnlab.errors import RunDirError
-from rnnlab.factories import build_task, init_model
-from rnnlab.predict import predict
-from rnnlab.runfiles import check_summary
+from rnnlab.training.build import build_task, init_model
+from rnnlab.tasks.sentiment_predict import predict
+from rnnlab.rundir.readback import check_summary
 
 CPU = torch.device("cpu")
 DIM = 50

@@ -7,9 +7,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..errors import ConfigError
-from ..sections import Strict
-from ..tasks.base import TaskSpec
+from rnnlab.errors import ConfigError
+from rnnlab.config.schema import Strict
+from rnnlab.tasks.base import TaskSpec
 
 State = Any  # a tensor, a tuple of tensors (LSTM), or None
 
@@ -128,7 +128,7 @@ def init_feedforward_(module: nn.Module, options: Any) -> None:
 
 
 def build_model(options: ModelOptions, spec: TaskSpec, where: str = "config") -> Model:
-    from . import MODELS
+    from rnnlab.registry import MODELS
 
     cls = MODELS.get(options.name, f"{where}: model.name")
     cls.check_spec(options, spec, where)

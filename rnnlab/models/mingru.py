@@ -9,13 +9,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..errors import ConfigError
-from ..tasks.base import TaskSpec
-from . import MODELS
-from .base import State, init_feedforward_
-from .minrnn import GATES, MinStack
-from .recurrent import Recurrent, RecurrentOptions
-from .scan import FORMS
+from rnnlab.errors import ConfigError
+from rnnlab.tasks.base import TaskSpec
+from rnnlab.registry import MODELS
+from rnnlab.models.base import State, init_feedforward_
+from rnnlab.models.minrnn import GATES, MinStack
+from rnnlab.models.recurrent import Recurrent, RecurrentOptions
+from rnnlab.models.scan import FORMS
 
 
 class MinRNNOptions(RecurrentOptions):
@@ -72,7 +72,7 @@ class MinRecurrent(Recurrent):
         """A copy whose layers run the ``loop`` form (see ``scan.py``): what the exporters can trace."""
         import copy
 
-        from .minrnn import MinLayer
+        from rnnlab.models.minrnn import MinLayer
 
         twin = copy.deepcopy(self)
         for layer in twin.modules():

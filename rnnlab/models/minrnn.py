@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .scan import fused, g, log_g, resolve_form, run_scan
+from rnnlab.models.scan import fused, g, log_g, resolve_form, run_scan
 
 Family = Literal["mingru", "minlstm"]
 GATES = {"mingru": 2, "minlstm": 3}  # projection blocks per direction: (z, h~) or (f, i, h~)

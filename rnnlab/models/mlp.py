@@ -8,10 +8,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..errors import ConfigError
-from ..tasks.base import TaskSpec
-from . import MODELS
-from .base import Model, ModelOptions, State
+from rnnlab.errors import ConfigError
+from rnnlab.tasks.base import TaskSpec
+from rnnlab.registry import MODELS
+from rnnlab.models.base import Model, ModelOptions, State
 
 
 class MLPOptions(ModelOptions):

@@ -15,11 +15,11 @@ from pydantic import Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..errors import ConfigError
-from ..tasks.base import TaskSpec
-from . import MODELS
-from .base import Model, ModelOptions, State
-from .elman import ElmanRNN
+from rnnlab.errors import ConfigError
+from rnnlab.tasks.base import TaskSpec
+from rnnlab.registry import MODELS
+from rnnlab.models.base import Model, ModelOptions, State
+from rnnlab.models.elman import ElmanRNN
 
 
 class RecurrentOptions(ModelOptions):

@@ -36,7 +36,7 @@ from typing import Any, Optional
 import torch
 from torch.autograd.function import once_differentiable
 
-from .elman import _float32_forward, _matching_backward
+from rnnlab.models.elman import _float32_forward, _matching_backward
 
 FORMS = ("auto", "fused", "logspace", "sequential")
 

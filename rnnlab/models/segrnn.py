@@ -15,10 +15,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..errors import ConfigError
-from ..tasks.base import TaskSpec
-from . import MODELS
-from .base import Model, ModelOptions, State, target_channels
+from rnnlab.errors import ConfigError
+from rnnlab.tasks.base import TaskSpec
+from rnnlab.registry import MODELS
+from rnnlab.models.base import Model, ModelOptions, State, target_channels
 
 
 class SegRNNOptions(ModelOptions):

@@ -9,11 +9,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..errors import ConfigError
-from ..tasks.base import TaskSpec
-from . import MODELS
-from .base import Model, ModelOptions, State
-from .elman import ElmanRNN
+from rnnlab.errors import ConfigError
+from rnnlab.tasks.base import TaskSpec
+from rnnlab.registry import MODELS
+from rnnlab.models.base import Model, ModelOptions, State
+from rnnlab.models.elman import ElmanRNN
 
 CELLS = {"rnn": ElmanRNN, "lstm": nn.LSTM, "gru": nn.GRU}
 

@@ -32,10 +32,10 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError
-from . import MODELS
-from .base import ParamGroup, State, init_feedforward_
-from .recurrent import Recurrent, RecurrentOptions
+from rnnlab.errors import ConfigError
+from rnnlab.registry import MODELS
+from rnnlab.models.base import ParamGroup, State, init_feedforward_
+from rnnlab.models.recurrent import Recurrent, RecurrentOptions
 
 FORMS = ("auto", "fft", "recurrent")
 

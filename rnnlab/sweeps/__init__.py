@@ -1,6 +1,11 @@
 """Sweeps: many runs of one base config over a grid and/or random search, one ranked answer.
-``spec`` reads and expands sweep files, ``runner`` runs the trials (``backends``: local processes
-or Ray; ``trial``: each trial's entry point), ``results`` ranks them and writes the summaries.
+``spec`` is the sweep file's format and its expansion into trials, ``sweepfile`` reads one;
+``runner`` starts or resumes a sweep in its directory (``sweepdir``) and hands the trials to the
+``driver`` or to an Optuna search (``optuna_search``, ``optuna_study``); ``backends`` run them
+(local processes, Ray, Slurm via submitit); ``results`` ranks them and writes the summaries;
+``tracking`` logs a sweep to MLflow.
+
+May import: ``analysis``, ``experiment`` and every package below them.
 
 Nothing is imported here: a trial process starts with ``python -m rnnlab.sweeps.trial`` and must
 reach its own first line quickly (see ``trial``)."""

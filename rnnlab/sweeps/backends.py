@@ -20,9 +20,9 @@ from typing import Any, Optional
 
 import rnnlab
 
-from ..errors import ConfigError
-from ..runtime import available_cores
-from .trialenv import PARENT_ENV, STOP_FILE_ENV
+from rnnlab.errors import ConfigError
+from rnnlab.training.runtime import available_cores
+from rnnlab.sweeps.trialenv import PARENT_ENV, STOP_FILE_ENV
 
 STOP_GRACE_S = 60.0  # how long an interrupted trial may take to write its summary
 

@@ -6,17 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..runtime import available_cores
-from .results import read_records
-from .runner import SWEEP_FILE, Options, _reopen, check_options, trial_threads
-from .spec import Sweep, Trial, expand, load_sweep, show
+from rnnlab.training.runtime import available_cores
+from rnnlab.sweeps.results import read_records
+from rnnlab.sweeps.runner import check_options, reopen
+from rnnlab.sweeps.sweepdir import SWEEP_FILE, Options, trial_threads
+from rnnlab.sweeps.spec import Sweep, Trial, expand, show
+from rnnlab.sweeps.sweepfile import load_sweep
 
 
 def dry_run(sweep_file: Optional[Path], resume: Optional[Path], options: Options) -> list[str]:
     """The lines ``--dry-run`` prints: one per trial (or the search space of an Optuna search)."""
     check_options(options)
     if resume is not None:
-        _, sweep, trials = _reopen(resume, sweep_file)
+        _, sweep, trials = reopen(resume, sweep_file)
         if sweep.search is None:
             _, records = read_records(resume)
             done = {r.trial for r in records if r.status == "completed"}

@@ -24,128 +24,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .. import runs
-from ..errors import ConfigError, RnnlabError
-from ..safeio import dump_yaml
-from .backends import train_args, trial_args
-from .results import TrialRecord, read_records
-from .runner import (
+from rnnlab.rundir import files as runs
+from rnnlab.errors import ConfigError, RnnlabError
+from rnnlab.common.safeio import dump_yaml
+from rnnlab.sweeps.backends import train_args, trial_args
+from rnnlab.sweeps.results import TrialRecord, read_records
+from rnnlab.sweeps.driver import Driver, Running, sigterm_as_interrupt
+from rnnlab.sweeps.optuna_study import STUDY_FILE, decode, distributions, open_study
+from rnnlab.sweeps.sweepdir import (
     LOGS,
     SWEEP_FILE,
     TRIALS,
-    Driver,
     Options,
     Outcome,
-    Running,
-    _run_summary,
-    _write_new,
-    _write_trial,
+    run_summary,
     set_threads,
     trial_run,
+    write_new,
+    write_trial,
 )
-from .spec import Sweep, Trial, check_search_space, resolve_trial
-
-STUDY_FILE = "optuna.journal"
-
-
-def require_optuna(sweep: Sweep) -> Any:
-    """The optuna module, or one clear line saying how to install it."""
-    assert sweep.search is not None
-    where = f"{sweep.source}: {sweep.search.sampler}"
-    try:
-        import optuna
-    except ImportError:
-        raise ConfigError(where, "needs Optuna: pip install 'rnnlab[optuna]'") from None
-    if sweep.search.sampler == "cmaes":
-        try:
-            import cmaes  # noqa: F401
-        except ImportError:
-            raise ConfigError(where, "needs the cmaes package: pip install 'rnnlab[optuna]'") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
-
-
-def prepare(sweep: Sweep) -> None:
-    """Before anything is written: Optuna is there, and the metric to optimise is known (the
-    task's own unless the sweep file names one), since the study's direction depends on it."""
-    require_optuna(sweep)
-    check_search_space(sweep)
-    if sweep.metric is None:
-        import torch
-
-        from ..config import build_experiment
-        from ..factories import build_task
-
-        config = resolve_trial(sweep, 0, {}).config
-        spec = build_task(build_experiment(config, sweep.source), torch.device("cpu")).spec
-        sweep.metric, sweep.mode = spec.metric, spec.mode
-
-
-# ----------------------------------------------------------------------------- the study
-
-
-def distributions(sweep: Sweep) -> dict[str, Any]:
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    out: dict[str, Any] = {}
-    assert sweep.search is not None
-    for key, dist in sweep.search.params.items():
-        if dist.kind == "choice":  # by index: Optuna's choices must be plain scalars
-            out[key] = CategoricalDistribution(list(range(len(dist.args))))
-        elif dist.kind == "int":
-            out[key] = IntDistribution(*dist.args)
-        else:
-            out[key] = FloatDistribution(*dist.args, log=dist.kind == "loguniform")
-    return out
-
-
-def decode(sweep: Sweep, params: dict[str, Any]) -> dict[str, Any]:
-    """Optuna's parameters as config values, in sweep-file order; floats to 4 significant digits
-    as random search writes them (readable names, values that can be typed back)."""
-    assert sweep.search is not None
-    values = {}
-    for key, dist in sweep.search.params.items():
-        value = params[key]
-        if dist.kind == "choice":
-            value = dist.args[int(value)]
-        elif dist.kind in ("uniform", "loguniform"):
-            value = float(f"{value:.4g}")
-        values[key] = value
-    return values
-
-
-def open_study(sweep: Sweep, sweep_dir: Path) -> Any:
-    import optuna
-    from optuna.storages import JournalStorage
-
-    try:
-        from optuna.storages.journal import JournalFileBackend
-    except ImportError:  # optuna < 4
-        from optuna.storages import JournalFileStorage as JournalFileBackend  # type: ignore[no-redef]
-
-    search = sweep.search
-    assert search is not None
-    if search.sampler == "cmaes":
-        sampler = optuna.samplers.CmaEsSampler(seed=sweep.seed, warn_independent_sampling=False)
-    else:  # a quarter of the trials (at most Optuna's 10) are random starts before TPE models
-        sampler = optuna.samplers.TPESampler(seed=sweep.seed,
-                                             n_startup_trials=min(10, max(1, search.trials // 4)))
-    if search.pruner == "median":
-        pruner: Any = optuna.pruners.MedianPruner(n_startup_trials=min(5, max(1, search.trials // 4)))
-    elif search.pruner == "hyperband":
-        train = sweep.base.get("train")
-        epochs = train.get("epochs") if isinstance(train, dict) else None
-        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs or "auto")
-    else:
-        pruner = optuna.pruners.NopPruner()
-    storage = JournalStorage(JournalFileBackend(str(sweep_dir / STUDY_FILE)))
-    return optuna.create_study(study_name=sweep.name, storage=storage, sampler=sampler, pruner=pruner,
-                               direction="maximize" if sweep.mode == "max" else "minimize",
-                               load_if_exists=True)
-
-
-# ----------------------------------------------------------------------------- the driver
-
+from rnnlab.sweeps.spec import Sweep, Trial, resolve_trial
 
 @dataclass
 class Watch:
@@ -168,7 +66,7 @@ def drive(sweep: Sweep, sweep_dir: Path, resumed: bool, backend: Any, options: O
         before, records = read_records(sweep_dir)
         runs.write_text(sweep_dir / SWEEP_FILE, dump_yaml(sweep.to_dict()))
     else:
-        _write_new(sweep_dir, sweep, [], options)
+        write_new(sweep_dir, sweep, [], options)
         before, records = {}, []
     driver = SearchDriver(sweep, records, sweep_dir, backend, options, say, study)
     if before:
@@ -210,7 +108,7 @@ class SearchDriver(Driver):
             self.trials.append(trial)
             self.records.append(record)
             run = trial_run(self.sweep_dir, trial.run_name(record.attempts)) if record.attempts else None
-            summary = _run_summary(run)
+            summary = run_summary(run)
             if frozen.state != TrialState.RUNNING:  # told: the study's word is final
                 if frozen.state == TrialState.COMPLETE and record.status != "completed":
                     if summary.get("status") == "completed":
@@ -257,10 +155,8 @@ class SearchDriver(Driver):
         return self.guarded()
 
     def guarded(self) -> Outcome:
-        from .runner import _sigterm_as_interrupt
-
         interrupted = False
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             try:
                 self.loop([])
             except KeyboardInterrupt:
@@ -316,7 +212,7 @@ class SearchDriver(Driver):
 
         threads = self.threads(trial)
         set_threads(trial, threads)
-        _write_trial(self.sweep_dir, trial)  # with the threads it runs with now
+        write_trial(self.sweep_dir, trial)  # with the threads it runs with now
         if resume is None:
             record.attempts += 1
             name = trial.run_name(record.attempts)
@@ -404,7 +300,7 @@ class SearchDriver(Driver):
 
     def finish(self, interrupted: bool) -> Outcome:
         outcome = super().finish(interrupted)
-        from .optuna_plots import write_study_plots
+        from rnnlab.sweeps.optuna_plots import write_study_plots
 
         write_study_plots(self.study, self.sweep_dir / runs.PLOTS, self.say)
         return outcome

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from ..plots import _save, plt
-from .spec import show
+from rnnlab.common.plots import _save, plt
+from rnnlab.sweeps.spec import show
 
 
 def _numeric(x: Any) -> bool:

@@ -7,8 +7,8 @@ import math
 import re
 from typing import Any
 
-from ..errors import ConfigError
-from ..registry import did_you_mean
+from rnnlab.errors import ConfigError
+from rnnlab.registry import did_you_mean
 
 RESOURCES = {  # key in slurm: / --slurm -> what it sets per trial
     "partition": "the Slurm partition",

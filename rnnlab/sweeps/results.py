@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from .. import runs
-from ..errors import ConfigError, RunDirError
-from ..stats import mean_std
-from .spec import SEED_KEY, Sweep, show
+from rnnlab.rundir import files as runs
+from rnnlab.errors import ConfigError, RunDirError
+from rnnlab.common.stats import mean_std
+from rnnlab.sweeps.spec import SEED_KEY, Sweep, show
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
@@ -171,7 +171,7 @@ def grouped(records: list[TrialRecord], keys: list[str], ranking: Ranking) -> li
 
 
 def pm(mean: Optional[float], std: Optional[float]) -> str:
-    from ..progress import fmt
+    from rnnlab.common.console import fmt
 
     if mean is None:
         return "-"
@@ -275,7 +275,7 @@ def to_csv(ordered: list[TrialRecord], keys: list[str]) -> str:
 def ranked_table(ordered: list[TrialRecord], keys: list[str], ranking: Ranking, title: str) -> Any:
     from rich.table import Table
 
-    from ..progress import fmt
+    from rnnlab.common.console import fmt
 
     if repeated(ordered, keys):
         return groups_table(grouped(ordered, keys, ranking), keys, ranking, title)
@@ -333,7 +333,7 @@ def write_plots(sweep: Sweep, records: list[TrialRecord], plots_dir: Path, ranki
     scored = [r for r in records if r.score is not None]
     if not scored:
         return []
-    from .plots import sweep_param_plot
+    from rnnlab.sweeps.plots import sweep_param_plot
 
     groups = grouped(records, sweep.keys, ranking) if repeated(records, sweep.keys) else None
     paths = []

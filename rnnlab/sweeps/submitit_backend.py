@@ -24,11 +24,11 @@ from typing import Any, Iterator, Optional
 
 import rnnlab
 
-from ..errors import ConfigError
-from ..invocation import read_result
-from ..runtime import available_cores
-from .backends import launch, own_stop_file, result_file, stop_group, supervise, trial_args
-from .resources import DEFAULT_MINUTES, parse_resources
+from rnnlab.errors import ConfigError
+from rnnlab.common.invocation import read_result
+from rnnlab.training.runtime import available_cores
+from rnnlab.sweeps.backends import launch, own_stop_file, result_file, stop_group, supervise, trial_args
+from rnnlab.sweeps.resources import DEFAULT_MINUTES, parse_resources
 
 FOLDER = "submitit"
 

@@ -10,7 +10,7 @@ through the environment:
   submitit the trial's own, see ``backends.own_stop_file``) and stop once one appears, however
   early or late that is.
 ``--result FILE`` first: the trial writes its run directory (as soon as it exists) and its one-line
-error there (``rnnlab.invocation.report``), which the sweep reads.
+error there (``rnnlab.common.invocation.report``), which the sweep reads.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..invocation import RESULT_FILE_ENV
-from .trialenv import PARENT_ENV, STOP_FILE_ENV
+from rnnlab.common.invocation import RESULT_FILE_ENV
+from rnnlab.sweeps.trialenv import PARENT_ENV, STOP_FILE_ENV
 
 PR_SET_PDEATHSIG = 1
 
@@ -63,7 +63,7 @@ if __name__ == "__main__":
     if args[:1] == ["--result"]:  # the file this trial reports its run and its error to
         os.environ[RESULT_FILE_ENV] = args[1]
         args = args[2:]
-    from ..cli import main
+    from rnnlab.cli import main
 
     sys.argv = ["rnnlab", "train", *args]
     main()

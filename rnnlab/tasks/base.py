@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Iterator, Literal, Optional
 import torch
 from pydantic import AfterValidator, Field
 
-from ..sections import Strict
+from rnnlab.config.schema import Strict
 
 if TYPE_CHECKING:
-    from ..config import Experiment
-    from ..models.base import Model
+    from rnnlab.config.loading import Experiment
+    from rnnlab.models.base import Model
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ class Task:
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(self, model: "Model", split: str, batch_size: int) -> dict[str, float]:
-        """Metrics on a split. Called by ``rnnlab.evaluation.evaluate`` in eval mode under no_grad."""
+        """Metrics on a split. Called by ``rnnlab.training.evaluation.evaluate`` in eval mode under no_grad."""
         raise NotImplementedError
 
     # ---------------------------------------------------------------- artifacts

@@ -1,6 +1,6 @@
 """Character-level language modelling: predict every next character of a text.
 
-The corpus (a text file, Tiny Shakespeare or the built-in Python docs, see ``rnnlab.corpora``) is
+The corpus (a text file, Tiny Shakespeare or the built-in Python docs, see ``rnnlab.tasks.charlm_corpora``) is
 split by position into train/val/test (default 90/5/5). The vocabulary is the set of Unicode code
 points of the training part plus ``<unk>`` (id 0), which stands for any other character; it is saved
 as ``vocab.json`` in the run. The whole text lives in one int64 tensor and batches are made by
@@ -35,15 +35,15 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from .. import corpora
-from ..errors import ConfigError, DataError, RunDirError
-from ..generate import describe_char, sample
-from ..runs import write_json
-from . import TASKS
-from .base import Batch, DataOptions, Encoding, Task, TaskContext, TaskOptions, TaskSpec, cache_dir, data_root
+from rnnlab.tasks import charlm_corpora as corpora
+from rnnlab.errors import ConfigError, DataError, RunDirError
+from rnnlab.tasks.charlm_generate import describe_char, sample
+from rnnlab.rundir.files import write_json
+from rnnlab.registry import TASKS
+from rnnlab.tasks.base import Batch, DataOptions, Encoding, Task, TaskContext, TaskOptions, TaskSpec, cache_dir, data_root
 
 if TYPE_CHECKING:
-    from ..models.base import Model
+    from rnnlab.models.base import Model
 
 VOCAB = "vocab.json"
 SAMPLES = "samples.txt"
@@ -340,14 +340,14 @@ class CharLM(Task):
         write_json(run_dir / VOCAB, self.vocab.to_json(self.corpus_info))
 
     def plots(self, model: "Model", run_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
-        from ..plots import bpc_curve
+        from rnnlab.common.plots import bpc_curve
 
         return [bpc_curve(history, run_dir / "plots" / "bpc.png")]
 
     def final_outputs(self, model: "Model", run_dir: Path) -> list[Path]:
         """``samples.txt``: a few samples, each headed by the ``rnnlab generate`` command that
         reproduces it exactly."""
-        from ..runs import write_text
+        from rnnlab.rundir.files import write_text
 
         o = self.options
         if o.samples == 0:

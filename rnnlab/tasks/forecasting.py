@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Literal, Optional, Sequenc
 import torch
 
 if TYPE_CHECKING:
-    from ..models.base import Model
-    from .base import TaskSpec
+    from rnnlab.models.base import Model
+    from rnnlab.tasks.base import TaskSpec
 
 Mode = Literal["direct", "rollout", "encoder_decoder"]
 
@@ -98,6 +98,6 @@ def predict(model: "Model", x: torch.Tensor, spec: "TaskSpec", horizon: int,
 
 def native_horizon(model_name: str) -> bool:
     """Whether a registered model family produces all horizon steps itself."""
-    from ..models import MODELS
+    from rnnlab.registry import MODELS
 
     return bool(getattr(MODELS.get(model_name, "model.name"), "native_horizon", False))

@@ -29,13 +29,13 @@ import torch
 from pydantic import Field, model_validator
 from torch.nn import functional as F
 
-from ..errors import ConfigError
-from . import TASKS
-from .base import Batch, DataOptions, Task, TaskContext, TaskOptions, TaskSpec, batch_indices
+from rnnlab.errors import ConfigError
+from rnnlab.registry import TASKS
+from rnnlab.tasks.base import Batch, DataOptions, Task, TaskContext, TaskOptions, TaskSpec, batch_indices
 
 if TYPE_CHECKING:
-    from ..config import Experiment
-    from ..models.base import Model
+    from rnnlab.config.loading import Experiment
+    from rnnlab.models.base import Model
 
 SPLITS = ("train", "val", "test")
 MAX_VALUES = 2_000_000_000  # stored values over all splits: beyond this, name the options to lower

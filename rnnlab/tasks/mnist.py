@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional
 import torch
 from pydantic import Field
 
-from ..classify import confusion_matrix
-from ..errors import ConfigError, DataError
-from . import TASKS
-from .base import Batch, DataOptions, Task, TaskContext, TaskOptions, TaskSpec, cache_dir, data_root
+from rnnlab.tasks.classify import confusion_matrix
+from rnnlab.errors import ConfigError, DataError
+from rnnlab.registry import TASKS
+from rnnlab.tasks.base import Batch, DataOptions, Task, TaskContext, TaskOptions, TaskSpec, cache_dir, data_root
 
 if TYPE_CHECKING:
-    from ..models.base import Model
+    from rnnlab.models.base import Model
 
 SIDE = 28
 CLASSES = 10
@@ -234,7 +234,7 @@ class Mnist(Task):
 
     # ------------------------------------------------------------------ plots
     def plots(self, model: "Model", run_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
-        from ..plots import confusion_matrix_plot
+        from rnnlab.common.plots import confusion_matrix_plot
 
         batch_size = self.eval_batch_size
         pred, true, _ = self.predictions(model, "test", batch_size)

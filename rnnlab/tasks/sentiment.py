@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional, Union
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from .. import runs
-from ..classify import classification_metrics, confusion_matrix
-from ..errors import ConfigError, DataError, RunDirError
-from ..text import Vocab, pad_ids, tokenize
-from ..textfiles import BadLines, Row, TableFormat, is_integer, read_labelled
-from . import TASKS
-from .base import (
+from rnnlab.rundir import files as runs
+from rnnlab.tasks.classify import classification_metrics, confusion_matrix
+from rnnlab.errors import ConfigError, DataError, RunDirError
+from rnnlab.tasks.text import Vocab, pad_ids, tokenize
+from rnnlab.tasks.text_files import BadLines, Row, TableFormat, is_integer, read_labelled
+from rnnlab.registry import TASKS
+from rnnlab.tasks.base import (
     Batch,
     DataOptions,
     Encoding,
@@ -44,7 +44,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from ..models.base import Model
+    from rnnlab.models.base import Model
 
 SPLITS = ("train", "val", "test")
 TINY_SET = Path(__file__).resolve().parents[1] / "data" / "sentiment_tiny.tsv"
@@ -317,7 +317,7 @@ class Sentiment(Task):
         runs.write_json(run_dir / LABELS_FILE, {"classes": self.classes})
 
     def plots(self, model: "Model", run_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
-        from ..plots import confusion_matrix_plot
+        from rnnlab.common.plots import confusion_matrix_plot
 
         split = self.splits["test"]
         batch_size = self.eval_batch_size

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from .. import runs
-from ..errors import ConfigError, DataError
-from ..seriesfiles import (
+from rnnlab.rundir import files as runs
+from rnnlab.errors import ConfigError, DataError
+from rnnlab.tasks.series_files import (
     Fill,
     Scaler,
     Series,
@@ -34,8 +34,8 @@ from ..seriesfiles import (
     read_series,
     read_series_artifact,
 )
-from . import TASKS
-from .base import (
+from rnnlab.registry import TASKS
+from rnnlab.tasks.base import (
     Batch,
     DataOptions,
     Encoding,
@@ -46,8 +46,8 @@ from .base import (
     batch_indices,
     data_root,
 )
-from .forecasting import Mode, WindowNorm, batched, native_horizon, predict, window_index, windows_in
-from .series_eval import (
+from rnnlab.tasks.forecasting import Mode, WindowNorm, batched, native_horizon, predict, window_index, windows_in
+from rnnlab.tasks.series_eval import (
     BASELINES,
     baseline_forecasts,
     fit_linear,
@@ -57,8 +57,8 @@ from .series_eval import (
 )
 
 if TYPE_CHECKING:
-    from ..config import Experiment
-    from ..models.base import Model
+    from rnnlab.config.loading import Experiment
+    from rnnlab.models.base import Model
 
 SPLITS = ("train", "val", "test")
 BUILTIN = Path(__file__).resolve().parents[1] / "data" / "co2_monthly.csv"
@@ -399,7 +399,7 @@ class SeriesTask(Task):
         runs.write_json(run_dir / ARTIFACT, self.artifact())
 
     def plots(self, model: "Model", run_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
-        from ..seriesplots import error_by_step_plot, test_forecasts_plot
+        from rnnlab.tasks.series_plots import error_by_step_plot, test_forecasts_plot
 
         pred, y = (t.cpu() for t in self.predictions(model, "test", 1024))
         steps = {"model": per_step_mse(pred, y)}

@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal
 import torch
 from pydantic import Field, model_validator
 
-from ..errors import ConfigError
-from . import TASKS
-from .base import Batch, DataOptions, Task, TaskContext, TaskOptions, TaskSpec, batch_indices
-from .forecasting import batched, window_index
-from .forecasting import predict as forecast
+from rnnlab.errors import ConfigError
+from rnnlab.registry import TASKS
+from rnnlab.tasks.base import Batch, DataOptions, Task, TaskContext, TaskOptions, TaskSpec, batch_indices
+from rnnlab.tasks.forecasting import batched, window_index
+from rnnlab.tasks.forecasting import predict as forecast
 
 if TYPE_CHECKING:
-    from ..config import Experiment
-    from ..models.base import Model
+    from rnnlab.config.loading import Experiment
+    from rnnlab.models.base import Model
 
 SPLITS = ("train", "val", "test")
 
@@ -201,7 +201,7 @@ class Sine(Task):
 
     # ------------------------------------------------------------------ plots
     def plots(self, model: "Model", run_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
-        from ..plots import sine_forecast_plot, sine_rollout_plot
+        from rnnlab.common.plots import sine_forecast_plot, sine_rollout_plot
 
         out = []
         p = self.predictions(model, "test", 1024)

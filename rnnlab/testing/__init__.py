@@ -6,18 +6,20 @@
 
 Each ``Finding`` is one check in one place: passed, failed, or skipped with a note (a model that
 refuses a task is skipped there, not failed). ``Finding.line()`` is the one line printed.
+
+May import: ``experiment`` and every package below it.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from ..errors import ConfigError
-from ..registry import did_you_mean
-from .findings import CheckFailed, Finding, assert_passes, counts, failures
-from .layouts import Layout, Oracle
-from .model_checks import check_model
-from .task_checks import check_task
+from rnnlab.errors import ConfigError
+from rnnlab.registry import did_you_mean
+from rnnlab.testing.findings import CheckFailed, Finding, assert_passes, counts, failures
+from rnnlab.testing.layouts import Layout, Oracle
+from rnnlab.testing.model_checks import check_model
+from rnnlab.testing.task_checks import check_task
 
 __all__ = ["CheckFailed", "Finding", "Layout", "Oracle", "assert_passes", "check", "check_model",
            "check_task", "failures", "import_plugin", "model_options", "run_check"]
@@ -25,15 +27,15 @@ __all__ = ["CheckFailed", "Finding", "Layout", "Oracle", "assert_passes", "check
 
 def import_plugin(spec: str) -> None:
     """Import a module by name, or a ``.py`` file by path, for its registrations (as a config's
-    ``plugins:`` does; see ``rnnlab.plugins``)."""
-    from ..plugins import load_plugins
+    ``plugins:`` does; see ``rnnlab.config.plugins``)."""
+    from rnnlab.config.plugins import load_plugins
 
     load_plugins([spec], "--plugin")
 
 
 def model_options(items: list[str]) -> dict[str, Any]:
     """``--set hidden_size=16`` (or ``model.hidden_size=16``) as a model options mapping."""
-    from ..config import parse_override
+    from rnnlab.config.loading import parse_override
 
     out: dict[str, Any] = {}
     for item in items:
@@ -54,8 +56,8 @@ def model_options(items: list[str]) -> dict[str, Any]:
 def check(name: str, task: Optional[str] = None, options: Optional[dict[str, Any]] = None
           ) -> list[Finding]:
     """``check_model`` when ``name`` is a registered model, ``check_task`` when it is a task."""
-    from ..models import MODELS
-    from ..tasks import TASKS
+    from rnnlab.registry import MODELS
+    from rnnlab.registry import TASKS
 
     if name in MODELS:
         return check_model(name, task, options)

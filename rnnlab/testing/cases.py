@@ -17,8 +17,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ..config import Experiment, build_experiment
-from ..errors import ConfigError
+from rnnlab.config.loading import Experiment, build_experiment
+from rnnlab.errors import ConfigError
 
 #: the train section of every experiment the checker builds (one thread: checks are small)
 TRAIN: dict[str, Any] = {"epochs": 1, "batch_size": 8, "eval_batch_size": 32, "lr": 0.01, "seed": 0,
@@ -103,7 +103,7 @@ BUILTIN: dict[str, Callable[[Path], list[Case]]] = {
 
 def cases_for(task: str, folder: Path) -> list[Case]:
     """The cases of a registered task (``folder``: where fake data may be written)."""
-    from ..tasks import TASKS
+    from rnnlab.registry import TASKS
 
     cls = TASKS.get(task, "task")
     own = getattr(cls, "check_configs", None)
@@ -123,7 +123,7 @@ def cases_for(task: str, folder: Path) -> list[Case]:
 
 
 def all_cases(folder: Path, only: Optional[str] = None) -> list[Case]:
-    from ..tasks import TASKS
+    from rnnlab.registry import TASKS
 
     names = [only] if only is not None else TASKS.names()
     return [case for name in names for case in cases_for(name, folder)]
@@ -134,7 +134,7 @@ def all_cases(folder: Path, only: Optional[str] = None) -> list[Case]:
 
 def model_section(model: str, options: Optional[dict[str, Any]], small: bool) -> dict[str, Any]:
     """``{"name": model, ...}``: the given options over the SMALL sizes (where the model has them)."""
-    from ..models import MODELS
+    from rnnlab.registry import MODELS
 
     fields = MODELS.get(model, "model").Options.model_fields
     section: dict[str, Any] = {k: v for k, v in SMALL.items() if small and k in fields}

@@ -238,7 +238,7 @@ def predicting(task: Any, table: dict[bytes, torch.Tensor]) -> Iterator[None]:
 def perfect(task: Any) -> Optional[tuple[dict[str, dict[str, float]], dict[str, float]]]:
     """(metrics per split of a perfect predictor, the values they must have), or None when the
     task has no built-in oracle."""
-    from ..evaluation import evaluate
+    from rnnlab.training.evaluation import evaluate
 
     module = builtin(task)
     zero = {"loss": 0.0}

@@ -21,12 +21,12 @@ from typing import Any, Iterator, Optional
 
 import torch
 
-from ..config import Experiment, build_experiment
-from ..errors import RnnlabError
-from ..models.base import Model, build_model
-from ..tasks.base import Batch, Task, TaskSpec
-from .cases import Case, all_cases, sections
-from .findings import Finding, Recorder, Status, close, describe_exception, max_diff, shape_text
+from rnnlab.config.loading import Experiment, build_experiment
+from rnnlab.errors import RnnlabError
+from rnnlab.models.base import Model, build_model
+from rnnlab.tasks.base import Batch, Task, TaskSpec
+from rnnlab.testing.cases import Case, all_cases, sections
+from rnnlab.testing.findings import Finding, Recorder, Status, close, describe_exception, max_diff, shape_text
 
 CPU = torch.device("cpu")
 STEPS, LR = 15, 0.01  # "a few training steps" on one batch
@@ -38,8 +38,8 @@ def check_model(name: str, task: Optional[str] = None, options: Optional[dict[st
                 train_run: bool = True) -> list[Finding]:
     """Every check of model ``name`` on every registered task (or only ``task``), with model
     ``options`` over small default sizes. Unknown names are a ``ConfigError``."""
-    from ..models import MODELS
-    from ..tasks import TASKS
+    from rnnlab.registry import MODELS
+    from rnnlab.registry import TASKS
 
     MODELS.get(name, "model")
     if task is not None:
@@ -95,7 +95,7 @@ def build_case(rec: Recorder, case: Case, name: str, options: Optional[dict[str,
                ) -> Optional[tuple[Experiment, Task, Model]]:
     """The case's experiment, task and model: with small sizes, else the model's defaults; a
     refusal (``ConfigError``, ``DataError``) skips the case with a note."""
-    from ..factories import build
+    from rnnlab.training.build import build
 
     refusal: Optional[RnnlabError] = None
     for section in sections(name, options):
@@ -217,8 +217,8 @@ def training_lowers_loss(task: Task, model: Model, batch: Batch) -> Result:
 
 
 def round_trip(exp: Experiment, task: Task, model: Model, batch: Batch, folder: Path) -> Result:
-    from ..evaluation import load_weights
-    from ..runs import load_checkpoint
+    from rnnlab.training.evaluation import load_weights
+    from rnnlab.rundir.files import load_checkpoint
 
     path = folder / "round_trip.pt"
     torch.save({"model": model.state_dict()}, path)  # as rnnlab's checkpoints hold it
@@ -326,10 +326,10 @@ def stateful_carry(model: Model, spec: TaskSpec, batch: Batch) -> Result:
 
 def eval_equals_summary(exp: Experiment, runs_dir: Path) -> Result:
     """A 3-step ``rnnlab`` run, then ``rnnlab eval`` of its best checkpoint against its summary."""
-    from ..evaluation import evaluate_run
-    from ..lifecycle import train_run
-    from ..progress import Reporter
-    from ..runs import read_summary
+    from rnnlab.training.evaluation import evaluate_run
+    from rnnlab.experiment.lifecycle import train_run
+    from rnnlab.common.console import Reporter
+    from rnnlab.rundir.files import read_summary
 
     raw = exp.to_dict()
     raw["train"]["steps_per_epoch"] = 3

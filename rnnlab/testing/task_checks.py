@@ -14,19 +14,19 @@ from typing import Any, Optional
 
 import torch
 
-from ..errors import RnnlabError
-from ..tasks.base import Batch, Task, TaskSpec
-from .cases import Case, all_cases, experiment
-from .findings import Finding, Recorder, Status, describe_exception
-from .layouts import Layout, layout, perfect
-from .model_checks import CPU, kept_threads
+from rnnlab.errors import RnnlabError
+from rnnlab.tasks.base import Batch, Task, TaskSpec
+from rnnlab.testing.cases import Case, all_cases, experiment
+from rnnlab.testing.findings import Finding, Recorder, Status, describe_exception
+from rnnlab.testing.layouts import Layout, layout, perfect
+from rnnlab.testing.model_checks import CPU, kept_threads
 
 Result = Optional[tuple[Status, str]]
 
 
 def check_task(name: str) -> list[Finding]:
     """Every check of task ``name`` on each of its cases. An unknown name is a ``ConfigError``."""
-    from ..tasks import TASKS
+    from rnnlab.registry import TASKS
 
     TASKS.get(name, "task")
     findings: list[Finding] = []
@@ -38,7 +38,7 @@ def check_task(name: str) -> list[Finding]:
 
 
 def check_case(rec: Recorder, case: Case) -> None:
-    from ..factories import build_task
+    from rnnlab.training.build import build_task
 
     try:
         exp = experiment(case, case.model)
@@ -160,7 +160,7 @@ def differ(a: list[Batch], b: list[Batch]) -> Optional[str]:
 
 
 def deterministic(exp: Any, task: Task) -> Result:
-    from ..factories import build_task
+    from rnnlab.training.build import build_task
 
     first = first_batches(task, 7)
     where = differ(first, first_batches(task, 7))

@@ -1,0 +1,74 @@
+"""Metrics of a model on a split (eval mode, no_grad), and rebuilding a run's task and model from
+its directory to evaluate it again (``rnnlab eval``, ``predict``, ``generate``, ``plot`` ...).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from rnnlab.rundir import identity
+
+from rnnlab.config import plugins
+
+from rnnlab.rundir import files as runs
+from rnnlab.config.loading import Experiment
+from rnnlab.errors import RunDirError
+from rnnlab.training.build import build
+from rnnlab.models.base import Model
+from rnnlab.training.runtime import resolve_device, set_threads
+from rnnlab.tasks.base import Task
+
+
+def load_weights(model: Model, state: dict[str, Any], path: Path) -> None:
+    """Load a checkpoint's state dict; one from another model shape is an error naming the file."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        detail = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise RunDirError(path, f"checkpoint does not match the run's model ({detail[:150]})") from None
+    model.flatten_parameters()
+
+
+def evaluate(task: Task, model: Model, split: str, batch_size: int) -> dict[str, float]:
+    """Task metrics on a split, in eval mode (dropout off) under no_grad; restores the mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return task.evaluate(model, split, batch_size)
+    finally:
+        model.train(was_training)
+
+
+def load_run(run: str | os.PathLike[str], checkpoint: str = "best", device: str = "cpu",
+             allow_foreign: Optional[bool] = None) -> tuple[Path, Experiment, Task, Model, dict[str, Any]]:
+    """Rebuild task and model from a run directory's own files. A checkpoint of another run is
+    refused unless ``allow_foreign`` (default: ``--allow-foreign-checkpoint`` was given)."""
+    from rnnlab.config.loading import build_experiment, read_yaml
+
+    run_dir = runs.resolve_run(run)
+    exp = build_experiment(read_yaml(run_dir / runs.CONFIG), str(run_dir / runs.CONFIG))
+    summary = runs.read_summary(run_dir)
+    plugins.verify(summary.get("plugins"), run_dir)  # the same plugin code the run was trained with
+    dev = resolve_device(device, "--device")
+    threads = summary.get("threads")
+    set_threads(threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0
+                else exp.train.threads, warn=False)
+    task, model = build(exp, dev, run_dir)
+    path = run_dir / runs.CHECKPOINTS / f"{checkpoint}.pt"
+    ckpt = runs.load_checkpoint(path, dev)
+    identity.check(ckpt, path, run_dir, exp.to_dict(),
+                   identity.foreign_allowed() if allow_foreign is None else allow_foreign)
+    load_weights(model, ckpt["model"], path)
+    return run_dir, exp, task, model, summary
+
+
+def evaluate_run(run: str | os.PathLike[str], split: str = "test", checkpoint: str = "best",
+                 device: str = "cpu") -> dict[str, float]:
+    _, exp, task, model, _ = load_run(run, checkpoint, device)
+    batch = exp.train.eval_batch
+    return evaluate(task, model, split, batch)
