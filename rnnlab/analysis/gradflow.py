@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from rnnlab.config.loading import Experiment
 from rnnlab.errors import ConfigError
-from rnnlab.training.limits import MAX_GRADFLOW_STEPS, check_number
+from rnnlab.common.numbers import MAX_GRADFLOW_STEPS, check_number
 from rnnlab.models.base import Model
 from rnnlab.tasks.base import Batch, Task
 

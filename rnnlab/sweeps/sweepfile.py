@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from rnnlab.config.loading import SECTIONS, read_yaml
 from rnnlab.errors import ConfigError
-from rnnlab.training.limits import INT64_MAX, INT64_MIN, MAX_TRIALS, check_number
+from rnnlab.common.numbers import INT64_MAX, INT64_MIN, MAX_TRIALS, check_number
 from rnnlab.registry import did_you_mean
 from rnnlab.rundir.files import safe_name
 from rnnlab.config.schema import FLOAT32_MAX, TrainConfig

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 
 from rnnlab.errors import ConfigError, RunDirError
-from rnnlab.training.limits import INT64_MAX, INT64_MIN, MAX_GENERATE, MAX_TEMPERATURE, MIN_TEMPERATURE, check_number
+from rnnlab.common.numbers import INT64_MAX, INT64_MIN, MAX_GENERATE, MAX_TEMPERATURE, MIN_TEMPERATURE, check_number
 
 if TYPE_CHECKING:
     from rnnlab.models.base import Model
