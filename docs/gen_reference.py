@@ -25,8 +25,8 @@ CLI_PAGE = "reference/cli.md"
 
 def _rnnlab() -> SimpleNamespace:
     """The only place this script reaches into rnnlab (keep it that way)."""
-    from rnnlab.cli import app  # the Typer app (rnnlab/cli/__init__ registers every command on it)
-    from rnnlab.cli import catalog  # what `rnnlab list` and `rnnlab list NAME` print
+    # the Typer app (rnnlab/cli/__init__ registers every command on it); catalog: what `rnnlab list` prints
+    from rnnlab.cli import app, catalog
     from rnnlab.config.schema import Config, LoggingConfig, TrainConfig
 
     return SimpleNamespace(app=app, registries=catalog.registries, describe=catalog.describe,
@@ -89,7 +89,8 @@ def config_reference(r: SimpleNamespace | None = None) -> str:
     out += ["## `train`", ""] + _table(_schema_rows(r, r.TrainConfig, "train"))
     out += ["## `logging`", ""] + _table(_schema_rows(r, r.LoggingConfig, "logging"))
     titles = {"task": "Tasks (`task` and `data`)", "model": "Models (`model`)",
-              "optimizer": "Optimizers (`train.optimizer`)", "scheduler": "Schedulers (`train.scheduler.name`)"}
+              "optimizer": "Optimizers (`train.optimizer`)",
+              "scheduler": "Schedulers (`train.scheduler.name`)"}
     for kind, registry in r.registries():
         out += [f"## {titles[kind]}", ""]
         for name in registry.names():
@@ -152,7 +153,8 @@ def _param_row(param: Any) -> str:
         (getattr(param, "is_flag", False) and default is False)
     shown = "" if empty else f"`{_cell(default)}`"
     required = "yes" if param.required else ""
-    return f"| {names} | {kind} | {_cell(type_name)} | {required} | {shown} | {_cell(getattr(param, 'help', '') or '')} |"
+    help_text = _cell(getattr(param, "help", "") or "")
+    return f"| {names} | {kind} | {_cell(type_name)} | {required} | {shown} | {help_text} |"
 
 
 def cli_reference(r: SimpleNamespace | None = None) -> str:
