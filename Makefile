@@ -1,12 +1,13 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   create .venv, install rnnlab, train the default experiment (no download)
 #   make test   the same venv with the test extras, then the test suite
+#   make docs   the documentation site into site/ (the docs extra into the same venv)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-avx2 lint bench clean
+.PHONY: demo test test-avx2 lint docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,5 +37,15 @@ lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff
 	$(BIN)/ruff check rnnlab tests benchmarks
 
+# the site: mkdocs build --strict into site/ (a broken link, a missing page, a failing reference generation
+# are errors); the configuration and CLI references are generated from the program (docs/gen_reference.py)
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache

@@ -1,5 +1,5 @@
 """The device choice, checked on a CPU-only machine: CUDA itself is exercised only where one exists
-(see the README's GPU section); here torch.cuda's answers are patched where that is meaningful."""
+(see docs/precision.md, the GPU section); here torch.cuda's answers are patched where that is meaningful."""
 
 from __future__ import annotations
 

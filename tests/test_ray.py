@@ -3,7 +3,7 @@ module: a grid sweep over a plugin model, and a TPE search whose median pruner s
 
 The pruning test prints how long each pruned trial took to stop after the pruner's decision (its
 run closed) and to be gone (its process exited, as the sweep saw it): ``pytest -s tests/test_ray.py``,
-the figures the README's Ray section refers to."""
+the figures the Ray section of docs/sweeps.md refers to."""
 
 from __future__ import annotations
 
