@@ -96,7 +96,7 @@ def train(config: Optional[ConfigLike] = None, *, overrides: OverridesLike = Non
     ``runs_dir`` to continue from its last checkpoint (as ``rnnlab train --resume``; ``config`` is
     then left out and ``overrides`` may change only safe keys such as ``train.epochs``)."""
     from rnnlab.common.allocator import keep_freed_memory
-    from rnnlab.experiment.distributed import run_training
+    from rnnlab.experiment.launch import run_training
 
     keep_freed_memory()
     if resume is not None:

@@ -56,13 +56,13 @@ def show_lines(run: str | os.PathLike[str]) -> list[str]:
     return lines
 
 
-def replot(run: str | os.PathLike[str], device: str = "cpu") -> list[Path]:
+def replot(run: str | os.PathLike[str], device: str = "cpu", allow_foreign: bool = False) -> list[Path]:
     """Rebuild the run's task and best model from its files and redraw every plot, with the
     same code training uses."""
     from rnnlab.training.evaluation import load_run
     from rnnlab.experiment.lifecycle import write_plots
 
-    run_dir, exp, task, model, _ = load_run(run, "best", device)
+    run_dir, exp, task, model, _ = load_run(run, "best", device, allow_foreign)
     history: list[dict[str, Any]] = runs.read_metrics(run_dir)
     if not history:
         raise runs.RunDirError(run_dir / runs.METRICS, "no epochs recorded, nothing to plot")

@@ -178,11 +178,8 @@ def foreign_option() -> Any:
                         help="use a checkpoint even when it was written by another run")
 
 
-def check_run_options(checkpoint: str, device: str, allow_foreign: bool = False) -> None:
+def check_run_options(checkpoint: str, device: str) -> None:
     """The options every command that loads a run's weights shares."""
-    from rnnlab.rundir.identity import allow_foreign as set_allow_foreign
-
-    set_allow_foreign(allow_foreign)
     if checkpoint not in ("best", "last"):
         fail(f"--checkpoint: must be 'best' or 'last', got {checkpoint!r}")
     from rnnlab.training.runtime import check_device

@@ -86,8 +86,8 @@ def plot(
     """Redraw every plot of a run from its own files (metrics and best checkpoint)."""
     from rnnlab.analysis.report import replot
 
-    check_run_options("best", device, allow_foreign)
-    for path in replot(run, device):
+    check_run_options("best", device)
+    for path in replot(run, device, allow_foreign):
         typer.echo(str(path))
 
 

@@ -38,15 +38,12 @@ def train(
 ) -> None:
     """Train a model on a task; writes runs/<id>/ and prints its path last."""
     from rnnlab.config.loading import load_experiment
-    from rnnlab.experiment.distributed import run_training
+    from rnnlab.experiment.launch import run_training
     from rnnlab.common.console import make_reporter
     from rnnlab.rundir.files import check_name
 
     if resume is not None:
-        from rnnlab.rundir.identity import allow_foreign as set_allow_foreign
-
-        set_allow_foreign(allow_foreign)
-        return resume_training(resume, config, set_, runs_dir, name, quiet)
+        return resume_training(resume, config, set_, runs_dir, name, quiet, allow_foreign)
     if allow_foreign:
         fail("--allow-foreign-checkpoint: only with --resume (a new run has no checkpoint)")
     if config is None:
@@ -63,7 +60,7 @@ def train(
 
 
 def resume_training(run: Path, config: Optional[Path], overrides: List[str], runs_dir: Path,
-                    name: Optional[str], quiet: bool) -> None:
+                    name: Optional[str], quiet: bool, allow_foreign: bool = False) -> None:
     from rnnlab.common.console import make_reporter
     from rnnlab.experiment.resume import resume_run
 
@@ -73,7 +70,7 @@ def resume_training(run: Path, config: Optional[Path], overrides: List[str], run
         fail("--name: a resumed run keeps its name and directory")
     reporter = make_reporter(quiet, 50)  # resume_run sets the run's own log_every
     with training_outcomes(reporter):
-        run_dir, note = resume_run(run, overrides, runs_dir, reporter)
+        run_dir, note = resume_run(run, overrides, runs_dir, reporter, allow_foreign=allow_foreign)
     if note is not None:
         typer.echo(f"{run_dir}: {note}")
     typer.echo(str(run_dir))
@@ -97,8 +94,8 @@ def eval_(
 
     if split not in ("test", "val"):
         fail(f"--split: must be 'test' or 'val', got {split!r}")
-    check_run_options(checkpoint, device, allow_foreign)
-    metrics = evaluate_run(run, split, checkpoint, device)
+    check_run_options(checkpoint, device)
+    metrics = evaluate_run(run, split, checkpoint, device, allow_foreign)
     if as_json:
         typer.echo(json.dumps({"run": str(run), "split": split, "checkpoint": checkpoint,
                                "metrics": metrics}))
@@ -126,8 +123,8 @@ def generate(
     """Sample text from a trained character-level language model."""
     from rnnlab.tasks.charlm_generate import generate_run
 
-    check_run_options(checkpoint, device, allow_foreign)
-    typer.echo(generate_run(run, prefix, length, temperature, top_k, seed, checkpoint, device))
+    check_run_options(checkpoint, device)
+    typer.echo(generate_run(run, prefix, length, temperature, top_k, seed, checkpoint, device, allow_foreign))
 
 
 @app.command()
@@ -147,8 +144,8 @@ def predict(
     """Print the predicted label and its probability for each sentence (tab-separated)."""
     from rnnlab.tasks.sentiment_predict import predict as predict_texts
 
-    check_run_options(checkpoint, device, allow_foreign)
-    for p in predict_texts(run, list(texts or []), file, checkpoint, device):
+    check_run_options(checkpoint, device)
+    for p in predict_texts(run, list(texts or []), file, checkpoint, device, allow_foreign):
         if as_json:
             typer.echo(json.dumps({"text": p.text, "label": p.label, "probability": p.probability,
                                    "probabilities": p.probabilities}))

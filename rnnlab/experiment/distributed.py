@@ -18,7 +18,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -28,12 +28,12 @@ from torch.nn.parallel import DistributedDataParallel
 from rnnlab.training.budget import STOP_TIME
 from rnnlab.config.loading import Experiment
 from rnnlab.experiment.lifecycle import open_run, prepare, start_run
-from rnnlab.experiment.lifecycle import train_run as train_one_process
 from rnnlab.models.base import Model
 from rnnlab.common.console import Reporter
-from rnnlab.training.runtime import available_cores, launched, resolve_device
+from rnnlab.training.runtime import available_cores, resolve_device
 from rnnlab.common.signals import GracefulStop
 from rnnlab.tasks.base import Batch, Task
+from rnnlab.training.strategy import SingleProcess
 from rnnlab.training.trainer import Trainer
 
 
@@ -112,16 +112,20 @@ class LossModule(nn.Module):
         return self.task.loss(self.model, batch, state)
 
 
-class DistributedTrainer(Trainer):
-    def __init__(self, exp: Experiment, task: Task, model: Model, run_dir: Path, reporter: Reporter,
-                 threads: int, group: Group, precision: Optional[str] = None) -> None:
-        super().__init__(exp, task, model, run_dir, reporter, group.device, threads, precision)
-        self.group = group
-        self.compute_loss = DistributedDataParallel(LossModule(task, model))
+class DataParallel(SingleProcess):
+    """The data-parallel strategy: this process's share of every batch, the loss through
+    DistributedDataParallel (which averages the gradients), epoch totals summed over the processes,
+    validation on rank 0 broadcast to all, and rank 0's stop and budget decisions for everyone."""
 
-    def batches(self) -> Iterator[Batch]:
-        for batch in super().batches():
-            yield shard(batch, self.group.rank, self.group.world)
+    def __init__(self, group: Group) -> None:
+        self.group = group
+        self.is_main = group.is_main
+
+    def loss_fn(self, task: Task, model: Model) -> Any:
+        return DistributedDataParallel(LossModule(task, model))
+
+    def shard(self, batch: Batch) -> Batch:
+        return shard(batch, self.group.rank, self.group.world)
 
     def reduce_totals(self, loss_sum: torch.Tensor, samples: int, tokens: int
                       ) -> tuple[torch.Tensor, int, int]:
@@ -131,15 +135,15 @@ class DistributedTrainer(Trainer):
         dist.all_reduce(totals)
         return totals[0], int(totals[1].item()), int(totals[2].item())
 
-    def validate(self) -> dict[str, float]:
-        return self.group.broadcast(super().validate() if self.group.is_main else None)
+    def validate(self, run: Callable[[], dict[str, float]]) -> dict[str, float]:
+        return self.group.broadcast(run() if self.group.is_main else None)
 
-    def should_stop(self, step: int) -> bool:
+    def should_stop(self, requested: bool, step: int, check_every: int) -> bool:
         """torchrun signals every process, each at its own step: all stop at the first step
         where any was asked (checked every ``check_every`` steps, to spare a sync per step)."""
-        if step % self.check_every:
+        if step % check_every:
             return False
-        flag = torch.tensor([float(self.stop_requested)], device=self.group.device)
+        flag = torch.tensor([float(requested)], device=self.group.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
@@ -151,18 +155,6 @@ class DistributedTrainer(Trainer):
         taken, stop = (int(v) for v in flag.tolist())
         return taken, (stopping or STOP_TIME) if stop else None
 
-    def save_best(self, val: dict[str, float]) -> None:
-        if self.group.is_main:
-            super().save_best(val)
-
-    def save_last(self) -> None:
-        if self.group.is_main:
-            super().save_last()
-
-    def save_epoch(self, row: dict[str, Any]) -> None:
-        if self.group.is_main:
-            super().save_epoch(row)
-
 
 def default_threads(group: Group) -> int:
     """Without ``train.threads``, the machine's cores are shared among the node's processes."""
@@ -170,7 +162,8 @@ def default_threads(group: Group) -> int:
 
 
 def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
-    """The data-parallel counterpart of ``rnnlab.experiment.lifecycle.train_run``: rank 0 creates, fills and
+    """``rnnlab train`` under torchrun (``lifecycle.run_training`` comes here only then): the
+    data-parallel counterpart of ``rnnlab.experiment.lifecycle.train_run``: rank 0 creates, fills and
     finishes the run directory (test metrics, plots, summary); the other ranks train beside it."""
     group = init_group(exp.train.device)
     try:
@@ -189,9 +182,8 @@ def _train_run(exp: Experiment, runs_dir: Path, reporter: Reporter, group: Group
     run_dir = Path(group.broadcast(str(run_dir)))
     if not group.is_main:  # own dropout masks; the data order stays shared
         torch.manual_seed(exp.train.seed + group.rank)
-    trainer = DistributedTrainer(exp, task, model, run_dir,
-                                 reporter if group.is_main else Reporter(quiet=True), threads, group,
-                                 precision)
+    trainer = Trainer(exp, task, model, run_dir, reporter if group.is_main else Reporter(quiet=True),
+                      group.device, threads, precision, strategy=DataParallel(group))
     try:
         if not group.is_main:
             with GracefulStop(trainer.request_stop):
@@ -203,11 +195,3 @@ def _train_run(exp: Experiment, runs_dir: Path, reporter: Reporter, group: Group
         # an exception's traceback keeps this frame, and with it the trainer, alive: drop the
         # DDP wrapper (and its reference to the process group) here
         del trainer.compute_loss
-
-
-def run_training(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
-    """``rnnlab train``'s entry: data-parallel under torchrun (several processes), else the
-    single-process ``lifecycle.train_run``."""
-    if launched():
-        return train_run(exp, runs_dir, reporter)
-    return train_one_process(exp, runs_dir, reporter)

@@ -31,8 +31,7 @@ from rnnlab.training.trainer import Trainer
 
 def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
     """Validate, build, create the run directory, train, test, write the summary. Everything that
-    can fail because of user input fails before the run directory exists. One process (under
-    torchrun, ``rnnlab.experiment.distributed.run_training`` trains data-parallel instead)."""
+    can fail because of user input fails before the run directory exists. One process."""
     from rnnlab.common.signals import Stopped
 
     runs.check_runs_dir(runs_dir)
@@ -47,9 +46,8 @@ def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
     except BaseException as exc:  # failed or stopped before training began: leave no directory
         runs.discard_unfinished_runs()
         if isinstance(exc, Stopped):
-            stop = Interrupted()
-            stop.signum, stop.note = exc.signum, f"{exc} during set-up; no run directory was left"
-            raise stop from None
+            raise Interrupted(signum=exc.signum, note=f"{exc} during set-up; no run directory was left") \
+                from None
         raise
 
 
@@ -135,7 +133,7 @@ def start_run(trainer: Trainer, extra: Optional[dict[str, Any]] = None) -> Path:
         return finish_run(trainer, summary)
 
 
-def finish_run(trainer: Trainer, summary: RunSummary) -> Path:
+def finish_run(trainer: Trainer, summary: RunSummary, allow_foreign: bool = False) -> Path:
     """Train to the end, then test the best checkpoint and close the run (the caller holds the
     run's lock). A stop, a divergence or a crash closes the run with that status and re-raises."""
     from rnnlab.common.signals import GracefulStop, Stopped, deferred
@@ -147,14 +145,10 @@ def finish_run(trainer: Trainer, summary: RunSummary) -> Path:
             runs.setup_done(run_dir)  # from here on the run directory stays, whatever happens
             try:
                 trainer.fit()
-            except Interrupted as exc:
+            except Interrupted:
                 close_run(trainer, summary, "interrupted")
-                exc.run_dir, exc.signum, exc.saved = run_dir, stop.signum, trainer.saved
-                raise
+                raise Interrupted(run_dir, stop.signum, trainer.saved) from None
             except Diverged as exc:
-                exc.where = str(run_dir)
-                exc.what += (f"; kept the last good checkpoint ({trainer.saved})" if trainer.saved
-                             else "; no checkpoint had been saved yet")
                 run_summary.record_error(summary, exc)
                 close_run(trainer, summary, "diverged")
                 raise
@@ -166,16 +160,14 @@ def finish_run(trainer: Trainer, summary: RunSummary) -> Path:
                 close_run(trainer, summary, "failed")
                 raise
             trained = True
-        final_outputs(trainer, summary)
+        final_outputs(trainer, summary, allow_foreign)
     except Stopped as exc:  # training is complete and saved; the test evaluation is redone on resume
         if not trained:
             raise
         summary["interrupted"] = (f"{exc} during the final test evaluation (training is complete; "
                                   f"rnnlab train --resume {run_dir} evaluates it again)")
         close_run(trainer, summary, "interrupted")
-        stop_exc = Interrupted()
-        stop_exc.run_dir, stop_exc.signum, stop_exc.saved = run_dir, exc.signum, trainer.saved
-        raise stop_exc from None
+        raise Interrupted(run_dir, exc.signum, trainer.saved) from None
     except BaseException as exc:
         if not trained:
             raise
@@ -188,13 +180,14 @@ def finish_run(trainer: Trainer, summary: RunSummary) -> Path:
     return run_dir
 
 
-def final_outputs(trainer: Trainer, summary: RunSummary) -> None:
+def final_outputs(trainer: Trainer, summary: RunSummary, allow_foreign: bool = False) -> None:
     """After training: the best checkpoint on the test split (exactly as ``rnnlab eval`` does
-    it), the plots and the task's other outputs."""
+    it), the plots and the task's other outputs. ``allow_foreign``: a resume told to take
+    another run's checkpoints (``--allow-foreign-checkpoint``)."""
     run_dir = trainer.run_dir
     best_path = run_dir / runs.CHECKPOINTS / "best.pt"
     best = runs.load_checkpoint(best_path, trainer.device)
-    identity.check(best, best_path, run_dir, trainer.exp.to_dict(), identity.foreign_allowed())
+    identity.check(best, best_path, run_dir, trainer.exp.to_dict(), allow_foreign)
     load_weights(trainer.model, best["model"], best_path)
     summary["test"] = evaluate(trainer.task, trainer.model, "test", trainer.eval_batch_size)
     summary["best_val"] = best["val"]

@@ -106,7 +106,8 @@ def completed_note(summary: dict[str, Any], ckpt: dict[str, Any], exp: Experimen
 
 
 def resume_run(run: str | os.PathLike[str], overrides: Overrides, runs_dir: Path,
-               reporter: Reporter, where: str = "--set") -> tuple[Path, Optional[str]]:
+               reporter: Reporter, where: str = "--set", allow_foreign: bool = False
+               ) -> tuple[Path, Optional[str]]:
     """Continue ``run`` (a path, or a run id under ``runs_dir``) to the end of its training.
     Returns the run directory and, when the run was already complete, a note saying so."""
     if launched():
@@ -122,7 +123,7 @@ def resume_run(run: str | os.PathLike[str], overrides: Overrides, runs_dir: Path
                               f"epoch); start it again with: rnnlab train {run_dir / runs.CONFIG}")
         ckpt = runs.load_checkpoint(last)
         require_training_state(ckpt, last)
-        identity.check(ckpt, last, run_dir, None, identity.foreign_allowed())  # load_config: the rest
+        identity.check(ckpt, last, run_dir, None, allow_foreign)  # load_config: the rest
         exp = load_config(run_dir, overrides, ckpt, where)
         plugins.verify(summary.get("plugins"), run_dir)  # the code it trained with, unchanged
         note = completed_note(summary, ckpt, exp)
@@ -141,12 +142,10 @@ def resume_run(run: str | os.PathLike[str], overrides: Overrides, runs_dir: Path
             if isinstance(exc, Stopped):
                 summary["status"] = status if status != "running" else "interrupted"
                 close_run(trainer, summary, summary["status"])
-                stop = Interrupted()
-                stop.run_dir, stop.signum, stop.saved = run_dir, exc.signum, trainer.saved
-                raise stop from None
+                raise Interrupted(run_dir, exc.signum, trainer.saved) from None
             unchanged(trainer, before)
             raise
-        return finish_run(trainer, summary), None
+        return finish_run(trainer, summary, allow_foreign), None
 
 
 def unchanged(trainer: Trainer, before: dict[str, Any]) -> None:

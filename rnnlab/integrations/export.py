@@ -320,7 +320,8 @@ def reference_outputs_finite(sig: Signature, x: torch.Tensor, name: str, run_dir
 
 
 def export_run(run: str | Path, fmt: str, checkpoint: str = "best", out: Optional[Path] = None,
-               tolerance: float = TOLERANCE, batch: int = 8, force: bool = False) -> Exported:
+               tolerance: float = TOLERANCE, batch: int = 8, force: bool = False,
+               allow_foreign: bool = False) -> Exported:
     """Export a run's model, verify it, and keep the file only if it matches PyTorch."""
     from rnnlab.training.evaluation import load_run
 
@@ -334,7 +335,7 @@ def export_run(run: str | Path, fmt: str, checkpoint: str = "best", out: Optiona
     path = Path(out) if out is not None else own / f"model_{checkpoint}{FORMATS[fmt]}"
     ckpt = run_dir / runs.CHECKPOINTS / f"{checkpoint}.pt"
     path, sidecar = check_outputs([path, path.with_name(path.name + ".json")], "--out", [ckpt], force, own)
-    run_dir, exp, task, model, _ = load_run(run, checkpoint, "cpu")
+    run_dir, exp, task, model, _ = load_run(run, checkpoint, "cpu", allow_foreign)
     check_exportable(model, exp.model.name, fmt)
     model.eval()
     fixed = bool(getattr(model, "fixed_window", False))

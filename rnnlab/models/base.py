@@ -145,8 +145,4 @@ def target_channels(y: torch.Tensor, spec: TaskSpec) -> torch.Tensor:
     return y[:, :, list(targets)]
 
 
-def optional_positive(description: str) -> Any:
-    return Field(None, gt=0, description=description)
-
-
 __all__ = ["Model", "ModelOptions", "ParamGroup", "State", "build_model", "ConfigError", "Optional"]

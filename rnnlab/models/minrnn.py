@@ -22,7 +22,7 @@ generation one step at a time) computes what the whole sequence would.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -30,7 +30,6 @@ from torch.nn import functional as F
 
 from rnnlab.models.scan import fused, g, log_g, resolve_form, run_scan
 
-Family = Literal["mingru", "minlstm"]
 GATES = {"mingru": 2, "minlstm": 3}  # projection blocks per direction: (z, h~) or (f, i, h~)
 
 

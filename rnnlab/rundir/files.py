@@ -371,12 +371,6 @@ class RunLock:
             self._fd = None
 
 
-def iter_runs(runs_dir: Path) -> Iterable[Path]:
-    if not runs_dir.is_dir():
-        return []
-    return sorted((p for p in runs_dir.iterdir() if (p / CONFIG).is_file()), reverse=True)
-
-
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

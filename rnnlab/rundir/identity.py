@@ -107,16 +107,3 @@ def check(ckpt: dict[str, Any], path: Path, run_dir: Path, config: Optional[dict
         raise RunDirError(path, f"checkpoint belongs to another run: {reason}; refused "
                           f"({OVERRIDE} uses it anyway)")
 
-
-_allow_foreign = False
-
-
-def foreign_allowed() -> bool:
-    """Whether this command was given ``--allow-foreign-checkpoint``."""
-    return _allow_foreign
-
-
-def allow_foreign(value: bool) -> None:
-    """Set by the CLI from ``--allow-foreign-checkpoint`` for the rest of the command."""
-    global _allow_foreign
-    _allow_foreign = bool(value)

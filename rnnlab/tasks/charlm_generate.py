@@ -83,12 +83,12 @@ def sample(model: "Model", vocab: "Vocab", prefix: str, length: int, temperature
 
 def generate_run(run: str | os.PathLike[str], prefix: str, length: int, temperature: float,
                  top_k: Optional[int] = None, seed: Optional[int] = None, checkpoint: str = "best",
-                 device: str = "cpu") -> str:
+                 device: str = "cpu", allow_foreign: bool = False) -> str:
     """Load a char-LM run (its vocabulary and weights; the corpus is not read) and sample."""
     from rnnlab.training.evaluation import load_run
 
     check_settings(length, temperature, top_k, seed)
-    run_dir, exp, task, model, _ = load_run(run, checkpoint, device)
+    run_dir, exp, task, model, _ = load_run(run, checkpoint, device, allow_foreign)
     if getattr(task.spec, "input_kind", None) != "tokens" or not hasattr(task, "vocab") \
             or task.spec.output != "sequence":  # a next-token model with a character vocabulary
         raise RunDirError(run_dir, f"task '{exp.task.name}' does not generate text (only charlm runs do)")

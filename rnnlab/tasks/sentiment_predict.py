@@ -38,7 +38,7 @@ def read_sentences(path: Path, encoding: str = "utf-8") -> list[tuple[str, str]]
 
 
 def predict(run: str | os.PathLike[str], texts: list[str], file: Optional[Path] = None,
-            checkpoint: str = "best", device: str = "cpu") -> list[Prediction]:
+            checkpoint: str = "best", device: str = "cpu", allow_foreign: bool = False) -> list[Prediction]:
     """Predicted label and probabilities for each text (the arguments first, then the file's lines)."""
     from rnnlab.training.evaluation import load_run
 
@@ -47,7 +47,7 @@ def predict(run: str | os.PathLike[str], texts: list[str], file: Optional[Path] 
         items += read_sentences(file)
     if not items:
         raise DataError("predict", "nothing to classify: give sentences as arguments or --file")
-    run_dir, exp, task, model, _ = load_run(run, checkpoint, device)
+    run_dir, exp, task, model, _ = load_run(run, checkpoint, device, allow_foreign)
     if not hasattr(task, "probabilities"):
         raise RunDirError(run_dir, f"predict needs a text classification run; this run's task is "
                           f"'{exp.task.name}'")

@@ -148,7 +148,7 @@ def write_csv(path: Path, head: str, targets: list[str], times: list[Any], futur
 
 def forecast_run(run: str | os.PathLike[str], file: Path, horizon: Optional[int] = None,
                  out: Optional[Path] = None, checkpoint: str = "best", device: str = "cpu",
-                 force: bool = False) -> Forecast:
+                 force: bool = False, allow_foreign: bool = False) -> Forecast:
     from rnnlab.training.evaluation import load_run
     from rnnlab.tasks.series_plots import forecast_plot
 
@@ -156,7 +156,7 @@ def forecast_run(run: str | os.PathLike[str], file: Path, horizon: Optional[int]
         raise RnnlabError("--horizon", f"must be at least 1, got {horizon}")
     out = Path(out) if out is not None else Path("forecast.csv")
     out, plot_path = check_outputs([out, out.with_suffix(".png")], "--out", [Path(file)], force)
-    run_dir, exp, task, model, _ = load_run(run, checkpoint, device)
+    run_dir, exp, task, model, _ = load_run(run, checkpoint, device, allow_foreign)
     if exp.task.name != "series":
         raise RunDirError(run_dir, f"forecast needs a series run; this run's task is '{exp.task.name}'")
     o = task.options

@@ -22,15 +22,7 @@ from rnnlab.testing.model_checks import check_model
 from rnnlab.testing.task_checks import check_task
 
 __all__ = ["CheckFailed", "Finding", "Layout", "Oracle", "assert_passes", "check", "check_model",
-           "check_task", "failures", "import_plugin", "model_options", "run_check"]
-
-
-def import_plugin(spec: str) -> None:
-    """Import a module by name, or a ``.py`` file by path, for its registrations (as a config's
-    ``plugins:`` does; see ``rnnlab.config.plugins``)."""
-    from rnnlab.config.plugins import load_plugins
-
-    load_plugins([spec], "--plugin")
+           "check_task", "failures", "model_options", "run_check"]
 
 
 def model_options(items: list[str]) -> dict[str, Any]:

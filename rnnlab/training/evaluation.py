@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -45,9 +45,9 @@ def evaluate(task: Task, model: Model, split: str, batch_size: int) -> dict[str,
 
 
 def load_run(run: str | os.PathLike[str], checkpoint: str = "best", device: str = "cpu",
-             allow_foreign: Optional[bool] = None) -> tuple[Path, Experiment, Task, Model, dict[str, Any]]:
+             allow_foreign: bool = False) -> tuple[Path, Experiment, Task, Model, dict[str, Any]]:
     """Rebuild task and model from a run directory's own files. A checkpoint of another run is
-    refused unless ``allow_foreign`` (default: ``--allow-foreign-checkpoint`` was given)."""
+    refused unless ``allow_foreign`` (``--allow-foreign-checkpoint``)."""
     from rnnlab.config.loading import build_experiment, read_yaml
 
     run_dir = runs.resolve_run(run)
@@ -61,14 +61,13 @@ def load_run(run: str | os.PathLike[str], checkpoint: str = "best", device: str 
     task, model = build(exp, dev, run_dir)
     path = run_dir / runs.CHECKPOINTS / f"{checkpoint}.pt"
     ckpt = runs.load_checkpoint(path, dev)
-    identity.check(ckpt, path, run_dir, exp.to_dict(),
-                   identity.foreign_allowed() if allow_foreign is None else allow_foreign)
+    identity.check(ckpt, path, run_dir, exp.to_dict(), allow_foreign)
     load_weights(model, ckpt["model"], path)
     return run_dir, exp, task, model, summary
 
 
 def evaluate_run(run: str | os.PathLike[str], split: str = "test", checkpoint: str = "best",
-                 device: str = "cpu") -> dict[str, float]:
-    _, exp, task, model, _ = load_run(run, checkpoint, device)
+                 device: str = "cpu", allow_foreign: bool = False) -> dict[str, float]:
+    _, exp, task, model, _ = load_run(run, checkpoint, device, allow_foreign)
     batch = exp.train.eval_batch
     return evaluate(task, model, split, batch)

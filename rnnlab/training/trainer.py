@@ -27,6 +27,7 @@ from rnnlab.training.stops import Diverged, Interrupted
 from rnnlab.training.precision import Precision, resolve_precision
 from rnnlab.common.console import Reporter
 from rnnlab.training.runtime import rng_state, set_rng_state
+from rnnlab.training.strategy import SingleProcess
 from rnnlab.training.state import (
     CHECKPOINT_FORMAT,
     EpochProgress,
@@ -43,8 +44,9 @@ from rnnlab.tasks.base import Batch, Task
 class Trainer:
     def __init__(self, exp: Experiment, task: Task, model: Model, run_dir: Path,
                  reporter: Reporter, device: torch.device, threads: int,
-                 precision: Optional[str] = None) -> None:
+                 precision: Optional[str] = None, strategy: Optional[SingleProcess] = None) -> None:
         self.exp, self.cfg = exp, exp.train
+        self.strategy = strategy or SingleProcess()  # how the processes share the work (one: alone)
         self.task, self.model, self.run_dir = task, model, run_dir
         self.reporter, self.device, self.threads = reporter, device, threads
         self.steps_per_epoch = epoch_steps(self.cfg, task)
@@ -70,9 +72,9 @@ class Trainer:
         self.pass_batches = 0
         self.check_every = 1 if device.type == "cpu" else self.cfg.log_every
         self.amp = Precision(precision or resolve_precision(self.cfg.precision, device, model), device)
-        # (batch, state) -> (loss, state); DistributedTrainer routes it through DDP
+        # (batch, state) -> (loss, state); data-parallel strategies route it through DDP
         self.compute_loss: Callable[[Batch, Any], tuple[torch.Tensor, Any]] = \
-            lambda batch, state: task.loss(model, batch, state)
+            self.strategy.loss_fn(task, model)
         self.tensorboard: Optional[Any] = None  # a tblog.TensorBoardLog when logging.tensorboard
         self.mlflow: Optional[Any] = None  # a mlflow_log.LiveRun when logging.mlflow
         self.step_norms = torch.zeros(0)  # the last epoch's per-step pre-clip norms (for loggers)
@@ -143,6 +145,8 @@ class Trainer:
         self.amp.load_state_dict(ckpt.get("scaler"))
 
     def save_last(self) -> None:
+        if not self.strategy.is_main:  # one process writes the run
+            return
         runs.save_torch(self.run_dir / runs.CHECKPOINTS / "last.pt", self.checkpoint())
         self.saved = self.position()
         self._saved_at = time.monotonic()
@@ -158,8 +162,8 @@ class Trainer:
         self.stop_requested = True
 
     def should_stop(self, step: int) -> bool:
-        """Whether to stop after ``step`` (hook: DistributedTrainer makes all processes agree)."""
-        return self.stop_requested
+        """Whether to stop after ``step`` (every process stops at the same step)."""
+        return self.strategy.should_stop(self.stop_requested, step, self.check_every)
 
     def checkpoint_due(self) -> bool:
         """``train.checkpoint_every``: by optimizer steps (counted over the whole run, so resumes
@@ -173,25 +177,23 @@ class Trainer:
         return time.monotonic() - self._saved_at >= every.minutes * 60
 
     def save_best(self, val: dict[str, float]) -> None:
+        if not self.strategy.is_main:
+            return
         runs.save_torch(self.run_dir / runs.CHECKPOINTS / "best.pt",
                         {"model": self.model.state_dict(), "epoch": self.state.epoch, "val": val,
                          "identity": self.identity()})
 
     def save_epoch(self, row: dict[str, Any]) -> None:
+        if not self.strategy.is_main:
+            return
         runs.append_jsonl(self.run_dir / runs.METRICS, row)
         if self.tensorboard is not None:
             self.tensorboard.epoch(row, self.step_norms)
         if self.mlflow is not None:
             self.mlflow.epoch(row)
 
-    # ------------------------------------------------------------------ hooks (see distributed.py)
     def validate(self) -> dict[str, float]:
-        return evaluate(self.task, self.model, "val", self.eval_batch_size)
-
-    def reduce_totals(self, loss_sum: torch.Tensor, samples: int, tokens: int
-                      ) -> tuple[torch.Tensor, int, int]:
-        """An epoch's totals over every process (one process: as they are)."""
-        return loss_sum, samples, tokens
+        return self.strategy.validate(lambda: evaluate(self.task, self.model, "val", self.eval_batch_size))
 
     # ------------------------------------------------------------------ the loop
     def new_pass(self) -> Iterator[Batch]:
@@ -218,7 +220,7 @@ class Trainer:
             self.pass_batches += 1
             if remaining is not None:
                 remaining -= 1
-            yield batch
+            yield self.strategy.shard(batch)
 
     def clip(self) -> torch.Tensor:
         """Clip as configured; the total gradient norm before clipping."""
@@ -277,7 +279,7 @@ class Trainer:
         if self.scheduler is not None and not self.per_step and not self.plateau:
             self.scheduler.step()
         seconds = time.perf_counter() - start
-        loss_sum, samples, tokens = self.reduce_totals(p.loss_sum, p.samples, p.tokens)
+        loss_sum, samples, tokens = self.strategy.reduce_totals(p.loss_sum, p.samples, p.tokens)
         self.step_norms = torch.stack(p.norms).double()
         all_norms = self.amp.taken(self.step_norms)
         train_loss = loss_sum / max(samples, 1)
@@ -304,14 +306,10 @@ class Trainer:
         advance = plan.advance(s.step, s.schedule_position, elapsed) if self.per_step else 1
         stopping = plan.stop_reason(s.step, elapsed)
         if plan.budget is not None:  # decided by the clock: every process must follow the same one
-            advance, stopping = self.agree(advance, stopping)
+            advance, stopping = self.strategy.agree(advance, stopping)
         if plan.timed:
             s.schedule_trace.append(advance)
             s.schedule_position += advance
-        return advance, stopping
-
-    def agree(self, advance: int, stopping: Optional[str]) -> tuple[int, Optional[str]]:
-        """Hook: DistributedTrainer makes every process take the main process's decision."""
         return advance, stopping
 
     def check_finite(self, loss: torch.Tensor, norm: torch.Tensor, epoch: int, step: int) -> None:
@@ -330,7 +328,7 @@ class Trainer:
                     + (f"a smaller train.clip_grad_norm (now {clip:g})" if clip
                        else "gradient clipping (train.clip_grad_norm, e.g. 1.0)")
                     + (", or raise train.max_loss" if "max_loss" in reason else ""))
-            raise Diverged(epoch, step, reason, hint)
+            raise Diverged(epoch, step, reason, hint, self.run_dir, self.saved)
 
     def fit(self) -> TrainState:
         s, cfg, spec = self.state, self.cfg, self.task.spec
