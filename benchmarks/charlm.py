@@ -181,7 +181,7 @@ def rnnlab_budget(config: str, budget: float, threads: int, runs_dir: Path) -> d
     import json
 
     from rnnlab.config.loading import load_experiment
-    from rnnlab.experiment.lifecycle import train_run
+    from rnnlab.execution.lifecycle import train_run
 
     exp = load_experiment(config, [f"train.max_time={budget}", f"train.threads={threads}",
                                    "logging.plots=false"])

@@ -22,7 +22,7 @@ from pathlib import Path
 from rnnlab.rundir import files as runs
 from rnnlab.config.loading import load_experiment
 from rnnlab.training.evaluation import evaluate_run
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.common.console import Reporter
 
 REPO = Path(__file__).resolve().parents[1]

@@ -47,11 +47,11 @@ CONFIG = {
     "logging": {"plots": False},
 }
 # functions whose N-th call sends the signal: set-up, checkpoints, the final test evaluation
-EVENTS = ("rnnlab.rundir.files:create_run_dir", "rnnlab.experiment.lifecycle:open_run", "rnnlab.rundir.files:write_text",
+EVENTS = ("rnnlab.rundir.files:create_run_dir", "rnnlab.execution.lifecycle:open_run", "rnnlab.rundir.files:write_text",
           "rnnlab.rundir.files:write_json", "rnnlab.rundir.files:save_torch", "rnnlab.rundir.files:append_jsonl",
-          "rnnlab.training.trainer:evaluate", "rnnlab.experiment.lifecycle:evaluate", "rnnlab.experiment.lifecycle:final_outputs",
-          "rnnlab.experiment.lifecycle:close_run",
-          "rnnlab.experiment.resume:restart_files", "rnnlab.experiment.lifecycle:build")
+          "rnnlab.training.trainer:evaluate", "rnnlab.execution.lifecycle:evaluate", "rnnlab.execution.lifecycle:final_outputs",
+          "rnnlab.execution.lifecycle:close_run",
+          "rnnlab.execution.resume:restart_files", "rnnlab.execution.lifecycle:build")
 SIGNALS = {"SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT, "SIGKILL": signal.SIGKILL}
 FORK = True
 
@@ -286,8 +286,8 @@ def main() -> int:
     FORK = not args.spawn
     if FORK:
         import rnnlab.cli  # noqa: F401 (imported once, inherited by every forked command)
-        import rnnlab.experiment.lifecycle  # noqa: F401
-        import rnnlab.experiment.resume  # noqa: F401
+        import rnnlab.execution.lifecycle  # noqa: F401
+        import rnnlab.execution.resume  # noqa: F401
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="rnnlab-faults-"))
     config = work / "fault.yaml"

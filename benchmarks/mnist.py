@@ -62,7 +62,7 @@ from rnnlab.rundir import files as runs  # noqa: E402
 from rnnlab.config.loading import Experiment, load_experiment  # noqa: E402
 from rnnlab.training.evaluation import evaluate  # noqa: E402
 from rnnlab.training.build import build, build_task  # noqa: E402
-from rnnlab.experiment.lifecycle import train_run  # noqa: E402
+from rnnlab.execution.lifecycle import train_run  # noqa: E402
 from rnnlab.training.optim import make_optimizer, make_scheduler  # noqa: E402
 from rnnlab.training.precision import resolve_precision  # noqa: E402
 from rnnlab.common.console import Reporter  # noqa: E402

@@ -21,7 +21,7 @@ import torch
 from rnnlab.rundir import files as runs
 from rnnlab.config.loading import load_experiment
 from rnnlab.training.evaluation import evaluate_run, load_run
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
 from rnnlab.common.console import Reporter
 from rnnlab.tasks.base import TaskSpec

@@ -20,7 +20,7 @@ from pathlib import Path
 from rnnlab.rundir import files as runs
 from rnnlab.config.loading import load_experiment
 from rnnlab.errors import RnnlabError
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.common.console import Reporter
 
 

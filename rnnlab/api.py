@@ -96,7 +96,7 @@ def train(config: Optional[ConfigLike] = None, *, overrides: OverridesLike = Non
     ``runs_dir`` to continue from its last checkpoint (as ``rnnlab train --resume``; ``config`` is
     then left out and ``overrides`` may change only safe keys such as ``train.epochs``)."""
     from rnnlab.common.allocator import keep_freed_memory
-    from rnnlab.experiment.launch import run_training
+    from rnnlab.execution.launch import run_training
 
     keep_freed_memory()
     if resume is not None:
@@ -118,7 +118,7 @@ def _resume(run: Union[str, "os.PathLike[str]"], config: Optional[ConfigLike], o
             runs_dir: Union[str, "os.PathLike[str]"], name: Optional[str], quiet: bool) -> "Run":
     """``train(resume=RUN)``: the run goes on with its own config; a run already complete is
     returned as it is, with a warning saying so."""
-    from rnnlab.experiment.resume import resume_run
+    from rnnlab.execution.resume import resume_run
 
     if config is not None:
         raise ConfigError("config", "a resumed run keeps its own config: leave config out with resume= "
@@ -285,7 +285,7 @@ class Run:
     def predict(self, texts: Union[str, Sequence[str]], checkpoint: str = "best",
                 device: Optional[str] = None) -> list[Any]:
         """Text classification runs: a ``Prediction`` (label, probability, all probabilities) per text."""
-        from rnnlab.tasks.sentiment_predict import predict
+        from rnnlab.execution.inference import predict
 
         _check_checkpoint(checkpoint)
         return predict(self.path, [texts] if isinstance(texts, str) else list(texts),
@@ -295,7 +295,7 @@ class Run:
                  top_k: Optional[int] = None, seed: Optional[int] = None, checkpoint: str = "best",
                  device: Optional[str] = None) -> str:
         """Char-LM runs: ``prefix`` followed by ``length`` sampled characters."""
-        from rnnlab.tasks.charlm_generate import generate_run
+        from rnnlab.execution.inference import generate_run
 
         _check_checkpoint(checkpoint)
         return generate_run(self.path, prefix, length, temperature, top_k, seed, checkpoint,

@@ -1,7 +1,7 @@
 """``python -m rnnlab`` for torchrun tests, then the threads this process still runs, on stderr.
 
 gloo's worker threads must be gone once ``rnnlab train`` returns: one still alive when the
-interpreter shuts down can abort the process (see ``rnnlab.experiment.distributed.init_group``)."""
+interpreter shuts down can abort the process (see ``rnnlab.execution.distributed.init_group``)."""
 
 import os
 import runpy

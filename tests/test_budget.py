@@ -13,7 +13,7 @@ from rnnlab.config.loading import load_experiment
 from rnnlab.errors import ConfigError
 from rnnlab.training.evaluation import evaluate_run
 from rnnlab.training.build import build
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.common.console import Reporter
 from rnnlab.config.schema import TrainConfig
 from rnnlab.training.trainer import Trainer

@@ -18,8 +18,8 @@ from rnnlab.config.loading import build_experiment, load_experiment
 from rnnlab.errors import ConfigError, DataError
 from rnnlab.training.evaluation import evaluate, evaluate_run
 from rnnlab.training.build import build
-from rnnlab.tasks.charlm_generate import generate_run
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.inference import generate_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.models import build_model
 from rnnlab.common.console import Reporter
 from rnnlab.tasks.charlm import CharLM, Vocab, sequential_windows, shell_quote

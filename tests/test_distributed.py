@@ -10,8 +10,8 @@ import torch
 
 from rnnlab.rundir import files as runs
 from rnnlab.config.loading import load_experiment
-from rnnlab.experiment.distributed import shard
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.distributed import shard
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.common.console import Reporter
 from rnnlab.tasks.base import Batch
 

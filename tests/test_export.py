@@ -15,7 +15,7 @@ from rnnlab.cli import app
 from rnnlab.config.loading import build_experiment
 from rnnlab.training.evaluation import load_run
 from rnnlab.integrations.export import ExportError, export_run, plain_rnn, signature
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.models.elman import ElmanRNN
 from rnnlab.common.console import Reporter
 

@@ -14,7 +14,7 @@ from rnnlab.cli import app
 from rnnlab.config.loading import load_experiment
 from rnnlab.training.build import build
 from rnnlab.analysis.gradflow import Recorder, Unrolled, first_batch, measure
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
 from rnnlab.common.console import Reporter
 from rnnlab.tasks.base import Batch, Task, TaskSpec

@@ -24,7 +24,7 @@ from rnnlab.common import safeio
 from rnnlab.common import signals
 from rnnlab.cli import app
 from rnnlab.config.loading import load_experiment
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.common.console import Reporter
 from rnnlab.training.runtime import available_cores
 from rnnlab.tasks.sine import Sine

@@ -210,7 +210,7 @@ def test_empty_column_lists_are_config_errors(tmp_path: Path) -> None:
 
 def test_a_resume_that_fails_before_training_goes_on_leaves_the_summary_as_it_was(
         tmp_path: Path, monkeypatch) -> None:
-    from rnnlab.experiment import resume
+    from rnnlab.execution import resume
     from rnnlab.errors import ConfigError
 
     assert train(tmp_path, cfg=deep_merge(TINY, {"train": {"epochs": 1}})).exit_code == 0

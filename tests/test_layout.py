@@ -14,7 +14,7 @@ from .conftest import REPO
 PACKAGE = REPO / "rnnlab"
 # lowest first; a package may import its own layer and the layers below it
 LAYERS = [["common"], ["config"], ["rundir"], ["tasks"], ["models"], ["training"], ["integrations"],
-          ["experiment"], ["analysis"], ["sweeps", "testing"], ["cli"]]
+          ["execution"], ["analysis"], ["sweeps", "testing"], ["cli"]]
 BOTTOM = {"rnnlab.errors", "rnnlab.registry"}  # top-level modules every layer may use
 TOP = {"rnnlab", "rnnlab.api", "rnnlab.notebook", "rnnlab.plugin", "rnnlab.__main__"}  # may use all
 MAX_TOP_MODULES, MAX_LINES = 10, 400

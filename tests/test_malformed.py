@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from rnnlab.rundir import files as runs
 from rnnlab.cli import app
 from rnnlab.config.loading import SECTIONS, load_experiment
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.common.console import Reporter
 
 from .conftest import SINE_TINY, deep_merge

@@ -13,9 +13,9 @@ import torch
 from rnnlab.config.loading import build_experiment
 from rnnlab.errors import ConfigError
 from rnnlab.training.build import build
-from rnnlab.tasks.charlm_generate import generate_run
+from rnnlab.execution.inference import generate_run
 from rnnlab.analysis.gradflow import measure
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
 from rnnlab.models.minrnn import MinStack
 from rnnlab.models.scan import fused

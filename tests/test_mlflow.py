@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from rnnlab.cli import app
 from rnnlab.config.loading import build_experiment
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.integrations.mlflow_logging import default_uri
 from rnnlab.common.console import Reporter
 

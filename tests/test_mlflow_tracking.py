@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from rnnlab.cli import app
 from rnnlab.config.loading import build_experiment
 from rnnlab.integrations.hparams import in_effect
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.integrations.mlflow_store import HTTP_BOUNDS, Store
 from rnnlab.common.console import Reporter
 

@@ -14,7 +14,7 @@ from rnnlab.cli import app
 from rnnlab.config.loading import build_experiment, load_experiment
 from rnnlab.errors import ConfigError, DataError
 from rnnlab.training.build import build, build_task
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.common.console import Reporter
 from rnnlab.tasks.mnist import FILES, MEAN, STD, Mnist, MnistData, confusion_matrix, mnist_root, translate
 

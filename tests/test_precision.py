@@ -23,7 +23,7 @@ from rnnlab.config.loading import load_experiment
 from rnnlab.errors import ConfigError
 from rnnlab.training.evaluation import evaluate_run
 from rnnlab.training.build import build
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.training.precision import Precision, check_precision, native_bf16, probe_bf16, resolve_precision
 from rnnlab.common.console import Reporter
 

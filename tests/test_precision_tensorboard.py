@@ -14,7 +14,7 @@ from rnnlab.cli import app
 from rnnlab.config.loading import load_experiment
 from rnnlab.training.evaluation import evaluate_run
 from rnnlab.training.build import build
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.training.precision import Precision, native_bf16
 from rnnlab.common.console import Reporter
 from rnnlab.training.trainer import Trainer

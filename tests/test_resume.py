@@ -22,10 +22,10 @@ from rnnlab.rundir import files as runs
 from rnnlab.cli import app
 from rnnlab.config.loading import load_experiment
 from rnnlab.training.evaluation import evaluate_run
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.training.stops import Diverged, Interrupted
 from rnnlab.common.console import Reporter
-from rnnlab.experiment.resume import resume_run
+from rnnlab.execution.resume import resume_run
 from rnnlab.common.signals import GracefulStop
 from rnnlab.tasks import TASKS
 from rnnlab.tasks.base import Batch, batch_indices

@@ -16,7 +16,7 @@ from rnnlab.config.loading import build_experiment, load_experiment
 from rnnlab.errors import ConfigError, DataError
 from rnnlab.training.evaluation import evaluate_run
 from rnnlab.training.build import build_task
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
 from rnnlab.common.console import Reporter
 from rnnlab.tasks.base import TaskSpec

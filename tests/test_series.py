@@ -385,7 +385,7 @@ def test_etth1_last_value_baseline_matches_the_literature() -> None:
 
 def train_small(root: Path, data: Path, model: dict[str, Any], task: dict[str, Any] | None = None,
                 extra_data: dict[str, Any] | None = None) -> Path:
-    from rnnlab.experiment.lifecycle import train_run
+    from rnnlab.execution.lifecycle import train_run
     from rnnlab.common.console import Reporter
 
     exp = experiment(data, task=task, model=model, data=extra_data,

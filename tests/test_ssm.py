@@ -18,7 +18,7 @@ from rnnlab.config.loading import build_experiment, load_experiment
 from rnnlab.errors import ConfigError
 from rnnlab.integrations.export import export_run
 from rnnlab.training.build import build
-from rnnlab.tasks.charlm_generate import generate_run
+from rnnlab.execution.inference import generate_run
 from rnnlab.models.ssm import S4DKernel, S4DStack, causal_conv
 from rnnlab.training.stops import Interrupted
 from rnnlab.common.console import Reporter

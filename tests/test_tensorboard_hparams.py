@@ -12,7 +12,7 @@ import pytest
 
 from rnnlab.rundir import files as runs
 from rnnlab.config.loading import load_experiment
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.common.console import Reporter
 
 pytest.importorskip("tensorboard")

@@ -89,7 +89,7 @@ def test_plateau_lowers_lr_when_the_validation_metric_stalls() -> None:
 
 
 def test_plateau_trains_and_records_each_epochs_lr(tmp_path: Path) -> None:
-    from rnnlab.experiment.lifecycle import train_run
+    from rnnlab.execution.lifecycle import train_run
     from rnnlab.common.console import Reporter
 
     exp = build_experiment(deep_merge(SINE_TINY, {"train": {

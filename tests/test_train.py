@@ -9,7 +9,7 @@ import torch
 from rnnlab.rundir import files as runs
 from rnnlab.config.loading import load_experiment
 from rnnlab.training.evaluation import evaluate_run
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.common.console import Reporter
 from rnnlab.training.state import clip_grad_norm
 

@@ -20,7 +20,7 @@ from rnnlab.cli import app
 from rnnlab.config.loading import build_experiment
 from rnnlab.errors import RunDirError
 from rnnlab.training.build import build_task, init_model
-from rnnlab.tasks.sentiment_predict import predict
+from rnnlab.execution.inference import predict
 from rnnlab.rundir.readback import check_summary
 
 CPU = torch.device("cpu")

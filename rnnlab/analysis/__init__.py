@@ -2,5 +2,5 @@
 learning curves (``overlay``), ``rnnlab diff`` (``diff``), ``show``/``plot`` (``report``), gradient
 flow through time (``gradflow``).
 
-May import: ``experiment`` and every package below it.
+May import: ``execution`` and every package below it.
 """

@@ -60,7 +60,7 @@ def replot(run: str | os.PathLike[str], device: str = "cpu", allow_foreign: bool
     """Rebuild the run's task and best model from its files and redraw every plot, with the
     same code training uses."""
     from rnnlab.training.evaluation import load_run
-    from rnnlab.experiment.lifecycle import write_plots
+    from rnnlab.execution.lifecycle import write_plots
 
     run_dir, exp, task, model, _ = load_run(run, "best", device, allow_foreign)
     history: list[dict[str, Any]] = runs.read_metrics(run_dir)

@@ -38,7 +38,7 @@ def train(
 ) -> None:
     """Train a model on a task; writes runs/<id>/ and prints its path last."""
     from rnnlab.config.loading import load_experiment
-    from rnnlab.experiment.launch import run_training
+    from rnnlab.execution.launch import run_training
     from rnnlab.common.console import make_reporter
     from rnnlab.rundir.files import check_name
 
@@ -62,7 +62,7 @@ def train(
 def resume_training(run: Path, config: Optional[Path], overrides: List[str], runs_dir: Path,
                     name: Optional[str], quiet: bool, allow_foreign: bool = False) -> None:
     from rnnlab.common.console import make_reporter
-    from rnnlab.experiment.resume import resume_run
+    from rnnlab.execution.resume import resume_run
 
     if config is not None:
         fail(f"--resume: a resumed run keeps its own config; drop {config} (change safe keys with --set)")
@@ -121,7 +121,7 @@ def generate(
     allow_foreign: bool = foreign_option(),
 ) -> None:
     """Sample text from a trained character-level language model."""
-    from rnnlab.tasks.charlm_generate import generate_run
+    from rnnlab.execution.inference import generate_run
 
     check_run_options(checkpoint, device)
     typer.echo(generate_run(run, prefix, length, temperature, top_k, seed, checkpoint, device, allow_foreign))
@@ -142,7 +142,7 @@ def predict(
     allow_foreign: bool = foreign_option(),
 ) -> None:
     """Print the predicted label and its probability for each sentence (tab-separated)."""
-    from rnnlab.tasks.sentiment_predict import predict as predict_texts
+    from rnnlab.execution.inference import predict as predict_texts
 
     check_run_options(checkpoint, device)
     for p in predict_texts(run, list(texts or []), file, checkpoint, device, allow_foreign):
@@ -169,7 +169,7 @@ def forecast(
     force: bool = typer.Option(False, "--force", help="replace --out (and its plot) if they exist"),
 ) -> None:
     """Forecast the next steps after a CSV's last rows, in its units and with its timestamps."""
-    from rnnlab.tasks.series_forecast import forecast_run
+    from rnnlab.execution.inference import forecast_run
 
     check_run_options(checkpoint, device)
     result = forecast_run(run, file, horizon, out, checkpoint, device, force)

@@ -5,7 +5,7 @@
 (local processes, Ray, Slurm via submitit); ``results`` ranks them and writes the summaries;
 ``tracking`` logs a sweep to MLflow.
 
-May import: ``analysis``, ``experiment`` and every package below them.
+May import: ``analysis``, ``execution`` and every package below them.
 
 Nothing is imported here: a trial process starts with ``python -m rnnlab.sweeps.trial`` and must
 reach its own first line quickly (see ``trial``)."""

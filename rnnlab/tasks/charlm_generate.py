@@ -10,7 +10,8 @@ the same machine.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
@@ -61,7 +62,7 @@ def describe_char(c: str) -> str:
 def sample(model: "Model", vocab: "Vocab", prefix: str, length: int, temperature: float,
            top_k: Optional[int] = None, seed: Optional[int] = None) -> str:
     """``prefix`` followed by exactly ``length`` generated characters. Call in eval mode under
-    no_grad (``generate_run`` does)."""
+    no_grad (``generate_text`` does)."""
     check_settings(length, temperature, top_k, seed)
     if not prefix:
         raise ConfigError("--prefix", "must not be empty (the model needs a character to start from)")
@@ -81,17 +82,13 @@ def sample(model: "Model", vocab: "Vocab", prefix: str, length: int, temperature
     return prefix + vocab.decode(new)
 
 
-def generate_run(run: str | os.PathLike[str], prefix: str, length: int, temperature: float,
-                 top_k: Optional[int] = None, seed: Optional[int] = None, checkpoint: str = "best",
-                 device: str = "cpu", allow_foreign: bool = False) -> str:
-    """Load a char-LM run (its vocabulary and weights; the corpus is not read) and sample."""
-    from rnnlab.training.evaluation import load_run
-
-    check_settings(length, temperature, top_k, seed)
-    run_dir, exp, task, model, _ = load_run(run, checkpoint, device, allow_foreign)
+def generate_text(run_dir: Path, task_name: str, task: Any, model: "Model", prefix: str, length: int,
+                  temperature: float, top_k: Optional[int] = None, seed: Optional[int] = None) -> str:
+    """``rnnlab generate`` on a loaded run (its vocabulary and weights; the corpus is not read):
+    ``prefix`` and ``length`` sampled characters (settings checked by ``check_settings``)."""
     if getattr(task.spec, "input_kind", None) != "tokens" or not hasattr(task, "vocab") \
             or task.spec.output != "sequence":  # a next-token model with a character vocabulary
-        raise RunDirError(run_dir, f"task '{exp.task.name}' does not generate text (only charlm runs do)")
+        raise RunDirError(run_dir, f"task '{task_name}' does not generate text (only charlm runs do)")
     model.eval()
     with torch.no_grad():
         return sample(model, task.vocab, prefix, length, temperature, top_k, seed)

@@ -1,18 +1,20 @@
 """``rnnlab predict``: classify new sentences with a finished run's own vocabulary, labels and
-weights (rebuilt by ``train.load_run``; the training data files are not needed)."""
+weights (loaded by ``rnnlab.execution.inference``; the training data files are not needed)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
 from rnnlab.errors import DataError, RunDirError
 from rnnlab.common.safeio import MAX_LINE_CHARS, MAX_TEXT_FILE_BYTES
 from rnnlab.tasks.text_files import decode
+
+if TYPE_CHECKING:
+    from rnnlab.models.base import Model
 
 
 @dataclass(frozen=True)
@@ -37,20 +39,22 @@ def read_sentences(path: Path, encoding: str = "utf-8") -> list[tuple[str, str]]
     return out
 
 
-def predict(run: str | os.PathLike[str], texts: list[str], file: Optional[Path] = None,
-            checkpoint: str = "best", device: str = "cpu", allow_foreign: bool = False) -> list[Prediction]:
-    """Predicted label and probabilities for each text (the arguments first, then the file's lines)."""
-    from rnnlab.training.evaluation import load_run
-
+def sentences(texts: list[str], file: Optional[Path] = None) -> list[tuple[str, str]]:
+    """(where, text) of every sentence to classify: the arguments first, then the file's lines."""
     items = [(f"text {i}", text) for i, text in enumerate(texts, 1)]
     if file is not None:
         items += read_sentences(file)
     if not items:
         raise DataError("predict", "nothing to classify: give sentences as arguments or --file")
-    run_dir, exp, task, model, _ = load_run(run, checkpoint, device, allow_foreign)
+    return items
+
+
+def classify(run_dir: Path, task_name: str, task: Any, model: "Model", items: list[tuple[str, str]]
+             ) -> list[Prediction]:
+    """``rnnlab predict`` on a loaded run: the label and probabilities of each ``(where, text)``."""
     if not hasattr(task, "probabilities"):
         raise RunDirError(run_dir, f"predict needs a text classification run; this run's task is "
-                          f"'{exp.task.name}'")
+                          f"'{task_name}'")
     tokens = [task.tokenize(text) for _, text in items]
     for (where, _), toks in zip(items, tokens):
         if not toks:

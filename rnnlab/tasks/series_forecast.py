@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import torch
@@ -35,6 +34,9 @@ from rnnlab.tasks.series_calendars import CalendarError, Frequency
 from rnnlab.errors import DataError, RnnlabError, RunDirError
 from rnnlab.common.outputs import check_outputs, writing
 from rnnlab.tasks.series_files import Series, read_series
+
+if TYPE_CHECKING:
+    from rnnlab.models.base import Model
 
 MAX_ROLL = 100  # --horizon: at most this many times the run's horizon
 
@@ -146,17 +148,21 @@ def write_csv(path: Path, head: str, targets: list[str], times: list[Any], futur
         runs.write_text(path, buf.getvalue())
 
 
-def forecast_run(run: str | os.PathLike[str], file: Path, horizon: Optional[int] = None,
-                 out: Optional[Path] = None, checkpoint: str = "best", device: str = "cpu",
-                 force: bool = False, allow_foreign: bool = False) -> Forecast:
-    from rnnlab.training.evaluation import load_run
-    from rnnlab.tasks.series_plots import forecast_plot
-
+def forecast_outputs(file: Path, horizon: Optional[int], out: Optional[Path], force: bool
+                     ) -> tuple[Path, Path]:
+    """The CSV and plot ``rnnlab forecast`` writes (the output-path rule), checked before any work."""
     if horizon is not None and horizon < 1:
         raise RnnlabError("--horizon", f"must be at least 1, got {horizon}")
     out = Path(out) if out is not None else Path("forecast.csv")
     out, plot_path = check_outputs([out, out.with_suffix(".png")], "--out", [Path(file)], force)
-    run_dir, exp, task, model, _ = load_run(run, checkpoint, device, allow_foreign)
+    return out, plot_path
+
+
+def forecast(run_dir: Path, exp: Any, task: Any, model: "Model", file: Path, horizon: Optional[int],
+             out: Path, plot_path: Path) -> Forecast:
+    """``rnnlab forecast`` on a loaded series run: the next steps after ``file``'s last row."""
+    from rnnlab.tasks.series_plots import forecast_plot
+
     if exp.task.name != "series":
         raise RunDirError(run_dir, f"forecast needs a series run; this run's task is '{exp.task.name}'")
     o = task.options
@@ -186,4 +192,4 @@ def forecast_run(run: str | os.PathLike[str], file: Path, horizon: Optional[int]
     return Forecast(out, plot, times, future, list(task.targets))
 
 
-__all__ = ["MAX_ROLL", "Forecast", "check_horizon", "forecast_run"]
+__all__ = ["MAX_ROLL", "Forecast", "check_horizon", "forecast", "forecast_outputs"]

@@ -7,7 +7,7 @@
 Each ``Finding`` is one check in one place: passed, failed, or skipped with a note (a model that
 refuses a task is skipped there, not failed). ``Finding.line()`` is the one line printed.
 
-May import: ``experiment`` and every package below it.
+May import: ``execution`` and every package below it.
 """
 
 from __future__ import annotations

@@ -327,7 +327,7 @@ def stateful_carry(model: Model, spec: TaskSpec, batch: Batch) -> Result:
 def eval_equals_summary(exp: Experiment, runs_dir: Path) -> Result:
     """A 3-step ``rnnlab`` run, then ``rnnlab eval`` of its best checkpoint against its summary."""
     from rnnlab.training.evaluation import evaluate_run
-    from rnnlab.experiment.lifecycle import train_run
+    from rnnlab.execution.lifecycle import train_run
     from rnnlab.common.console import Reporter
     from rnnlab.rundir.files import read_summary
 

@@ -1,6 +1,6 @@
 """How training is spread over processes: the trainer is handed a strategy and asks it, at a few
 points of the loop, what one process alone would simply do. ``SingleProcess`` (the default) answers
-each as the identity; the data-parallel strategy under torchrun (``rnnlab.experiment.distributed``,
+each as the identity; the data-parallel strategy under torchrun (``rnnlab.execution.distributed``,
 imported only there) shards batches, wraps the loss in DistributedDataParallel, reduces the epoch's
 totals and makes every process take the main process's decisions."""
 

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rnnlab.training.budget import STOP_TIME
 from rnnlab.config.loading import Experiment
-from rnnlab.experiment.lifecycle import open_run, prepare, start_run
+from rnnlab.execution.lifecycle import open_run, prepare, start_run
 from rnnlab.models.base import Model
 from rnnlab.common.console import Reporter
 from rnnlab.training.runtime import available_cores, resolve_device
@@ -163,7 +163,7 @@ def default_threads(group: Group) -> int:
 
 def train_run(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
     """``rnnlab train`` under torchrun (``lifecycle.run_training`` comes here only then): the
-    data-parallel counterpart of ``rnnlab.experiment.lifecycle.train_run``: rank 0 creates, fills and
+    data-parallel counterpart of ``rnnlab.execution.lifecycle.train_run``: rank 0 creates, fills and
     finishes the run directory (test metrics, plots, summary); the other ranks train beside it."""
     group = init_group(exp.train.device)
     try:

@@ -24,7 +24,7 @@ from rnnlab.training import summary as run_summary
 from rnnlab.config.loading import SAFE_TO_CHANGE, Experiment, Overrides, apply_overrides, build_experiment, read_yaml
 from rnnlab.errors import ConfigError, RnnlabError, RunDirError
 from rnnlab.common.invocation import report
-from rnnlab.experiment.lifecycle import close_run, finish_run, prepare
+from rnnlab.execution.lifecycle import close_run, finish_run, prepare
 from rnnlab.integrations.mlflow_logging import open_live
 from rnnlab.training.optim import per_step
 from rnnlab.training.stops import Interrupted

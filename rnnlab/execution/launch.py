@@ -7,14 +7,14 @@ from pathlib import Path
 
 from rnnlab.common.console import Reporter
 from rnnlab.config.loading import Experiment
-from rnnlab.experiment.lifecycle import train_run
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.training.runtime import launched
 
 
 def run_training(exp: Experiment, runs_dir: Path, reporter: Reporter) -> Path:
     """Train ``exp`` into a new run directory in ``runs_dir``; the run directory."""
     if launched():
-        from rnnlab.experiment.distributed import train_run as train_data_parallel
+        from rnnlab.execution.distributed import train_run as train_data_parallel
 
         return train_data_parallel(exp, runs_dir, reporter)
     return train_run(exp, runs_dir, reporter)
