@@ -114,7 +114,7 @@ def test_a_lower_package_never_imports_a_higher_one() -> None:
 
 
 def test_the_layering_rule_catches_an_upward_import() -> None:
-    assert layer("rnnlab.common.safeio") < layer("rnnlab.training.trainer") < layer("rnnlab.cli.app")
+    assert layer("rnnlab.common.safeio") < layer("rnnlab.training.trainer") < layer("rnnlab.cli.frame")
     assert layer("rnnlab.errors") < layer("rnnlab.common.safeio") and layer("rnnlab.api") > layer("rnnlab.cli")
 
 

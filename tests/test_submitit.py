@@ -62,7 +62,7 @@ def _preempt(sweep_root: Path, run_name: str, deadline: float) -> Optional[int]:
     while time.monotonic() < deadline:
         runs = [p for p in sweep_root.glob(f"*/*_{run_name}") if (p / "metrics.jsonl").is_file()]
         if runs and (runs[0] / "metrics.jsonl").read_text().strip():
-            trial = next((pid for pid in _pids() if "rnnlab.sweeps.trial" in _cmdline(pid)
+            trial = next((pid for pid in _pids() if "rnnlab.cli.trial" in _cmdline(pid)
                           and f"--name {run_name}" in _cmdline(pid)), None)
             if trial is not None:
                 job = _parent(trial)

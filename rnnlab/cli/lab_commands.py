@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, List, Optional
 import typer
 
 from rnnlab.cli import completion as complete
-from rnnlab.cli.app import _console, app, check_run_options, fail, foreign_option, user_errors
+from rnnlab.cli.frame import _console, app, check_run_options, fail, foreign_option, user_errors
 from rnnlab.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, List, Optional
 import typer
 
 from rnnlab.cli import completion as complete
-from rnnlab.cli.app import app, check_run_options, fail, foreign_option, training_outcomes, user_errors
+from rnnlab.cli.frame import app, check_run_options, fail, foreign_option, training_outcomes, user_errors
 
 if TYPE_CHECKING:
     pass

@@ -38,7 +38,7 @@ def _save(fig: Any, path: Path, margins: Optional[dict[str, float]] = None) -> P
     """Write ``fig`` as a PNG and close it. ``margins`` (``subplots_adjust`` arguments): a fixed
     layout for a figure drawn on every run, instead of ``tight_layout``, which measures every label
     (a good part of a short run's start-up)."""
-    from rnnlab.rundir.files import atomic_write
+    from rnnlab.common.atomic import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if margins is None:

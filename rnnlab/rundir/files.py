@@ -9,18 +9,18 @@ import os
 import pickle
 import re
 import stat
-import tempfile
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 
 from rnnlab.errors import RnnlabError, RunDirError
 from rnnlab.config.names import name_problem
-from rnnlab.common.safeio import disk_full_error, guard_disk_full, is_disk_full
+from rnnlab.common.safeio import guard_disk_full
 from rnnlab.common.signals import deferred
+from rnnlab.common.atomic import FILE_MODE, atomic_write, fsync_dir  # noqa: F401 (the run's writers)
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
@@ -30,55 +30,6 @@ PLOTS = "plots"
 
 
 # ----------------------------------------------------------------------------- atomic files
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask_mode() -> int:
-    """The mode ``open()`` would give a new file (mkstemp's own 0600 would hide runs from others)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-FILE_MODE = _umask_mode()
-
-
-def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write through ``write(fileobj)`` into a temp file beside ``path``, fsync, then rename."""
-    path = Path(path)
-    guard_disk_full(path, lambda: path.parent.mkdir(parents=True, exist_ok=True))
-    fd, tmp = guard_disk_full(path, lambda: tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                                             dir=path.parent))
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        full = is_disk_full(exc, tmp)  # before the temp file's blocks are freed again
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if full:
-            raise disk_full_error(path, exc) from None
-        raise
-    _fsync_dir(path.parent)
 
 
 def write_text(path: Path, text: str) -> None:

@@ -7,5 +7,6 @@
 
 May import: ``analysis``, ``execution`` and every package below them.
 
-Nothing is imported here: a trial process starts with ``python -m rnnlab.sweeps.trial`` and must
+Nothing is imported here: a trial process (``python -m rnnlab.cli.trial``, the command line's
+entry for one trial) must
 reach its own first line quickly (see ``trial``)."""

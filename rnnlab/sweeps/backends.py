@@ -39,7 +39,7 @@ def trial_args(sweep_dir: Path, name: str, args: list[str]) -> list[str]:
     result = result_file(sweep_dir, name)
     result.parent.mkdir(exist_ok=True)
     result.unlink(missing_ok=True)
-    return ["-m", "rnnlab.sweeps.trial", "--result", str(result), *args, "--quiet"]
+    return ["-m", "rnnlab.cli.trial", "--result", str(result), *args, "--quiet"]
 
 
 def train_args(config: Path, runs_dir: Path, name: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""One sweep trial: ``python -m rnnlab.sweeps.trial ARGS`` is ``rnnlab train ARGS``, made stoppable.
+"""One sweep trial: ``python -m rnnlab.cli.trial ARGS`` is ``rnnlab train ARGS``, made stoppable.
 
 The sweep stops a trial by SIGINT (the run then closes as ``interrupted``). A process started by a
 Ray worker inherits SIGINT ignored and blocked, and a signal sent before the handler is back would
