@@ -12,12 +12,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
+    ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
-from rnnlab.registry import registered
+from rnnlab.registry import did_you_mean, registered
 
 INT64 = (-(2**63), 2**63 - 1)  # what torch (seeds, sizes, counts) can hold
 
@@ -72,6 +75,87 @@ def coercion_problem(value: Any, annotation: Any) -> str | None:
     return None
 
 
+# ----------------------------------------------------------------------------- error lines
+
+
+def _error_message(err: dict[str, Any], section_model: type[BaseModel] | None) -> tuple[str, str]:
+    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+    # pydantic puts union/tagged branches in the location; keep the field path only.
+    loc = [p for p in loc if p not in ("int", "float", "str", "bool", "list[int]", "EarlyStopping",
+                                        "Scheduler", "CheckpointEvery", "none")]
+    kind, ctx, given = err["type"], err.get("ctx", {}), err.get("input")
+    field = ".".join(loc)
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(section_model, loc[:-1])
+        hint = did_you_mean(loc[-1], allowed)
+        return field, f"unknown key{hint}; allowed: {', '.join(allowed)}"
+    if kind == "missing":
+        return field, "is required"
+    messages = {
+        "greater_than": "must be > {gt}",
+        "greater_than_equal": "must be >= {ge}",
+        "less_than": "must be < {lt}",
+        "less_than_equal": "must be <= {le}",
+        "literal_error": "must be one of {expected}",
+        "int_type": "must be an integer",
+        "int_parsing": "must be an integer",
+        "int_from_float": "must be an integer",
+        "float_type": "must be a number",
+        "float_parsing": "must be a number",
+        "bool_type": "must be true or false",
+        "bool_parsing": "must be true or false",
+        "string_type": "must be a string",
+        "list_type": "must be a list",
+        "dict_type": "must be a mapping",
+        "model_type": "must be a mapping",
+        "too_short": "must have at least {min_length} item(s)",
+        "finite_number": "must be a finite number",
+    }
+    if kind in messages:
+        text = messages[kind].format(**{k: str(v) for k, v in ctx.items()})
+        return field, f"{text}, got {_describe(given)}"
+    msg = err["msg"]
+    msg = msg.removeprefix("Value error, ")
+    return field, msg[:1].lower() + msg[1:]
+
+
+def _allowed_keys(model: type[BaseModel] | None, path: list[str]) -> list[str]:
+    for part in path:
+        if model is None:
+            return []
+        info = model.model_fields.get(part)
+        if info is None:
+            return []
+        ann = info.annotation
+        args = getattr(ann, "__args__", ())
+        candidates = [ann, *args]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    if model is None:
+        return []
+    return sorted(model.model_fields) + (["*"] if model.model_config.get("extra") == "allow" else [])
+
+
+def option_error(exc: ValidationError, prefix: str) -> ValueError:
+    """An entry's options that failed their schema, as the validator error naming the key
+    (``prefix.key: must be > 0, got -1``; ``prefix`` is the key's place in its section)."""
+    field, text = _error_message(exc.errors(include_url=False)[0], None)
+    return ValueError(".".join(p for p in (prefix, field) if p) + f": {text}" if field or prefix else text)
+
+
+def entry_options(schema: type[BaseModel], given: dict[str, Any], entry: str, prefix: str) -> BaseModel:
+    """``given`` validated by an optimizer's or scheduler's ``schema`` (``entry``: "optimizer 'sgd'"):
+    a key the schema does not have is refused, naming it and the keys it has."""
+    for key in given:
+        if key not in schema.model_fields:
+            has = ", ".join(schema.model_fields) or "none"
+            raise ValueError(f"{'.'.join(p for p in (prefix, str(key)) if p)}: option {str(key)!r} does not "
+                             f"apply to {entry} (its options: {has}; rnnlab list shows them)")
+    try:
+        return schema.model_validate(given)
+    except ValidationError as exc:
+        raise option_error(exc, prefix) from None
+
+
 class Strict(BaseModel):
     """Base for every config section: unknown keys are errors, assignments are validated, and
     numbers must be finite (``.nan``/``.inf`` would only surface later as a diverged run)."""
@@ -95,21 +179,24 @@ class Strict(BaseModel):
         return data
 
 
+#: the keys every resolved ``train.scheduler`` writes (null: not given, the option's default), as it
+#: did when the built-in schedulers shared one schema: run directories keep one format, and the
+#: config hash in checkpoints written before still matches (``rundir.identity``)
+SCHEDULER_KEYS = ("step_size", "gamma", "min_lr_ratio", "warmup_steps", "factor", "patience",
+                  "pct_start", "div_factor", "final_div_factor")
+
+
 class Scheduler(Strict):
+    """``train.scheduler``: a registered scheduler's name, or a mapping of ``name`` and that
+    scheduler's options (its own schema, ``rnnlab list NAME``). Reading an option gives the value in
+    effect (its default when not given); the config is written out as given, null where the default
+    applies."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True, protected_namespaces=(),
+                              allow_inf_nan=False)
     name: str = Field("none", description="a registered scheduler (rnnlab list): none, step, cosine, "
                       "onecycle, plateau, or a plugin's")
-    step_size: Optional[int] = Field(None, gt=0, description="step: epochs between decays")
-    gamma: Optional[float] = Field(None, gt=0, le=1, description="step: decay factor")
-    min_lr_ratio: Optional[float] = Field(None, ge=0, le=1, description="cosine: final lr / lr")
-    warmup_steps: Optional[int] = Field(
-        None, ge=0, description="cosine: raise lr linearly from lr / warmup_steps to lr over the first "
-        "N optimizer steps, then decay")
-    factor: Optional[float] = Field(None, gt=0, lt=1, description="plateau: lr multiplier on a plateau")
-    patience: Optional[int] = Field(
-        None, ge=0, description="plateau: epochs without a better validation metric before lowering lr")
-    pct_start: Optional[float] = Field(None, gt=0, lt=1, description="onecycle: warm-up fraction")
-    div_factor: Optional[float] = Field(None, gt=0, description="onecycle: lr / initial lr")
-    final_div_factor: Optional[float] = Field(None, gt=0, description="onecycle: initial lr / final lr")
+    _given: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -124,14 +211,36 @@ class Scheduler(Strict):
         return registered(SCHEDULERS, value)
 
     @model_validator(mode="after")
-    def _options_match_name(self) -> "Scheduler":
+    def _options_of_the_scheduler(self) -> "Scheduler":
         from rnnlab.registry import SCHEDULERS
 
-        allowed = SCHEDULERS.get(self.name).options
-        for key in self.model_fields_set - {"name"}:
-            if key not in allowed and getattr(self, key) is not None:
-                raise ValueError(f"option '{key}' does not apply to scheduler '{self.name}'")
+        schema = SCHEDULERS.get(self.name).Options
+        extra = self.__pydantic_extra__ or {}
+        # null: not given (every resolved config writes every key of the old closed schema)
+        given = {k: v for k, v in extra.items()
+                 if not (v is None and (k in SCHEDULER_KEYS or k in schema.model_fields))}
+        options = entry_options(schema, given, f"scheduler {self.name!r}", "")
+        self._given = options.model_dump(mode="json", exclude_unset=True)
+        in_effect: dict[str, Any] = dict.fromkeys(SCHEDULER_KEYS)
+        in_effect.update(dict(options))
+        object.__setattr__(self, "__pydantic_extra__", in_effect)
         return self
+
+    @model_serializer(mode="plain")
+    def _as_given(self) -> dict[str, Any]:
+        from rnnlab.registry import SCHEDULERS
+
+        out: dict[str, Any] = {"name": self.name, **dict.fromkeys(SCHEDULER_KEYS)}
+        out.update(dict.fromkeys(SCHEDULERS.get(self.name).Options.model_fields))
+        out.update(self._given)
+        return out
+
+    def options(self) -> BaseModel:
+        """The options in effect, as the scheduler's schema holds them."""
+        from rnnlab.registry import SCHEDULERS
+
+        schema = SCHEDULERS.get(self.name).Options
+        return schema.model_validate(self._given)
 
 
 class EarlyStopping(Strict):
@@ -227,7 +336,11 @@ class TrainConfig(Strict):
     optimizer: str = Field(
         "adam", description="a registered optimizer (rnnlab list): adam, adamw, sgd, or a plugin's")
     weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only (PyTorch's default: 0); other "
+                            "optimizers leave it unused")
+    optimizer_options: dict[str, Any] = Field(
+        default_factory=dict, description="the optimizer's own options (rnnlab list NAME), e.g. "
+        "{betas: [0.9, 0.95]} for adam/adamw; lr, weight_decay, momentum stay train keys")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "fp16", "auto"] = Field(
@@ -265,6 +378,40 @@ class TrainConfig(Strict):
             raise ValueError("scheduler.warmup_steps: counts optimizer steps, which a time budget "
                              "(max_time) does not fix; set train.max_steps too, or drop the warm-up")
         return self
+
+    _optimizer_settings: Any = PrivateAttr(None)
+
+    @field_validator("optimizer_options", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @model_validator(mode="after")
+    def _options_of_the_optimizer(self) -> "TrainConfig":
+        from rnnlab.registry import OPTIMIZERS
+
+        schema = OPTIMIZERS.get(self.optimizer).Options
+        given = {k: v for k, v in self.optimizer_options.items() if not (v is None and k in schema.model_fields)}
+        for key in given:
+            if key in type(self).model_fields and key not in schema.model_fields:
+                raise ValueError(f"optimizer_options.{key}: is a train key; set train.{key}")
+        options = entry_options(schema, given, f"optimizer {self.optimizer!r}", "optimizer_options")
+        check = getattr(options, "check", None)
+        if check is not None:
+            check(self)
+        self._optimizer_settings = options
+        self.__dict__["optimizer_options"] = options.model_dump(mode="json", exclude_unset=True)
+        return self
+
+    @property
+    def optimizer_settings(self) -> Any:
+        """The optimizer's own options in effect (its ``Options`` schema, defaults filled in)."""
+        if self._optimizer_settings is None:
+            from rnnlab.registry import OPTIMIZERS
+
+            self._optimizer_settings = OPTIMIZERS.get(self.optimizer).Options.model_validate(
+                self.optimizer_options)
+        return self._optimizer_settings
 
     @property
     def eval_batch(self) -> int:
