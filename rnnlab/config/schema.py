@@ -139,6 +139,10 @@ def option_error(exc: ValidationError, prefix: str) -> ValueError:
     """An entry's options that failed their schema, as the validator error naming the key
     (``prefix.key: must be > 0, got -1``; ``prefix`` is the key's place in its section)."""
     field, text = _error_message(exc.errors(include_url=False)[0], None)
+    if not field:  # a check of the whole schema naming its key: "eps: must be a number"
+        head, sep, rest = text.partition(": ")
+        if sep and head.isidentifier():
+            field, text = head, rest
     return ValueError(".".join(p for p in (prefix, field) if p) + f": {text}" if field or prefix else text)
 
 
