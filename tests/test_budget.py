@@ -85,7 +85,7 @@ def test_a_run_from_before_optimizer_options_is_replayed(write_config, runs_dir)
     (run / runs.CONFIG).write_text(yaml.safe_dump(saved, sort_keys=False))
     replay = train(config, runs_dir, f"train.replay={run}")
     assert summary(replay)["steps"] == summary(run)["steps"]
-    with pytest.raises(ConfigError, match="train.replay: .* was trained with train.optimizer_options.eps=None"):
+    with pytest.raises(ConfigError, match="was trained with train.optimizer_options.eps=None"):
         train(config, runs_dir, f"train.replay={run}", "train.optimizer_options.eps=1e-6")
 
 

@@ -144,9 +144,9 @@ def test_optimizer_defaults_are_pytorchs_unless_documented(name: str) -> None:
     exp = build_experiment(deep_merge(SINE_TINY, {"train": {"optimizer": name, "lr": 1e-3}}))
     opt = make_optimizer(exp.train, Grouped(False))
     assert isinstance(opt, TORCH[name])
+    how = ("foreach", "fused", "maximize", "capturable", "differentiable")  # how, not what, it computes
     torch_defaults = {k: p.default for k, p in inspect.signature(TORCH[name].__init__).parameters.items()
-                      if p.default is not inspect.Parameter.empty and k not in ("foreach", "fused", "maximize",
-                                                                                "capturable", "differentiable")}
+                      if p.default is not inspect.Parameter.empty and k not in how}
     described = dict(OPTIMIZERS.describe())[name]
     checked = set()
     for key, default in torch_defaults.items():
@@ -164,7 +164,8 @@ def test_optimizer_defaults_are_pytorchs_unless_documented(name: str) -> None:
 
 
 def test_the_contract_covers_every_built_in_optimizer() -> None:
-    assert {n for n in OPTIMIZERS.names() if OPTIMIZERS.get(n).__module__ == "rnnlab.training.optim"} == set(TORCH)
+    built_in = {n for n in OPTIMIZERS.names() if OPTIMIZERS.get(n).__module__ == "rnnlab.training.optim"}
+    assert built_in == set(TORCH)
 
 
 @pytest.mark.parametrize("name, options, key, value", [
@@ -173,31 +174,38 @@ def test_the_contract_covers_every_built_in_optimizer() -> None:
     ("sgd", {"nesterov": True}, "nesterov", True),
     ("sgd", {"dampening": 0.1}, "dampening", 0.1),
 ])
-def test_optimizer_options_reach_the_torch_optimizer_and_are_written_as_given(name, options, key, value) -> None:
-    exp = build_experiment(deep_merge(SINE_TINY, {"train": {"optimizer": name, "optimizer_options": options}}))
+def test_optimizer_options_reach_the_torch_optimizer_and_are_written_as_given(name, options, key,
+                                                                              value) -> None:
+    train = {"optimizer": name, "optimizer_options": options}
+    exp = build_experiment(deep_merge(SINE_TINY, {"train": train}))
     opt = make_optimizer(exp.train, Grouped(True))
     got = opt.defaults[key]
     assert (tuple(got) if isinstance(got, (list, tuple)) else got) == value
-    assert all((tuple(g[key]) if isinstance(g[key], (list, tuple)) else g[key]) == value for g in opt.param_groups)
+    for group in opt.param_groups:  # default and head alike
+        assert (tuple(group[key]) if isinstance(group[key], (list, tuple)) else group[key]) == value
     assert exp.to_dict()["train"]["optimizer_options"] == options  # what was given, no more
 
 
 @pytest.mark.parametrize("train, fragment", [
     ({"optimizer_options": {"bets": [0.9, 0.99]}},
-     "train.optimizer_options.bets: option 'bets' does not apply to optimizer 'adam' (its options: betas, eps, amsgrad"),
+     "train.optimizer_options.bets: option 'bets' does not apply to optimizer 'adam' "
+     "(its options: betas, eps, amsgrad"),
     ({"optimizer": "sgd", "optimizer_options": {"betas": [0.9, 0.99]}},
      "train.optimizer_options.betas: option 'betas' does not apply to optimizer 'sgd'"),
     ({"optimizer_options": {"betas": [0.9, 1.0]}}, "train.optimizer_options.betas.1: must be < 1"),
     ({"optimizer_options": {"eps": "tiny"}}, "train.optimizer_options.eps: must be a number, got 'tiny'"),
-    ({"optimizer_options": {"weight_decay": 0.1}}, "train.optimizer_options.weight_decay: is a train key; set train.weight_decay"),
+    ({"optimizer_options": {"weight_decay": 0.1}},
+     "train.optimizer_options.weight_decay: is a train key; set train.weight_decay"),
     ({"optimizer": "sgd", "momentum": 0, "optimizer_options": {"nesterov": True}},
      "train.optimizer_options.nesterov: needs train.momentum > 0 and dampening 0"),
     ({"optimizer_options": [1]}, "train.optimizer_options: must be a mapping"),
     ({"scheduler": {"name": "onecycle", "warmup_steps": 3}},
-     "train.scheduler.warmup_steps: option 'warmup_steps' does not apply to scheduler 'onecycle' (its options: "
+     "train.scheduler.warmup_steps: option 'warmup_steps' does not apply to scheduler 'onecycle' "
+     "(its options: "
      "pct_start, div_factor, final_div_factor"),
     ({"scheduler": {"name": "step", "gamma": 0}}, "train.scheduler.gamma: must be > 0"),
-    ({"scheduler": {"name": "cosine", "warmup_steps": True}}, "train.scheduler.warmup_steps: must be an integer, not a boolean"),
+    ({"scheduler": {"name": "cosine", "warmup_steps": True}},
+     "train.scheduler.warmup_steps: must be an integer, not a boolean"),
 ])
 def test_an_option_the_entry_does_not_have_or_a_bad_value_is_one_line(write_config, train, fragment) -> None:
     assert_user_error(cli("config", str(write_config({"train": train}))), fragment)
@@ -211,16 +219,19 @@ def test_options_read_as_their_values_in_effect_and_old_run_configs_keep_their_f
     assert (s.min_lr_ratio, s.warmup_steps, s.gamma) == (0.1, 0, None)  # in effect; gamma: not cosine's
     assert exp.to_dict()["train"]["scheduler"] == old  # the config hash of old checkpoints still matches
     step = build_experiment(deep_merge(SINE_TINY, {"train": {"scheduler": "plateau"}})).train.scheduler
-    assert (step.factor, step.patience) == (0.1, 2) and step.options().model_dump() == {"factor": 0.1, "patience": 2}
+    assert (step.factor, step.patience) == (0.1, 2)
+    assert step.options().model_dump() == {"factor": 0.1, "patience": 2}
     assert build_experiment(SINE_TINY).train.optimizer_settings.model_dump() == {
         "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False}
 
 
 def test_hparams_log_the_options_in_effect_with_their_defaults() -> None:
-    exp = build_experiment(deep_merge(SINE_TINY, {"train": {"optimizer": "adamw", "optimizer_options": {"eps": 1e-6},
-                                                            "scheduler": {"name": "onecycle", "pct_start": 0.2}}}))
+    train = {"optimizer": "adamw", "optimizer_options": {"eps": 1e-6},
+             "scheduler": {"name": "onecycle", "pct_start": 0.2}}
+    exp = build_experiment(deep_merge(SINE_TINY, {"train": train}))
     params = in_effect(exp.to_dict())
-    assert params["train.optimizer_options.eps"] == 1e-6 and params["train.optimizer_options.betas"] == [0.9, 0.999]
+    assert params["train.optimizer_options.eps"] == 1e-6
+    assert params["train.optimizer_options.betas"] == [0.9, 0.999]
     assert params["train.optimizer_options.amsgrad"] is False
     assert (params["train.scheduler.pct_start"], params["train.scheduler.div_factor"]) == (0.2, 25.0)
     assert params["train.scheduler.final_div_factor"] == 1e4
@@ -238,7 +249,8 @@ def test_list_shows_every_option_with_its_real_default(monkeypatch) -> None:
                 "sgd": {"train.momentum": "0.9", "train.optimizer_options.nesterov": "False"},
                 "step": {"train.scheduler.gamma": "0.1", "train.scheduler.step_size": "train.epochs // 3"},
                 "cosine": {"train.scheduler.min_lr_ratio": "0.0", "train.scheduler.warmup_steps": "0"},
-                "onecycle": {"train.scheduler.pct_start": "0.3", "train.scheduler.final_div_factor": "10000.0"},
+                "onecycle": {"train.scheduler.pct_start": "0.3",
+                             "train.scheduler.final_div_factor": "10000.0"},
                 "plateau": {"train.scheduler.patience": "2", "train.scheduler.factor": "0.1"}}
     for name, rows in expected.items():
         result = cli("list", name)
@@ -271,7 +283,8 @@ class RampOptions(SchedulerOptions):
     start: float = Field(0.25, gt=0, le=1, description="first lr / lr")
 
 
-@rnnlab.register_scheduler("ramp", "linear ramp from start * lr (per step)", per_step=True, schema=RampOptions)
+@rnnlab.register_scheduler("ramp", "linear ramp from start * lr (per step)", per_step=True,
+                           schema=RampOptions)
 def ramp(train, optimizer, total_steps, mode):
     return torch.optim.lr_scheduler.LinearLR(optimizer, train.scheduler.start, 1.0, total_iters=total_steps)
 '''
@@ -295,12 +308,14 @@ def test_a_plugin_optimizer_and_scheduler_with_their_own_options_train(tmp_path:
     assert group["lr"] == pytest.approx(0.002 * (0.5 + 0.5 * 2 / 2))  # the ramp at its end, 2 steps
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [round(r["lr"], 9) for r in rows] == [0.0015, 0.002] and rows[-1]["step"] == 2
-    assert in_effect(yaml.safe_load((run / "config.yaml").read_text()))["train.optimizer_options.scale"] == 0.2
+    logged = in_effect(yaml.safe_load((run / "config.yaml").read_text()))
+    assert logged["train.optimizer_options.scale"] == 0.2 and logged["train.scheduler.start"] == 0.5
 
     # its options have defaults shown by `rnnlab list`, and are checked like the built-ins'
     listed = cli("list", "scaled_sgd", "--plugin", str(tmp_path / "optplug.py"))
     assert listed.exit_code == 0, listed.output
-    (line,) = [line for line in listed.output.splitlines() if line.startswith("│ train.optimizer_options.scale ")]
+    lines = listed.output.splitlines()
+    (line,) = [line for line in lines if line.startswith("│ train.optimizer_options.scale ")]
     assert "0.5" in line and "lr multiplier" in line
     cfg["train"]["optimizer_options"] = {"scale": 2}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
@@ -310,5 +325,6 @@ def test_a_plugin_optimizer_and_scheduler_with_their_own_options_train(tmp_path:
     cfg["train"]["scheduler"] = {"name": "ramp", "gamma": 0.5}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
     assert_user_error(cli("train", str(tmp_path / "bad.yaml"), "--runs-dir", str(tmp_path / "r2")),
-                      "train.scheduler.gamma: option 'gamma' does not apply to scheduler 'ramp' (its options: start")
+                      "train.scheduler.gamma: option 'gamma' does not apply to scheduler 'ramp' "
+                      "(its options: start")
     assert not (tmp_path / "r2").exists()

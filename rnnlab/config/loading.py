@@ -20,7 +20,8 @@ from pydantic import (
 from rnnlab.errors import ConfigError
 from rnnlab.registry import did_you_mean
 from rnnlab.common.safeio import dump_yaml
-from rnnlab.config.schema import Config, _allowed_keys, _describe, _error_message
+from rnnlab.config.messages import _allowed_keys, _describe, _error_message
+from rnnlab.config.schema import Config
 
 #: config keys a resumed run may change (``--resume --set``): how long or how verbosely training goes
 #: on, not what a step does; a checkpoint's identity leaves them out too (``identity``)

@@ -22,8 +22,8 @@ def _in_effect(schema: Any, given: dict[str, Any]) -> dict[str, Any]:
     """``given`` (null: the default) with the schema's defaults filled in; as written when it does not
     validate (a config from another version)."""
     try:
-        return schema.model_validate({k: v for k, v in given.items() if v is not None and k in schema.model_fields}
-                                     ).model_dump(mode="json")
+        known = {k: v for k, v in given.items() if v is not None and k in schema.model_fields}
+        return schema.model_validate(known).model_dump(mode="json")
     except ValueError:
         return {k: v for k, v in given.items() if k in schema.model_fields}
 

@@ -70,7 +70,8 @@ def legacy_schema(name: str, options: Iterable[str]) -> type[SchedulerOptions]:
 
 
 def optimizer_entry(name: str, description: str, options: Iterable[str] = ("lr",),
-                    schema: Optional[type[Strict]] = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+                    schema: Optional[type[Strict]] = None
+                    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register an optimizer builder with the shared ``train.*`` keys it reads (``options``) and the
     schema of its own options (``train.optimizer_options``)."""
     def decorator(build: Callable[..., Any]) -> Callable[..., Any]:
@@ -125,7 +126,8 @@ class AdamOptions(OptimizerOptions):
     betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="decay rates of the running means of "
                                      "the gradient and of its square")
     eps: float = Field(1e-8, gt=0, description="added to the denominator, for numerical stability")
-    amsgrad: bool = Field(False, description="the AMSGrad variant (the maximum of the squared-gradient means)")
+    amsgrad: bool = Field(False, description="the AMSGrad variant (the maximum of the squared-gradient "
+                          "means)")
 
 
 class SGDOptions(OptimizerOptions):
@@ -140,7 +142,8 @@ class SGDOptions(OptimizerOptions):
 
 def _adam(cls: type[torch.optim.Optimizer], params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
     o = cfg.optimizer_settings
-    kwargs = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(o.betas), eps=o.eps, amsgrad=o.amsgrad)
+    kwargs = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(o.betas), eps=o.eps,
+                  amsgrad=o.amsgrad)
     try:  # fused: one kernel per step instead of a loop over tensors (on CPU since torch 2.4)
         return cls(params, fused=True, **kwargs)  # type: ignore[call-arg]
     except RuntimeError:  # an older torch or a device without the fused kernel
@@ -154,7 +157,8 @@ def adam(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
 
 
 @optimizer_entry("adamw", "AdamW, decoupled weight decay; train.lr, train.weight_decay (default 0, "
-                 "PyTorch's 0.01); optimizer_options: betas, eps, amsgrad", ("lr", "weight_decay"), AdamOptions)
+                 "PyTorch's 0.01); optimizer_options: betas, eps, amsgrad", ("lr", "weight_decay"),
+                 AdamOptions)
 def adamw(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
     return _adam(eager(torch.optim.AdamW), params, cfg)
 
