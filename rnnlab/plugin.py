@@ -4,7 +4,7 @@ loaded and recorded in a run: ``rnnlab.config.plugins``."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, TypeVar
+from typing import Callable, Optional, Sequence, TypeVar
 
 from rnnlab.registry import MODELS, TASKS
 
@@ -22,21 +22,27 @@ def register_model(name: str, description: str = "") -> Callable[[T], T]:
 
 
 def register_optimizer(name: str, description: str = "",
-                       options: Sequence[str] = ("lr", "weight_decay", "momentum")) -> Callable[[T], T]:
+                       options: Sequence[str] = ("lr", "weight_decay", "momentum"),
+                       schema: Optional[type] = None) -> Callable[[T], T]:
     """Function decorator: ``build(params, train) -> torch.optim.Optimizer`` under
-    ``train.optimizer: NAME`` (``train`` is the validated train section); ``options``: the
-    ``train.*`` keys it reads, which ``rnnlab list NAME`` shows."""
+    ``train.optimizer: NAME`` (``train`` is the validated train section); ``options``: the shared
+    ``train.*`` keys it reads; ``schema``: a ``rnnlab.training.optim.OptimizerOptions`` subclass of
+    its own options, set under ``train.optimizer_options`` and read as ``train.optimizer_settings``
+    (defaults filled in). ``rnnlab list NAME`` shows both."""
     from rnnlab.training.optim import optimizer_entry
 
-    return optimizer_entry(name, description, options)  # type: ignore[return-value]
+    return optimizer_entry(name, description, options, schema)  # type: ignore[return-value]
 
 
 def register_scheduler(name: str, description: str = "", options: Sequence[str] = (),
-                       per_step: bool = False, on_metric: bool = False) -> Callable[[T], T]:
+                       per_step: bool = False, on_metric: bool = False,
+                       schema: Optional[type] = None) -> Callable[[T], T]:
     """Function decorator: ``build(train, optimizer, total_steps, mode) -> scheduler or None`` under
-    ``train.scheduler: NAME``. ``options``: the ``train.scheduler.*`` keys it reads; ``per_step``:
-    stepped after each optimizer step (else each epoch); ``on_metric``: stepped with the validation
-    metric, like ReduceLROnPlateau."""
+    ``train.scheduler: NAME``. ``schema``: a ``rnnlab.training.optim.SchedulerOptions`` subclass of
+    its options (set beside ``name``, read as ``train.scheduler.<option>``, defaults filled in); or,
+    without one, ``options``: the names of the old ``train.scheduler.*`` keys it reads (None when not
+    given). ``per_step``: stepped after each optimizer step (else each epoch); ``on_metric``: stepped
+    with the validation metric, like ReduceLROnPlateau."""
     from rnnlab.training.optim import scheduler_entry
 
-    return scheduler_entry(name, description, options, per_step, on_metric)  # type: ignore[return-value]
+    return scheduler_entry(name, description, options, per_step, on_metric, schema)  # type: ignore[return-value]

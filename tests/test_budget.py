@@ -75,6 +75,20 @@ def test_replay_reruns_exactly_the_steps_and_schedule_of_a_budgeted_run(write_co
     assert rows(replay) == rows(run) and b["test"] == a["test"] and b["best_val"] == a["best_val"]
 
 
+def test_a_run_from_before_optimizer_options_is_replayed(write_config, runs_dir) -> None:
+    import yaml
+
+    config = write_config(BUDGETED)
+    run = train(config, runs_dir)
+    saved = yaml.safe_load((run / runs.CONFIG).read_text())
+    del saved["train"]["optimizer_options"]  # as config.yaml was written before that key existed
+    (run / runs.CONFIG).write_text(yaml.safe_dump(saved, sort_keys=False))
+    replay = train(config, runs_dir, f"train.replay={run}")
+    assert summary(replay)["steps"] == summary(run)["steps"]
+    with pytest.raises(ConfigError, match="was trained with train.optimizer_options.eps=None"):
+        train(config, runs_dir, f"train.replay={run}", "train.optimizer_options.eps=1e-6")
+
+
 def test_replay_of_another_experiment_or_of_no_run_is_refused(write_config, runs_dir, tmp_path) -> None:
     config = write_config(BUDGETED)
     run = train(config, runs_dir)

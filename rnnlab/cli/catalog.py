@@ -40,6 +40,10 @@ def type_name(annotation: Any) -> str:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         inner = " | ".join(type_name(a) for a in args)
         return f"{inner} (optional)" if len(args) < len(typing.get_args(annotation)) else inner
+    if origin is typing.Annotated:  # a constrained item type, e.g. tuple[Annotated[float, ...], ...]
+        return type_name(typing.get_args(annotation)[0])
+    if origin in (tuple, list, dict, set):
+        return f"{origin.__name__}[{', '.join(type_name(a) for a in typing.get_args(annotation))}]"
     if origin is not None:
         return str(annotation).replace("typing.", "")
     return getattr(annotation, "__name__", str(annotation))
@@ -52,7 +56,10 @@ def option_rows(model: type[BaseModel], prefix: str, skip: tuple[str, ...] = ("n
     for key, info in model.model_fields.items():
         if key in skip or (only is not None and key not in only):
             continue
-        if info.default is not PydanticUndefined:
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if "default_text" in extra:  # a default derived from other keys
+            default = str(extra["default_text"])
+        elif info.default is not PydanticUndefined:
             default = repr(info.default)
         elif info.default_factory is not None:
             default = repr(info.default_factory())  # type: ignore[call-arg]
@@ -67,7 +74,7 @@ def option_rows(model: type[BaseModel], prefix: str, skip: tuple[str, ...] = ("n
 def describe(name: str) -> tuple[str, str, str, list[tuple[str, str, str, str]]]:
     """(kind, description, origin, option rows) of the entry called ``name``."""
     from rnnlab.config.plugins import origin
-    from rnnlab.config.schema import Scheduler, TrainConfig
+    from rnnlab.config.schema import TrainConfig
 
     found = [(kind, reg) for kind, reg in registries() if name in reg]
     if not found:
@@ -82,10 +89,10 @@ def describe(name: str) -> tuple[str, str, str, list[tuple[str, str, str, str]]]
     elif kind == "model":
         rows = option_rows(obj.Options, "model")
     elif kind == "scheduler":
-        rows = option_rows(Scheduler, "train.scheduler", only=obj.options)
-    else:
-        reads = getattr(obj, "options", frozenset({"lr", "weight_decay", "momentum"}))
-        rows = option_rows(TrainConfig, "train", only=frozenset(reads))
+        rows = option_rows(obj.Options, "train.scheduler", skip=())
+    else:  # the shared train keys it reads, then its own options
+        rows = (option_rows(TrainConfig, "train", only=frozenset(obj.reads))
+                + option_rows(obj.Options, "train.optimizer_options", skip=()))
     return kind, description, origin(obj), rows
 
 

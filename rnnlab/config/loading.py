@@ -20,7 +20,8 @@ from pydantic import (
 from rnnlab.errors import ConfigError
 from rnnlab.registry import did_you_mean
 from rnnlab.common.safeio import dump_yaml
-from rnnlab.config.schema import Config, _describe
+from rnnlab.config.messages import _allowed_keys, _describe, _error_message
+from rnnlab.config.schema import Config
 
 #: config keys a resumed run may change (``--resume --set``): how long or how verbosely training goes
 #: on, not what a step does; a checkpoint's identity leaves them out too (``identity``)
@@ -73,61 +74,6 @@ class Experiment:
 # ----------------------------------------------------------------------------- errors
 
 
-def _error_message(err: dict[str, Any], section_model: type[BaseModel] | None) -> tuple[str, str]:
-    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
-    # pydantic puts union/tagged branches in the location; keep the field path only.
-    loc = [p for p in loc if p not in ("int", "float", "str", "bool", "list[int]", "EarlyStopping",
-                                        "Scheduler", "CheckpointEvery", "none")]
-    kind, ctx, given = err["type"], err.get("ctx", {}), err.get("input")
-    field = ".".join(loc)
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(section_model, loc[:-1])
-        hint = did_you_mean(loc[-1], allowed)
-        return field, f"unknown key{hint}; allowed: {', '.join(allowed)}"
-    if kind == "missing":
-        return field, "is required"
-    messages = {
-        "greater_than": "must be > {gt}",
-        "greater_than_equal": "must be >= {ge}",
-        "less_than": "must be < {lt}",
-        "less_than_equal": "must be <= {le}",
-        "literal_error": "must be one of {expected}",
-        "int_type": "must be an integer",
-        "int_parsing": "must be an integer",
-        "int_from_float": "must be an integer",
-        "float_type": "must be a number",
-        "float_parsing": "must be a number",
-        "bool_type": "must be true or false",
-        "bool_parsing": "must be true or false",
-        "string_type": "must be a string",
-        "list_type": "must be a list",
-        "dict_type": "must be a mapping",
-        "model_type": "must be a mapping",
-        "too_short": "must have at least {min_length} item(s)",
-        "finite_number": "must be a finite number",
-    }
-    if kind in messages:
-        text = messages[kind].format(**{k: str(v) for k, v in ctx.items()})
-        return field, f"{text}, got {_describe(given)}"
-    msg = err["msg"]
-    msg = msg.removeprefix("Value error, ")
-    return field, msg[:1].lower() + msg[1:]
-
-
-def _allowed_keys(model: type[BaseModel] | None, path: list[str]) -> list[str]:
-    for part in path:
-        if model is None:
-            return []
-        info = model.model_fields.get(part)
-        if info is None:
-            return []
-        ann = info.annotation
-        args = getattr(ann, "__args__", ())
-        candidates = [ann, *args]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-    return sorted(model.model_fields) if model is not None else []
-
-
 def validate_section(model: type[BaseModel], data: Any, prefix: str, where: str) -> BaseModel:
     """Validate one section, turning the first pydantic error into a one-line ConfigError."""
     if not isinstance(data, dict):
@@ -138,7 +84,8 @@ def validate_section(model: type[BaseModel], data: Any, prefix: str, where: str)
         errors = exc.errors(include_url=False)
         field, text = _error_message(errors[0], model)
         head, sep, rest = text.partition(": ")
-        if sep and head.split(".")[0] in _allowed_keys(model, field.split(".") if field else []):
+        allowed = _allowed_keys(model, field.split(".") if field else [])
+        if sep and (head.split(".")[0] in allowed or ("*" in allowed and head.isidentifier())):
             field, text = ".".join(p for p in (field, head) if p), rest  # a check naming its field
         full = ".".join(p for p in (prefix, field) if p)
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""

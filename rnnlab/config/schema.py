@@ -12,24 +12,20 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
+from rnnlab.config.messages import _describe, entry_options
 from rnnlab.registry import registered
 
 INT64 = (-(2**63), 2**63 - 1)  # what torch (seeds, sizes, counts) can hold
 
 
 FLOAT32_MAX = 3.4028234663852886e38  # what a float32 tensor (weights, biases, losses) can hold
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        text = repr(value)
-        return text if len(text) < 60 else text[:57] + "..."
-    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _scalar_kinds(annotation: Any) -> set[Any]:
@@ -95,21 +91,24 @@ class Strict(BaseModel):
         return data
 
 
+#: the keys every resolved ``train.scheduler`` writes (null: not given, the option's default), as it
+#: did when the built-in schedulers shared one schema: run directories keep one format, and the
+#: config hash in checkpoints written before still matches (``rundir.identity``)
+SCHEDULER_KEYS = ("step_size", "gamma", "min_lr_ratio", "warmup_steps", "factor", "patience",
+                  "pct_start", "div_factor", "final_div_factor")
+
+
 class Scheduler(Strict):
+    """``train.scheduler``: a registered scheduler's name, or a mapping of ``name`` and that
+    scheduler's options (its own schema, ``rnnlab list NAME``). Reading an option gives the value in
+    effect (its default when not given); the config is written out as given, null where the default
+    applies."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True, protected_namespaces=(),
+                              allow_inf_nan=False)
     name: str = Field("none", description="a registered scheduler (rnnlab list): none, step, cosine, "
                       "onecycle, plateau, or a plugin's")
-    step_size: Optional[int] = Field(None, gt=0, description="step: epochs between decays")
-    gamma: Optional[float] = Field(None, gt=0, le=1, description="step: decay factor")
-    min_lr_ratio: Optional[float] = Field(None, ge=0, le=1, description="cosine: final lr / lr")
-    warmup_steps: Optional[int] = Field(
-        None, ge=0, description="cosine: raise lr linearly from lr / warmup_steps to lr over the first "
-        "N optimizer steps, then decay")
-    factor: Optional[float] = Field(None, gt=0, lt=1, description="plateau: lr multiplier on a plateau")
-    patience: Optional[int] = Field(
-        None, ge=0, description="plateau: epochs without a better validation metric before lowering lr")
-    pct_start: Optional[float] = Field(None, gt=0, lt=1, description="onecycle: warm-up fraction")
-    div_factor: Optional[float] = Field(None, gt=0, description="onecycle: lr / initial lr")
-    final_div_factor: Optional[float] = Field(None, gt=0, description="onecycle: initial lr / final lr")
+    _given: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -124,14 +123,36 @@ class Scheduler(Strict):
         return registered(SCHEDULERS, value)
 
     @model_validator(mode="after")
-    def _options_match_name(self) -> "Scheduler":
+    def _options_of_the_scheduler(self) -> "Scheduler":
         from rnnlab.registry import SCHEDULERS
 
-        allowed = SCHEDULERS.get(self.name).options
-        for key in self.model_fields_set - {"name"}:
-            if key not in allowed and getattr(self, key) is not None:
-                raise ValueError(f"option '{key}' does not apply to scheduler '{self.name}'")
+        schema = SCHEDULERS.get(self.name).Options
+        extra = self.__pydantic_extra__ or {}
+        # null: not given (every resolved config writes every key of the old closed schema)
+        given = {k: v for k, v in extra.items()
+                 if not (v is None and (k in SCHEDULER_KEYS or k in schema.model_fields))}
+        options = entry_options(schema, given, f"scheduler {self.name!r}", "")
+        self._given = options.model_dump(mode="json", exclude_unset=True)
+        in_effect: dict[str, Any] = dict.fromkeys(SCHEDULER_KEYS)
+        in_effect.update(dict(options))
+        object.__setattr__(self, "__pydantic_extra__", in_effect)
         return self
+
+    @model_serializer(mode="plain")
+    def _as_given(self) -> dict[str, Any]:
+        from rnnlab.registry import SCHEDULERS
+
+        out: dict[str, Any] = {"name": self.name, **dict.fromkeys(SCHEDULER_KEYS)}
+        out.update(dict.fromkeys(SCHEDULERS.get(self.name).Options.model_fields))
+        out.update(self._given)
+        return out
+
+    def options(self) -> BaseModel:
+        """The options in effect, as the scheduler's schema holds them."""
+        from rnnlab.registry import SCHEDULERS
+
+        schema = SCHEDULERS.get(self.name).Options
+        return schema.model_validate(self._given)
 
 
 class EarlyStopping(Strict):
@@ -227,7 +248,11 @@ class TrainConfig(Strict):
     optimizer: str = Field(
         "adam", description="a registered optimizer (rnnlab list): adam, adamw, sgd, or a plugin's")
     weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only (PyTorch's default: 0); other "
+                            "optimizers leave it unused")
+    optimizer_options: dict[str, Any] = Field(
+        default_factory=dict, description="the optimizer's own options (rnnlab list NAME), e.g. "
+        "{betas: [0.9, 0.95]} for adam/adamw; lr, weight_decay, momentum stay train keys")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "fp16", "auto"] = Field(
@@ -265,6 +290,41 @@ class TrainConfig(Strict):
             raise ValueError("scheduler.warmup_steps: counts optimizer steps, which a time budget "
                              "(max_time) does not fix; set train.max_steps too, or drop the warm-up")
         return self
+
+    _optimizer_settings: Any = PrivateAttr(None)
+
+    @field_validator("optimizer_options", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @model_validator(mode="after")
+    def _options_of_the_optimizer(self) -> "TrainConfig":
+        from rnnlab.registry import OPTIMIZERS
+
+        schema = OPTIMIZERS.get(self.optimizer).Options
+        given = {k: v for k, v in self.optimizer_options.items()
+                 if not (v is None and k in schema.model_fields)}
+        for key in given:
+            if key in type(self).model_fields and key not in schema.model_fields:
+                raise ValueError(f"optimizer_options.{key}: is a train key; set train.{key}")
+        options = entry_options(schema, given, f"optimizer {self.optimizer!r}", "optimizer_options")
+        check = getattr(options, "check", None)
+        if check is not None:
+            check(self)
+        self._optimizer_settings = options
+        self.__dict__["optimizer_options"] = options.model_dump(mode="json", exclude_unset=True)
+        return self
+
+    @property
+    def optimizer_settings(self) -> Any:
+        """The optimizer's own options in effect (its ``Options`` schema, defaults filled in)."""
+        if self._optimizer_settings is None:
+            from rnnlab.registry import OPTIMIZERS
+
+            self._optimizer_settings = OPTIMIZERS.get(self.optimizer).Options.model_validate(
+                self.optimizer_options)
+        return self._optimizer_settings
 
     @property
     def eval_batch(self) -> int:

@@ -69,6 +69,8 @@ def load_replay(config: dict[str, Any], replay: str) -> Replay:
     for key in sorted(set(saved) | set(ours)):
         if any(key == k or key.startswith(k + ".") for k in REPLAY_MAY_DIFFER):
             continue
+        if key not in saved and ours.get(key) == {}:  # added since the run (optimizer_options), empty
+            continue
         if saved.get(key) != ours.get(key):
             raise ConfigError(where, f"{replay} was trained with {key}={saved.get(key)!r}, this config "
                               f"has {ours.get(key)!r}; a replay must be the same experiment")
