@@ -33,7 +33,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -280,20 +280,6 @@ def verify(run: Callable[[list[torch.Tensor]], list[torch.Tensor]], sig: Signatu
     return checks
 
 
-def sample_inputs(task: Any, batch: int) -> torch.Tensor:
-    """Inputs from the run's own data: test images (mnist), test text (charlm), else a training
-    batch drawn with a fixed seed."""
-    if hasattr(task, "rows") and hasattr(task, "batch") and "test" in getattr(task, "rows", {}):
-        return task.batch(task.rows["test"][:batch]).x.cpu()
-    if hasattr(task, "bounds") and hasattr(task, "ids"):
-        start, stop = task.bounds["test"]
-        steps = min(task.options.bptt, max(1, (stop - start) // batch))
-        n = max(1, min(batch, (stop - start) // steps))
-        return task.ids[start:start + n * steps].view(n, steps).cpu()
-    first = next(iter(task.train_batches(batch, torch.Generator().manual_seed(0))))
-    return first.x[:batch].cpu()
-
-
 # ----------------------------------------------------------------------------- the command
 
 
@@ -340,7 +326,7 @@ def export_run(run: str | Path, fmt: str, checkpoint: str = "best", out: Optiona
     model.eval()
     fixed = bool(getattr(model, "fixed_window", False))
     sig = signature(model)
-    x = sample_inputs(task, batch)
+    x = task.sample_inputs(batch)
     reference_outputs_finite(sig, x, exp.model.name, run_dir)
     example = (x, *sig.states(x.shape[0], None))
     with writing(path):

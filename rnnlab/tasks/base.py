@@ -167,6 +167,12 @@ class Task:
         ``logging.plots`` says. Called in eval mode under no_grad with the best checkpoint loaded."""
         return []
 
+    def sample_inputs(self, batch: int) -> torch.Tensor:
+        """Up to ``batch`` model inputs from the task's own data, to export and verify a model
+        with (``rnnlab export``); by default a training batch drawn with a fixed seed."""
+        first = next(iter(self.train_batches(batch, torch.Generator().manual_seed(0))))
+        return first.x[:batch].cpu()
+
     def describe(self) -> dict[str, Any]:
         """Facts about the data worth recording in the summary (sizes, vocabulary, ...)."""
         return {}

@@ -41,6 +41,7 @@ from rnnlab.tasks.charlm_generate import describe_char, sample
 from rnnlab.rundir.files import write_json
 from rnnlab.registry import TASKS
 from rnnlab.tasks.base import Batch, DataOptions, Encoding, Task, TaskContext, TaskOptions, TaskSpec, cache_dir, data_root
+from rnnlab.tasks.charlm_checks import CharLMChecks
 
 if TYPE_CHECKING:
     from rnnlab.models.base import Model
@@ -191,7 +192,7 @@ def stream_positions(start: int, stop: int, streams: int) -> tuple[torch.Tensor,
 
 
 @TASKS.register("charlm", "character-level language modelling: any text, Tiny Shakespeare, built-in corpus")
-class CharLM(Task):
+class CharLM(CharLMChecks, Task):
     Options = CharLMOptions
     DataOptions = CharLMData
     options: CharLMOptions
@@ -362,6 +363,13 @@ class CharLM(Task):
         path = run_dir / SAMPLES
         write_text(path, "\n".join(parts))
         return [path]
+
+    def sample_inputs(self, batch: int) -> torch.Tensor:
+        """Test text: up to ``batch`` consecutive pieces of up to ``bptt`` characters."""
+        start, stop = self.bounds["test"]
+        steps = min(self.options.bptt, max(1, (stop - start) // batch))
+        n = max(1, min(batch, (stop - start) // steps))
+        return self.ids[start:start + n * steps].view(n, steps).cpu()
 
     def embedding_words(self) -> list[Optional[str]]:
         return [None, *self.vocab.chars]  # id 0 is <unk>

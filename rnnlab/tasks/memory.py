@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from rnnlab.errors import ConfigError
 from rnnlab.registry import TASKS
 from rnnlab.tasks.base import Batch, DataOptions, Task, TaskContext, TaskOptions, TaskSpec, batch_indices
+from rnnlab.tasks.memory_checks import MemoryChecks
 
 if TYPE_CHECKING:
     from rnnlab.config.loading import Experiment
@@ -49,7 +50,7 @@ class MemoryOptions(TaskOptions):
     n_test: int = Field(1000, gt=0, description="test sequences")
 
 
-class MemoryTask(Task):
+class MemoryTask(MemoryChecks, Task):
     """Shared by the three tasks: seeded generation of each split into tensors on the device,
     batches by indexing; ``answer`` computes the targets from the inputs (``rnnlab check``'s
     perfect predictor)."""
@@ -153,6 +154,7 @@ class AddingOptions(MemoryOptions):
                 "of a length-T sequence; MSE beside the constant-1.0 baseline")
 class Adding(MemoryTask):
     Options = AddingOptions
+    check_options = {"length": 30}
     CHANNELS = 2
 
     @classmethod
@@ -278,6 +280,7 @@ class CopyTask(MemoryTask):
                 "of length blank steps; accuracy beside the best input-blind guess")
 class Copy(CopyTask):
     Options = CopyOptions
+    check_options = {"length": 12, "n_tokens": 6}
 
     @classmethod
     def steps(cls, options: Any) -> int:
@@ -294,6 +297,7 @@ class Copy(CopyTask):
                 "scattered among length noise steps; accuracy beside the best input-blind guess")
 class SelectiveCopy(CopyTask):
     Options = SelectiveCopyOptions
+    check_options = {"length": 24, "n_tokens": 6, "symbols": 8, "noise": 3}
 
     def __init__(self, options: Any, data: Any, context: TaskContext) -> None:
         self.noise = options.noise

@@ -23,6 +23,7 @@ from rnnlab.tasks.classify import confusion_matrix
 from rnnlab.errors import ConfigError, DataError
 from rnnlab.registry import TASKS
 from rnnlab.tasks.base import Batch, DataOptions, Task, TaskContext, TaskOptions, TaskSpec, cache_dir, data_root
+from rnnlab.tasks.mnist_checks import MnistChecks
 
 if TYPE_CHECKING:
     from rnnlab.models.base import Model
@@ -129,7 +130,7 @@ def translate(images: torch.Tensor, shifts: torch.Tensor, pad: int, fill: float 
 
 
 @TASKS.register("mnist", "MNIST digits read as sequences: rows, columns or pixels, optionally permuted")
-class Mnist(Task):
+class Mnist(MnistChecks, Task):
     Options = MnistOptions
     DataOptions = MnistData
     options: MnistOptions
@@ -225,6 +226,10 @@ class Mnist(Task):
         metrics.update({f"accuracy/{digit}": correct[digit] / counts[digit]
                         for digit in range(CLASSES) if counts[digit]})
         return metrics
+
+    def sample_inputs(self, batch: int) -> torch.Tensor:
+        """The first test images."""
+        return self.batch(self.rows["test"][:batch]).x.cpu()
 
     def describe(self) -> dict[str, Any]:
         o = self.options

@@ -31,6 +31,7 @@ from rnnlab.errors import ConfigError, DataError, RunDirError
 from rnnlab.tasks.text import Vocab, pad_ids, tokenize
 from rnnlab.tasks.text_files import BadLines, Row, TableFormat, is_integer, read_labelled
 from rnnlab.registry import TASKS
+from rnnlab.tasks.sentiment_checks import SentimentChecks
 from rnnlab.tasks.base import (
     Batch,
     DataOptions,
@@ -140,7 +141,7 @@ class Split:
 
 
 @TASKS.register("sentiment", "sentence classification from TSV/CSV files or the built-in tiny set")
-class Sentiment(Task):
+class Sentiment(SentimentChecks, Task):
     Options = SentimentOptions
     DataOptions = SentimentData
     options: SentimentOptions

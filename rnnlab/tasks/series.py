@@ -35,6 +35,7 @@ from rnnlab.tasks.series_files import (
     read_series_artifact,
 )
 from rnnlab.registry import TASKS
+from rnnlab.tasks.series_checks import SeriesChecks
 from rnnlab.tasks.base import (
     Batch,
     DataOptions,
@@ -162,7 +163,7 @@ def columns_for(d: SeriesData, numeric: list[str]) -> tuple[list[str], list[str]
 
 
 @TASKS.register("series", "forecast any CSV/TSV series (M/S/MS), ETT protocol, baselines in every run")
-class SeriesTask(Task):
+class SeriesTask(SeriesChecks, Task):
     Options = SeriesOptions
     DataOptions = SeriesData
     options: SeriesOptions

@@ -29,6 +29,7 @@ from pydantic import Field, model_validator
 from rnnlab.errors import ConfigError
 from rnnlab.registry import TASKS
 from rnnlab.tasks.base import Batch, DataOptions, Task, TaskContext, TaskOptions, TaskSpec, batch_indices
+from rnnlab.tasks.sine_checks import SineChecks
 from rnnlab.tasks.forecasting import batched, window_index
 from rnnlab.tasks.forecasting import predict as forecast
 
@@ -73,7 +74,7 @@ class SineData(DataOptions):
 
 
 @TASKS.register("sine", "noisy sine forecasting: one-step windows, seq2seq, multi-step rollout")
-class Sine(Task):
+class Sine(SineChecks, Task):
     Options = SineOptions
     DataOptions = SineData
     options: SineOptions

@@ -1,21 +1,17 @@
-"""The tiny configurations the checker builds tasks and models with ("cases"): a few per built-in
-task (every mode whose spec differs), on data that needs no download: generated series, the
-built-in CO2 record, corpus and sentence set, and a fake MNIST written into a temporary folder.
-
-A task of a plugin is checked with its default options, unless its class has a classmethod
-``check_configs(folder: Path) -> list[dict]``: each dict holds ``task`` and optionally ``data``
-sections, a ``label`` and the ``model`` to build the task with (data it needs may be written
-into ``folder``, which is removed after the check).
+"""The tiny configurations the checker builds tasks and models with ("cases"): each task's own,
+from its classmethod ``check_configs(folder: Path) -> list[dict]`` (every built-in task has one,
+see ``rnnlab.tasks.contract``; a plugin task without it is checked with its default options). Each
+dict holds ``task`` and optionally ``data`` sections, a ``label`` (or a ``variant``, shown as
+``TASK (variant)`` under the name the task is checked as) and the ``model`` to build the
+task with; data it needs may be written into ``folder``, which is removed after the check.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-import torch
 
 from rnnlab.config.loading import Experiment, build_experiment
 from rnnlab.errors import ConfigError
@@ -42,65 +38,6 @@ class Case:
         return raw
 
 
-# ----------------------------------------------------------------------------- built-in cases
-
-
-def _sine(folder: Path) -> list[Case]:
-    base = {"name": "sine", "n_points": 200}
-    return [
-        Case("sine", "sine (mode: window)", {"task": {**base, "mode": "window", "window": 4}}),
-        Case("sine", "sine (mode: seq2seq)", {"task": {**base, "mode": "seq2seq", "seq_len": 20,
-                                                        "stride": 5, "warmup": 2}}),
-        Case("sine", "sine (mode: rollout)", {"task": {**base, "mode": "rollout", "window": 4,
-                                                        "horizon": 3}}),
-    ]
-
-
-def _series(folder: Path) -> list[Case]:
-    base = {"name": "series", "lookback": 24, "horizon": 6, "period": 12}
-    data = {"fill": "interpolate"}  # the built-in CO2 record has five empty months
-    return [
-        Case("series", "series (mode: direct)", {"task": {**base, "mode": "direct"}, "data": data}, "linear"),
-        Case("series", "series (mode: rollout)", {"task": {**base, "mode": "rollout"}, "data": data}),
-        Case("series", "series (mode: encoder_decoder)",
-             {"task": {**base, "mode": "encoder_decoder"}, "data": data}, "seq2seq"),
-    ]
-
-
-def _mnist(folder: Path) -> list[Case]:
-    root = folder / "mnist"
-    if not (root / "MNIST" / "raw").is_dir():
-        write_fake_mnist(root)
-    return [Case("mnist", "mnist (sequence: rows, fake images)",
-                 {"task": {"name": "mnist", "sequence": "rows", "val_size": 20},
-                  "data": {"root": str(root), "download": False}})]
-
-
-def _charlm(folder: Path) -> list[Case]:
-    task = {"name": "charlm", "bptt": 16, "eval_streams": 4, "eval_chunk": 64, "samples": 0}
-    data = {"corpus": "python_docs", "max_chars": 6000}
-    return [Case("charlm", f"charlm (batching: {b})", {"task": {**task, "batching": b}, "data": data})
-            for b in ("random", "sequential")]
-
-
-def _sentiment(folder: Path) -> list[Case]:
-    return [Case("sentiment", "sentiment (built-in tiny set)", {"task": {"name": "sentiment"}})]
-
-
-def _memory(name: str, **options: Any) -> Callable[[Path], list[Case]]:
-    def cases(folder: Path) -> list[Case]:
-        task = {"name": name, "n_train": 64, "n_val": 40, "n_test": 40, **options}
-        return [Case(name, f"{name} (length: {options['length']}, generated)", {"task": task})]
-    return cases
-
-
-BUILTIN: dict[str, Callable[[Path], list[Case]]] = {
-    "sine": _sine, "series": _series, "mnist": _mnist, "charlm": _charlm, "sentiment": _sentiment,
-    "adding": _memory("adding", length=30), "copy": _memory("copy", length=12, n_tokens=6),
-    "selective_copy": _memory("selective_copy", length=24, n_tokens=6, symbols=8, noise=3),
-}
-
-
 def cases_for(task: str, folder: Path) -> list[Case]:
     """The cases of a registered task (``folder``: where fake data may be written)."""
     from rnnlab.registry import TASKS
@@ -114,11 +51,10 @@ def cases_for(task: str, folder: Path) -> list[Case]:
                 raise ConfigError(f"task '{task}': check_configs", f"entry {i} must be a mapping with "
                                   "a 'task' mapping (and optionally 'data', 'label', 'model')")
             sections = {"task": {"name": task, **entry.get("task", {})}, "data": entry.get("data") or {}}
-            out.append(Case(task, str(entry.get("label") or f"{task} (config {i})"), sections,
+            label = entry.get("label") or f"{task} ({entry.get('variant') or f'config {i}'})"
+            out.append(Case(task, str(label), sections,
                             str(entry.get("model") or "lstm")))
         return out
-    if task in BUILTIN and cls.__module__.startswith("rnnlab."):
-        return BUILTIN[task](folder)
     return [Case(task, task, {"task": {"name": task}})]
 
 
@@ -165,19 +101,3 @@ def experiment(case: Case, model: str, options: Optional[dict[str, Any]] = None)
 # ----------------------------------------------------------------------------- fake MNIST
 
 
-def write_fake_mnist(root: Path, n_train: int = 80, n_test: int = 40, seed: int = 0) -> Path:
-    """Four IDX files in torchvision's layout (``root/MNIST/raw``): faint noise with a bright bar
-    whose row depends on the digit, so a few steps learn it. Every image differs from every other."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    gen = torch.Generator().manual_seed(seed)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = torch.randint(0, 10, (n,), generator=gen)
-        images = torch.randint(0, 60, (n, 28, 28), generator=gen, dtype=torch.uint8)
-        for i, label in enumerate(labels.tolist()):
-            images[i, 2 * label + 4:2 * label + 6, 4:24] = 255
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
-            struct.pack(">IIII", 0x0803, n, 28, 28) + images.numpy().tobytes())
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
-            struct.pack(">II", 0x0801, n) + labels.to(torch.uint8).numpy().tobytes())
-    return root
