@@ -136,3 +136,24 @@ def test_strict_build(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "site" / "reference" / "config" / "index.html").exists()
     assert (tmp_path / "site" / "reference" / "cli" / "index.html").exists()
+
+
+def api_directives() -> set[str]:
+    """The objects docs/api.md renders with mkdocstrings (``::: module.name`` lines)."""
+    text = (DOCS / "api.md").read_text(encoding="utf-8")
+    return set(re.findall(r"^::: ([\w.]+)\s*$", text, flags=re.M))
+
+
+def test_api_page_renders_every_public_name():
+    import rnnlab
+    import rnnlab.testing
+
+    rendered = {target.rsplit(".", 1)[1]: target for target in api_directives()}
+    public = [name for name in rnnlab.__all__ if not name.startswith("_")]
+    missing = [name for name in public if name not in rendered]
+    assert missing == [], f"rnnlab.{missing} not rendered in docs/api.md (add `::: module.name`)"
+    for name in public:  # each directive names where the object is really defined
+        obj = getattr(rnnlab, name)
+        assert rendered[name] == f"{obj.__module__}.{obj.__qualname__}", rendered[name]
+    for name in ("check_model", "check_task", "assert_passes"):
+        assert getattr(rnnlab.testing, name) and f"rnnlab.testing.{name}" in api_directives()
