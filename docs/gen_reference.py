@@ -13,6 +13,7 @@ Every import of rnnlab's internals is in ``_rnnlab()`` below: when a module move
 
 from __future__ import annotations
 
+import re
 import sys
 import typing
 from pathlib import Path
@@ -40,11 +41,35 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+_BOUNDS = {"Gt": ">", "Ge": ">=", "Lt": "<", "Le": "<=", "MultipleOf": "a multiple of",
+           "MinLen": "length >=", "MaxLen": "length <="}
+
+
+def _constraint(text: str) -> str:
+    """One pydantic/annotated-types constraint as a reader writes it (``Gt(gt=0)`` -> ``> 0``);
+    a validator function by its name (its repr carries a memory address, which would change each build)."""
+    bound = re.fullmatch(r"(\w+)\(\w+=(.*)\)", text.strip())
+    if bound and bound.group(1) in _BOUNDS:
+        return f"{_BOUNDS[bound.group(1)]} {bound.group(2)}"
+    function = re.search(r"<function (\w+)", text)
+    return f"checked: {function.group(1).strip('_').replace('_', ' ')}" if function else text.strip()
+
+
+def _description(text: str) -> str:
+    """A description with its trailing ``[constraint, ...]`` list made readable."""
+    found = re.search(r"\[([A-Z]\w*\(.*\))\]$", text)
+    if not found:
+        return text
+    parts = re.split(r",\s*(?=[A-Z]\w*\()", found.group(1))
+    return f"{text[:found.start()]}({', '.join(_constraint(p) for p in parts)})".strip()
+
+
 def _table(rows: list[tuple[str, str, str, str]]) -> list[str]:
     if not rows:
         return ["(no options)", ""]
     lines = ["| key | type | default | description |", "|---|---|---|---|"]
-    lines += [f"| `{_cell(k)}` | `{_cell(t)}` | `{_cell(d)}` | {_cell(desc)} |" for k, t, d, desc in rows]
+    lines += [f"| `{_cell(k)}` | `{_cell(t)}` | `{_cell(d)}` | {_cell(_description(str(desc)))} |"
+              for k, t, d, desc in rows]
     return lines + [""]
 
 

@@ -93,6 +93,17 @@ def test_config_reference_has_every_entry_and_section(lab, generated, gen):
     assert "| `train.lr` |" in text and "| `logging.tensorboard` |" in text
     assert "| `train.scheduler.name` |" in text  # nested sections are expanded
     assert "| `model.hidden_size` |" in text and "| `data." in text
+    # constraints read as a reader writes them, and nothing changes from one build to the next
+    assert "| `train.lr` | `float` | `0.001` | (> 0) |" in text
+    assert "Gt(" not in text and "Ge(" not in text and " at 0x" not in text
+
+
+def test_constraints_are_written_readably(gen):
+    assert gen._description("decay factor [Gt(gt=0), Le(le=1)]") == "decay factor (> 0, <= 1)"
+    assert gen._description("[Ge(ge=2), MultipleOf(multiple_of=2)]") == "(>= 2, a multiple of 2)"
+    assert gen._description("[AfterValidator(func=<function _known_encoding at 0x7f3>)]") \
+        == "(checked: known encoding)"
+    assert gen._description("plain [not a constraint]") == "plain [not a constraint]"
 
 
 def test_cli_reference_has_every_command_and_option(gen, lab, generated):
