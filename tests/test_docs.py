@@ -168,3 +168,22 @@ def test_api_page_renders_every_public_name():
         assert rendered[name] == f"{obj.__module__}.{obj.__qualname__}", rendered[name]
     for name in ("check_model", "check_task", "assert_passes"):
         assert getattr(rnnlab.testing, name) and f"rnnlab.testing.{name}" in api_directives()
+
+
+def test_architecture_page_names_every_package():
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    packages = sorted(p.parent.name for p in (ROOT / "rnnlab").glob("*/__init__.py"))
+    assert "tasks" in packages and "cli" in packages
+    assert [p for p in packages if f"`rnnlab.{p}`" not in text] == []
+
+
+def unclosed_fences(text: str) -> int:
+    """The number of code fences (```) left open at the end of a page."""
+    return sum(1 for line in text.splitlines() if line.lstrip().startswith("```")) % 2
+
+
+def test_code_fences_are_closed():
+    assert unclosed_fences("```bash\nmake demo\n```\n") == 0
+    assert unclosed_fences("```\na < b | table |\n") == 1
+    pages = [*DOCS.rglob("*.md"), ROOT / "README.md"]
+    assert [p.name for p in pages if unclosed_fences(p.read_text(encoding="utf-8"))] == []
