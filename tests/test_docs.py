@@ -187,3 +187,42 @@ def test_code_fences_are_closed():
     assert unclosed_fences("```\na < b | table |\n") == 1
     pages = [*DOCS.rglob("*.md"), ROOT / "README.md"]
     assert [p.name for p in pages if unclosed_fences(p.read_text(encoding="utf-8"))] == []
+
+
+# dotted names in the pages that are not Python objects: MLflow tags, the plugins' entry-point group
+NOT_PYTHON = {"rnnlab.model", "rnnlab.run_id", "rnnlab.run_uuid", "rnnlab.plugins"}
+
+
+def resolves(dotted: str) -> bool:
+    """Whether ``dotted`` is an rnnlab module, or an attribute path inside one."""
+    import importlib
+
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        module_name = ".".join(parts[:i])
+        try:
+            if importlib.util.find_spec(module_name) is None:
+                continue
+        except ModuleNotFoundError:
+            continue
+        try:
+            obj = importlib.import_module(module_name)
+        except ImportError as e:  # an optional dependency missing here: the module exists
+            return not (e.name or "").startswith("rnnlab")
+        for attribute in parts[i:]:
+            if not hasattr(obj, attribute):
+                return False
+            obj = getattr(obj, attribute)
+        return True
+    return False
+
+
+def test_dotted_rnnlab_names_in_the_pages_exist():
+    """A module moved or renamed leaves no stale ``rnnlab.x.y`` on a page."""
+    assert resolves("rnnlab.api.train") and resolves("rnnlab.training.trainer")
+    assert not resolves("rnnlab.cliapp") and not resolves("rnnlab.api.no_such_function")
+    pages = [*DOCS.rglob("*.md"), ROOT / "README.md"]
+    stale = sorted({(m.group(1), page.name) for page in pages
+                    for m in re.finditer(r"(?<![\w/.])(rnnlab(?:\.\w+)+)", page.read_text(encoding="utf-8"))
+                    if m.group(1) not in NOT_PYTHON and not resolves(m.group(1))})
+    assert stale == []
