@@ -43,7 +43,7 @@ def plugins_stay_in_their_test():
 
     registries = (TASKS, MODELS, OPTIMIZERS, SCHEDULERS)
     saved = [dict(r._items) for r in registries]
-    records, entry_points = dict(plugins._records), plugins._entry_points_loaded
+    records = dict(plugins._records)
     yield
     for name in set(plugins._records) - set(records):
         sys.modules.pop(name, None)
@@ -51,7 +51,6 @@ def plugins_stay_in_their_test():
         registry._items = items
     plugins._records.clear()
     plugins._records.update(records)
-    plugins._entry_points_loaded = entry_points
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ run is one clear line.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -33,9 +34,6 @@ from rnnlab.errors import ConfigError, RunDirError
 ENTRY_POINT_GROUP = "rnnlab.plugins"
 
 _records: dict[str, dict[str, str]] = {}  # module name -> {"module", "file", "sha256", "source"}
-_entry_points_loaded = False
-
-
 # ----------------------------------------------------------------------------- loading
 
 
@@ -147,12 +145,10 @@ def _real_interrupt(exc: KeyboardInterrupt) -> bool:
         signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@functools.cache
 def load_entry_points() -> None:
-    """Import the plugins installed packages declare (entry-point group ``rnnlab.plugins``), once."""
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    _entry_points_loaded = True
+    """Import the plugins installed packages declare (entry-point group ``rnnlab.plugins``), once
+    per process (``load_entry_points.cache_clear()`` forgets that it ran)."""
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
