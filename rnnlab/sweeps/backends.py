@@ -22,6 +22,7 @@ import rnnlab
 
 from rnnlab.errors import ConfigError
 from rnnlab.training.runtime import available_cores
+from rnnlab.sweeps import forking
 from rnnlab.sweeps.trialenv import PARENT_ENV, STOP_FILE_ENV
 
 STOP_GRACE_S = 60.0  # how long an interrupted trial may take to write its summary
@@ -118,14 +119,29 @@ def stop_group(proc: subprocess.Popen, grace: float = STOP_GRACE_S) -> None:
 
 
 class LocalBackend:
+    """Trials as child processes of the sweep: forked from a preloaded server where possible
+    (``forking``: no interpreter start or torch import per trial), else one fresh process each."""
+
     name = "local"
     stop_file: Optional[Path] = None  # unused: local trials are signalled directly
 
     def __init__(self, workers: int) -> None:
         self.cores = available_cores()
         self.threads = max(1, self.cores // workers)
+        self.server: Any = None
+        self.forking = forking.available()
 
-    def start(self, args: list[str], log: Path, threads: int) -> subprocess.Popen:
+    def start(self, args: list[str], log: Path, threads: int) -> Any:
+        if self.forking:
+            try:
+                if self.server is None:
+                    self.server = forking.Server(child_env(1, [], die_with_parent=True))
+                return self.server.start(args, log, child_env(threads, [], die_with_parent=True))
+            except OSError:  # no server (or it died): the old path for this trial and the rest
+                self.forking = False
+                if self.server is not None and not self.server.alive:
+                    self.server.close()
+                    self.server = None
         return launch(args, log, threads, die_with_parent=True)
 
     def wait(self, handles: list[Any], timeout: float) -> list[tuple[Any, Optional[int], Optional[str]]]:
@@ -149,7 +165,9 @@ class LocalBackend:
             handle.wait()
 
     def close(self) -> None:
-        pass
+        if self.server is not None:
+            self.server.close()
+            self.server = None
 
 
 def run_on_node(args: list[str], log: str, threads: int, stop_files: list[str]) -> int:

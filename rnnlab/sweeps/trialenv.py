@@ -4,3 +4,4 @@ entry point (which imports the command line)."""
 
 STOP_FILE_ENV = "RNNLAB_SWEEP_STOP_FILE"  # stop files, os.pathsep-separated: the trial stops once one exists
 PARENT_ENV = "RNNLAB_SWEEP_PARENT"  # the pid whose exit interrupts the trial (Linux)
+SERVE = "--serve"  # ``python -m rnnlab.sweeps.trial --serve``: the preloaded launcher (``forking``)
