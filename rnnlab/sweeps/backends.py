@@ -135,14 +135,22 @@ class LocalBackend:
         if self.forking:
             try:
                 if self.server is None:
-                    self.server = forking.Server(child_env(1, [], die_with_parent=True))
+                    self.prepare()
                 return self.server.start(args, log, child_env(threads, [], die_with_parent=True))
             except OSError:  # no server (or it died): the old path for this trial and the rest
                 self.forking = False
-                if self.server is not None and not self.server.alive:
+                if self.server is not None:
                     self.server.close()
                     self.server = None
         return launch(args, log, threads, die_with_parent=True)
+
+    def prepare(self) -> None:
+        """Start the preloaded server now, so its imports overlap the sweep's own set-up."""
+        if self.forking and self.server is None:
+            try:
+                self.server = forking.Server(child_env(1, [], die_with_parent=True))
+            except OSError:
+                self.forking = False
 
     def wait(self, handles: list[Any], timeout: float) -> list[tuple[Any, Optional[int], Optional[str]]]:
         """The handles whose process exited, with exit status, waiting up to ``timeout`` s."""

@@ -52,16 +52,30 @@ def _send(fd: int, message: dict[str, Any]) -> None:
 
 
 def preload() -> None:
-    """What every trial imports anyway; nothing here runs a torch operation or starts a thread."""
+    """What every trial imports anyway, and matplotlib's font caches warmed by drawing one small
+    figure in memory. Nothing here runs a torch operation or starts a thread (the forked children
+    would inherit a thread pool without its threads)."""
+    import io
+
     import torch  # noqa: F401
     import torch.nn  # noqa: F401
     import torch.optim  # noqa: F401
 
+    import rnnlab.common.allocator  # noqa: F401
+    import rnnlab.common.plots as plots
+    import rnnlab.experiment.distributed  # noqa: F401
     import rnnlab.experiment.lifecycle  # noqa: F401
+    import rnnlab.integrations.mlflow_logging  # noqa: F401
+    import rnnlab.integrations.tensorboard  # noqa: F401
+    import rnnlab.rundir.readback  # noqa: F401
     import rnnlab.training.trainer  # noqa: F401
     from rnnlab.registry import MODELS, TASKS
 
     TASKS.names(), MODELS.names()  # the built-in tasks and models, registered
+    fig, ax = plots.plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1, 2], [1.0, 0.5, 0.25], label="loss")
+    ax.set_xlabel("epoch"), ax.set_ylabel("loss"), ax.set_title("warm-up"), ax.legend()
+    fig.savefig(io.BytesIO(), format="png", dpi=110)
 
 
 def serve(run: Callable[[list[str]], None]) -> None:
@@ -232,14 +246,18 @@ class Server:
         self.started: list[int] = []
         self.pid: Optional[int] = None
         self.alive = True
+
+    def ready(self) -> None:
+        """Wait for its imports (started in the background of the sweep's own set-up)."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         while self.alive and self.pid is None and time.monotonic() < deadline:
             self.pump(0.5)
         if self.pid is None:
-            self.close()
+            self.alive = False
             raise OSError("the preloaded trial launcher did not start")
 
     def start(self, args: list[str], log: Path, env: dict[str, str]) -> ForkedTrial:
+        self.ready()
         request = {"args": args, "log": str(log), "env": env, "cwd": os.getcwd()}
         assert self.proc.stdin is not None
         try:
@@ -284,7 +302,9 @@ class Server:
             self.trials.setdefault(pid, ForkedTrial(self, pid)).returncode = int(message["code"])
 
     def close(self) -> None:
-        """Close its stdin (it exits once its trials have); kill it if it lingers."""
+        """Close its stdin (it exits once its trials have); kill it if it lingers or never ran one."""
+        if not self.trials and self.proc.poll() is None:
+            self.proc.kill()
         try:
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
