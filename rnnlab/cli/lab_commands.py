@@ -162,6 +162,10 @@ def sweep(
         False, "--quiet", "-q", help="no per-trial lines; only the table and the best run"),
 ) -> None:
     """Run a grid/random sweep as separate runs, N at a time; rank them; print the best run last."""
+    if backend == "local" and not dry_run:  # the trials' launcher imports torch while this process does
+        from rnnlab.sweeps import forking
+
+        forking.start_early()
     from rnnlab.sweeps.runner import Options, run_sweep
 
     if sweep_file is None and resume is None:

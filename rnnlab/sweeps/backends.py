@@ -148,7 +148,7 @@ class LocalBackend:
         """Start the preloaded server now, so its imports overlap the sweep's own set-up."""
         if self.forking and self.server is None:
             try:
-                self.server = forking.Server(child_env(1, [], die_with_parent=True))
+                self.server = forking.take()
             except OSError:
                 self.forking = False
 

@@ -198,6 +198,44 @@ def _finish() -> None:
 
 # ----------------------------------------------------------------------------- the sweep's side
 
+_early: list["Server"] = []  # started by ``start_early``, not yet taken by a backend
+
+
+def server_env() -> dict[str, str]:
+    """The server's environment: this process's, one thread (it runs no torch operation; each
+    trial sets its own), its death tied to this process, this very rnnlab importable."""
+    from rnnlab.sweeps.trialenv import PARENT_ENV, STOP_FILE_ENV
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.pop(STOP_FILE_ENV, None)
+    env[PARENT_ENV] = str(os.getpid())
+    root = str(Path(__file__).resolve().parents[2])
+    if "site-packages" not in root and "dist-packages" not in root:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def start_early() -> None:
+    """Start the server before this process imports torch itself (``rnnlab sweep`` on the local
+    backend), so that the two imports overlap; a backend takes it with ``take``."""
+    if available() and not _early:
+        try:
+            _early.append(Server(server_env()))
+        except OSError:
+            return
+        atexit.register(_drop_early)
+
+
+def take() -> Optional["Server"]:
+    """The server ``start_early`` started, or a new one."""
+    return _early.pop() if _early else Server(server_env())
+
+
+def _drop_early() -> None:
+    while _early:
+        _early.pop().close()
+
+
 
 class ForkedTrial:
     """A forked trial as the driver sees a ``subprocess.Popen``: ``pid``, ``poll``, ``wait``,
