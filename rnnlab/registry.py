@@ -160,9 +160,18 @@ BUILTIN: dict[str, dict[str, tuple[str, str]]] = {
             'rnnlab.models.seq2seq'),
     },
     'optimizer': {
-        'adam': ('Adam (torch.optim.Adam); train.lr, train.weight_decay', 'rnnlab.training.optim'),
-        'adamw': ('AdamW, decoupled weight decay; train.lr, train.weight_decay', 'rnnlab.training.optim'),
-        'sgd': ('SGD with momentum; train.lr, train.momentum, train.weight_decay', 'rnnlab.training.optim'),
+        'adam': (
+            'Adam (torch.optim.Adam); train.lr, train.weight_decay; optimizer_options: betas, '
+            'eps, amsgrad',
+            'rnnlab.training.optim'),
+        'adamw': (
+            'AdamW, decoupled weight decay; train.lr, train.weight_decay (default 0, '
+            "PyTorch's 0.01); optimizer_options: betas, eps, amsgrad",
+            'rnnlab.training.optim'),
+        'sgd': (
+            "SGD with momentum; train.lr, train.momentum (default 0.9, PyTorch's 0), "
+            'train.weight_decay; optimizer_options: dampening, nesterov',
+            'rnnlab.training.optim'),
     },
     'scheduler': {
         'cosine': (

@@ -51,7 +51,7 @@ def die_with_parent(parent: int) -> None:
 
 
 def run(args: list[str]) -> None:
-    """The trial itself, after ``-m rnnlab.sweeps.trial``: ``rnnlab train ARGS``, made stoppable."""
+    """The trial itself, after ``-m rnnlab.cli.trial``: ``rnnlab train ARGS``, made stoppable."""
     if hasattr(signal, "pthread_sigmask"):  # a Ray worker's thread blocks SIGINT; the trial inherits that
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     signal.signal(signal.SIGINT, signal.default_int_handler)

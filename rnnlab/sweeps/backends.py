@@ -23,7 +23,7 @@ import rnnlab
 from rnnlab.errors import ConfigError
 from rnnlab.training.runtime import available_cores
 from rnnlab.sweeps import forking
-from rnnlab.sweeps.trialenv import PARENT_ENV, STOP_FILE_ENV
+from rnnlab.sweeps.trialenv import PARENT_ENV, STOP_FILE_ENV, TRIAL_MODULE
 
 STOP_GRACE_S = 60.0  # how long an interrupted trial may take to write its summary
 
@@ -40,7 +40,7 @@ def trial_args(sweep_dir: Path, name: str, args: list[str]) -> list[str]:
     result = result_file(sweep_dir, name)
     result.parent.mkdir(exist_ok=True)
     result.unlink(missing_ok=True)
-    return ["-m", "rnnlab.cli.trial", "--result", str(result), *args, "--quiet"]
+    return ["-m", TRIAL_MODULE, "--result", str(result), *args, "--quiet"]
 
 
 def train_args(config: Path, runs_dir: Path, name: str) -> list[str]:

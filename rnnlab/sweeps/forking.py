@@ -1,12 +1,12 @@
 """The preloaded launcher of the local backend: one long-lived process (``python -m
-rnnlab.sweeps.trial --serve``) imports torch and rnnlab once, then forks one child per trial, so a
+rnnlab.cli.trial --serve``) imports torch and rnnlab once, then forks one child per trial, so a
 trial no longer pays the interpreter's start and torch's import (seconds) each time.
 
 The server runs no torch operation and starts no thread before it forks. Each child sets up what a
 fresh trial process has: its own session, stdin from /dev/null, stdout and stderr to the trial's
 log, the sweep's working directory, the environment ``backends.child_env`` gives a trial (its
 threads, how it is stopped), default signal handlers, and then runs the trial exactly as ``python -m
-rnnlab.sweeps.trial ARGS`` does (``trial.run``), exiting with the status that process would have.
+rnnlab.cli.trial ARGS`` does (``trial.run``), exiting with the status that process would have.
 
 Protocol, one JSON object a line: the sweep writes ``{"args", "log", "env", "cwd"}``; the server
 answers ``{"ready": pid}`` once, ``{"started": pid}`` per trial and ``{"exit": pid, "code": c}``
@@ -30,6 +30,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+from rnnlab.sweeps.trialenv import SERVE, TRIAL_MODULE
 
 FORK_ENV = "RNNLAB_SWEEP_FORK"
 READY_TIMEOUT_S = 300.0  # the server's imports; a server not ready by then is given up for the old path
@@ -63,8 +65,8 @@ def preload() -> None:
 
     import rnnlab.common.allocator  # noqa: F401
     import rnnlab.common.plots as plots
-    import rnnlab.experiment.distributed  # noqa: F401
-    import rnnlab.experiment.lifecycle  # noqa: F401
+    import rnnlab.execution.distributed  # noqa: F401
+    import rnnlab.execution.lifecycle  # noqa: F401
     import rnnlab.integrations.mlflow_logging  # noqa: F401
     import rnnlab.integrations.tensorboard  # noqa: F401
     import rnnlab.rundir.readback  # noqa: F401
@@ -149,7 +151,7 @@ def _child(request: dict[str, Any], run: Callable[[list[str]], None], channel: i
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         args = list(request["args"])
-        if args[:2] == ["-m", "rnnlab.sweeps.trial"]:
+        if args[:2] == ["-m", TRIAL_MODULE]:
             args = args[2:]
         sys.argv = [sys.argv[0], *args]
         try:
@@ -274,7 +276,7 @@ class Server:
     """The sweep's handle on the server process."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "rnnlab.sweeps.trial", "--serve"],
+        self.proc = subprocess.Popen([sys.executable, "-m", TRIAL_MODULE, SERVE],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      env=env, start_new_session=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
