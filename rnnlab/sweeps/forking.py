@@ -225,7 +225,7 @@ def start_early() -> None:
             _early.append(Server(server_env()))
         except OSError:
             return
-        atexit.register(_drop_early)
+        atexit.register(drop_early)
 
 
 def take() -> Optional["Server"]:
@@ -233,7 +233,8 @@ def take() -> Optional["Server"]:
     return _early.pop() if _early else Server(server_env())
 
 
-def _drop_early() -> None:
+def drop_early() -> None:
+    """Stop a server ``start_early`` started that no backend took."""
     while _early:
         _early.pop().close()
 
