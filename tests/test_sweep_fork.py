@@ -95,3 +95,15 @@ def test_a_killed_sweep_stops_its_forked_trials(tmp_path: Path) -> None:
                                                  .get("status") not in (None, "running")):
         time.sleep(0.2)
     assert json.loads(summary.read_text())["status"] == "interrupted"
+
+
+def test_a_launcher_that_cannot_start_falls_back_to_a_process_per_trial(tmp_path: Path, monkeypatch) -> None:
+    def broken(self) -> None:
+        self.alive = False
+        raise OSError("the preloaded trial launcher did not start")
+
+    monkeypatch.setattr(forking.Server, "ready", broken)
+    monkeypatch.setenv(forking.FORK_ENV, "1")
+    _, rows = run_sweep(sweep_file(tmp_path), tmp_path / "runs")
+    assert [r["status"] for r in rows] == ["completed", "completed"]
+    assert not forking._early  # the launcher that failed was not left behind
