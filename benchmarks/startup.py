@@ -3,7 +3,9 @@
 
     python benchmarks/startup.py               # 5 rounds: medians and the difference (target <= 1.5 s)
     python benchmarks/startup.py --rounds 9    # more rounds
-    python benchmarks/startup.py --sweep       # also the 6-trial sweep_sine_families.yaml, 1 worker
+    python benchmarks/startup.py --sweep       # also the 6-trial sweep_sine_families.yaml, 1 worker:
+                                               # forked trials against one process per trial
+                                               # (RNNLAB_SWEEP_FORK=0), alternately (target: 2x)
 
 It also times `rnnlab --help` and `rnnlab list` (target: each under 1 s). Every command runs in a
 fresh temporary directory (its runs are thrown away). Figures are only meaningful on a quiet machine.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -27,10 +30,24 @@ ONE_STEP = ["train", str(REPO / "configs" / "lstm_sine.yaml"), "--set", "train.e
 SWEEP = ["sweep", str(REPO / "configs" / "sweep_sine_families.yaml"), "--workers", "1", "--quiet"]
 
 
-def wall(argv: list[str], cwd: Path) -> float:
+def cpu() -> str:
+    """The CPU's model name and the cores this process may use."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name}, {cores} cores usable"
+
+
+def wall(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
     """Seconds ``argv`` takes from start to exit; a failing command stops the benchmark."""
     start = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    done = subprocess.run(argv, cwd=cwd, env=env or ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
@@ -51,7 +68,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="alternating runs of each (default 5)")
     parser.add_argument("--sweep", action="store_true", help="also time the 6-trial sine sweep, 1 worker")
+    parser.add_argument("--sweep-rounds", type=int, default=3,
+                        help="alternating runs of each sweep variant (default 3)")
     args = parser.parse_args()
+    print(f"CPU: {cpu()}; python {platform.python_version()}")
     with tempfile.TemporaryDirectory(prefix="rnnlab-startup-") as tmp:
         cwd = Path(tmp)
         wall(rnnlab("--help"), cwd)  # warm the file cache (and .pyc files) before measuring
@@ -69,7 +89,14 @@ def main() -> None:
             verdict = "ok" if statistics.median(times) < 1.0 else "OVER"
             print(median_line(name, times) + f"  (target < 1 s: {verdict})")
         if args.sweep:
-            print(f"{'sweep_sine_families, 1 worker':<28} {wall(rnnlab(*SWEEP), cwd):6.2f} s wall")
+            forked, fresh = [], []
+            for _ in range(args.sweep_rounds):
+                forked.append(wall(rnnlab(*SWEEP), cwd, dict(ENV, RNNLAB_SWEEP_FORK="1")))
+                fresh.append(wall(rnnlab(*SWEEP), cwd, dict(ENV, RNNLAB_SWEEP_FORK="0")))
+            print(median_line("sweep, process per trial", fresh))
+            print(median_line("sweep, forked trials", forked))
+            speedup = statistics.median(fresh) / statistics.median(forked)
+            print(f"{'sweep speed-up':<28} {speedup:6.2f} x  (target >= 2: {'ok' if speedup >= 2 else 'UNDER'})")
 
 
 if __name__ == "__main__":

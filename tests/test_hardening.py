@@ -428,3 +428,26 @@ def test_other_characters_stay_in_the_name_and_become_dashes_in_the_directory(tm
     run = Path(result.stdout.strip().splitlines()[-1])
     assert run.name.endswith("_my-run-é") or run.name.endswith("_my-run")
     assert json.loads((run / runs.SUMMARY).read_text())["name"] == "my run: é"
+
+
+def test_run_records_are_fsynced_and_plots_are_not(tmp_path: Path, monkeypatch) -> None:
+    """What must survive a power cut (config, summary, checkpoints, metrics) is fsynced; figures,
+    which ``rnnlab plot`` draws again, are written whole (atomically) but not flushed to disk."""
+    real, synced = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        path = f"/proc/self/fd/{fd}"
+        synced.append(os.readlink(path) if os.path.exists(path) else "")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    cfg = deep_merge(TINY, {"logging": {"plots": True}})
+    result = runner.invoke(app, ["train", str(write(tmp_path, cfg)), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (run / "plots" / "learning_curves.png").stat().st_size > 0
+    names = [Path(p).name for p in synced]
+    for record in (".config.yaml.", ".summary.json.", ".best.pt.", ".last.pt."):
+        assert any(n.startswith(record) for n in names), (record, names)
+    assert any(n == "metrics.jsonl" for n in names)
+    assert not any(".png" in n for n in names), names

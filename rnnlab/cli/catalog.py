@@ -24,12 +24,13 @@ def registries() -> list[tuple[str, Registry]]:
 
 
 def entries() -> Iterator[tuple[str, str, str, str]]:
-    """(kind, name, description, origin) of every entry."""
-    from rnnlab.config.plugins import origin
+    """(kind, name, description, origin) of every entry; built-in entries from their static rows
+    (``registry.BUILTIN``), so listing imports neither them nor torch."""
+    from rnnlab.config.plugins import module_origin
 
     for kind, registry in registries():
-        for name, description in registry.describe():
-            yield kind, name, description, origin(registry.get(name))
+        for name, description, module in registry.listing():
+            yield kind, name, description, module_origin(module)
 
 
 def type_name(annotation: Any) -> str:

@@ -162,6 +162,19 @@ def sweep(
         False, "--quiet", "-q", help="no per-trial lines; only the table and the best run"),
 ) -> None:
     """Run a grid/random sweep as separate runs, N at a time; rank them; print the best run last."""
+    from rnnlab.sweeps import forking
+
+    if backend == "local" and not dry_run:  # the trials' launcher imports torch while this process does
+        forking.start_early()
+    try:
+        _sweep(sweep_file, workers, runs_dir, resume, backend, ray_address, threads, slurm, dry_run, quiet)
+    finally:
+        forking.drop_early()  # not taken (the sweep failed before it had trials to run)
+
+
+def _sweep(sweep_file: Optional[Path], workers: int, runs_dir: Optional[Path], resume: Optional[Path],
+           backend: str, ray_address: Optional[str], threads: Optional[int], slurm: Optional[list[str]],
+           dry_run: bool, quiet: bool) -> None:
     from rnnlab.sweeps.runner import Options, run_sweep
 
     if sweep_file is None and resume is None:

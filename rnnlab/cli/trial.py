@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from rnnlab.common.invocation import RESULT_FILE_ENV
-from rnnlab.sweeps.trialenv import PARENT_ENV, STOP_FILE_ENV
+from rnnlab.sweeps.trialenv import PARENT_ENV, SERVE, STOP_FILE_ENV
 
 PR_SET_PDEATHSIG = 1
 
@@ -50,7 +50,8 @@ def die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
-if __name__ == "__main__":
+def run(args: list[str]) -> None:
+    """The trial itself, after ``-m rnnlab.cli.trial``: ``rnnlab train ARGS``, made stoppable."""
     if hasattr(signal, "pthread_sigmask"):  # a Ray worker's thread blocks SIGINT; the trial inherits that
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -59,7 +60,6 @@ if __name__ == "__main__":
     if os.environ.get(STOP_FILE_ENV):
         files = [Path(f) for f in os.environ[STOP_FILE_ENV].split(os.pathsep) if f]
         threading.Thread(target=watch, args=(files,), daemon=True).start()
-    args = sys.argv[1:]
     if args[:1] == ["--result"]:  # the file this trial reports its run and its error to
         os.environ[RESULT_FILE_ENV] = args[1]
         args = args[2:]
@@ -67,3 +67,12 @@ if __name__ == "__main__":
 
     sys.argv = ["rnnlab", "train", *args]
     main()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == [SERVE]:
+        from rnnlab.sweeps.forking import serve
+
+        serve(run)
+    else:
+        run(sys.argv[1:])

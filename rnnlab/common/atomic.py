@@ -35,8 +35,10 @@ def _umask_mode() -> int:
 FILE_MODE = _umask_mode()
 
 
-def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write through ``write(fileobj)`` into a temp file beside ``path``, fsync, then rename."""
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb", durable: bool = True) -> None:
+    """Write through ``write(fileobj)`` into a temp file beside ``path``, fsync, then rename.
+    ``durable=False`` (files made again from the run's records, e.g. plots): no fsync of the file
+    or its directory; still whole or absent after a crash of the process, which is all they need."""
     path = Path(path)
     guard_disk_full(path, lambda: path.parent.mkdir(parents=True, exist_ok=True))
     fd, tmp = guard_disk_full(path, lambda: tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
@@ -47,7 +49,8 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
         full = is_disk_full(exc, tmp)  # before the temp file's blocks are freed again
@@ -58,4 +61,5 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
         if full:
             raise disk_full_error(path, exc) from None
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)

@@ -45,7 +45,9 @@ def _save(fig: Any, path: Path, margins: Optional[dict[str, float]] = None) -> P
         fig.tight_layout()
     else:
         fig.subplots_adjust(**margins)
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+    # a figure is drawn again from the run's files (``rnnlab plot``): no fsync (disk flushes cost
+    # a short run more than drawing does)
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110), durable=False)
     plt.close(fig)
     return path
 

@@ -197,7 +197,11 @@ def records(specs: Sequence[str] = ()) -> list[dict[str, str]]:
 
 def origin(obj: Any) -> str:
     """Where a registry entry comes from: ``rnnlab`` or the plugin (module and file)."""
-    module = getattr(obj, "__module__", "") or ""
+    return module_origin(getattr(obj, "__module__", "") or "")
+
+
+def module_origin(module: str) -> str:
+    """``origin`` of an entry defined in ``module``."""
     if module == "rnnlab" or module.startswith("rnnlab."):
         return "rnnlab"
     record = _records.get(module)

@@ -22,7 +22,8 @@ import rnnlab
 
 from rnnlab.errors import ConfigError
 from rnnlab.training.runtime import available_cores
-from rnnlab.sweeps.trialenv import PARENT_ENV, STOP_FILE_ENV
+from rnnlab.sweeps import forking
+from rnnlab.sweeps.trialenv import PARENT_ENV, STOP_FILE_ENV, TRIAL_MODULE
 
 STOP_GRACE_S = 60.0  # how long an interrupted trial may take to write its summary
 
@@ -39,7 +40,7 @@ def trial_args(sweep_dir: Path, name: str, args: list[str]) -> list[str]:
     result = result_file(sweep_dir, name)
     result.parent.mkdir(exist_ok=True)
     result.unlink(missing_ok=True)
-    return ["-m", "rnnlab.cli.trial", "--result", str(result), *args, "--quiet"]
+    return ["-m", TRIAL_MODULE, "--result", str(result), *args, "--quiet"]
 
 
 def train_args(config: Path, runs_dir: Path, name: str) -> list[str]:
@@ -118,15 +119,38 @@ def stop_group(proc: subprocess.Popen, grace: float = STOP_GRACE_S) -> None:
 
 
 class LocalBackend:
+    """Trials as child processes of the sweep: forked from a preloaded server where possible
+    (``forking``: no interpreter start or torch import per trial), else one fresh process each."""
+
     name = "local"
     stop_file: Optional[Path] = None  # unused: local trials are signalled directly
 
     def __init__(self, workers: int) -> None:
         self.cores = available_cores()
         self.threads = max(1, self.cores // workers)
+        self.server: Any = None
+        self.forking = forking.available()
 
-    def start(self, args: list[str], log: Path, threads: int) -> subprocess.Popen:
+    def start(self, args: list[str], log: Path, threads: int) -> Any:
+        if self.forking:
+            try:
+                if self.server is None:
+                    self.prepare()
+                return self.server.start(args, log, child_env(threads, [], die_with_parent=True))
+            except OSError:  # no server (or it died): the old path for this trial and the rest
+                self.forking = False
+                if self.server is not None:
+                    self.server.close()
+                    self.server = None
         return launch(args, log, threads, die_with_parent=True)
+
+    def prepare(self) -> None:
+        """Start the preloaded server now, so its imports overlap the sweep's own set-up."""
+        if self.forking and self.server is None:
+            try:
+                self.server = forking.take()
+            except OSError:
+                self.forking = False
 
     def wait(self, handles: list[Any], timeout: float) -> list[tuple[Any, Optional[int], Optional[str]]]:
         """The handles whose process exited, with exit status, waiting up to ``timeout`` s."""
@@ -149,7 +173,9 @@ class LocalBackend:
             handle.wait()
 
     def close(self) -> None:
-        pass
+        if self.server is not None:
+            self.server.close()
+            self.server = None
 
 
 def run_on_node(args: list[str], log: str, threads: int, stop_files: list[str]) -> int:

@@ -128,7 +128,9 @@ def _backend(options: Options, sweep: Sweep) -> Any:
         from rnnlab.sweeps.submitit_backend import SubmititBackend
 
         return SubmititBackend(options, sweep)
-    return LocalBackend(options.workers)
+    local = LocalBackend(options.workers)
+    local.prepare()  # the trials' preloaded launcher imports torch while the sweep sets up
+    return local
 
 
 
