@@ -269,7 +269,7 @@ class Run:
         from rnnlab.training.evaluation import load_run as load
 
         _check_checkpoint(checkpoint)
-        _, _, _, model, _ = load(self.path, checkpoint, _device(device))
+        _, _, _, model, _ = load(self.path, checkpoint, _device(device), for_inference=True)
         return model.eval()
 
     def evaluate(self, split: str = "test", checkpoint: str = "best",

@@ -21,7 +21,7 @@ def generate_run(run: str | os.PathLike[str], prefix: str, length: int, temperat
                  device: str = "cpu", allow_foreign: bool = False) -> str:
     """Sample ``length`` characters after ``prefix`` from a char-LM run."""
     check_settings(length, temperature, top_k, seed)
-    run_dir, exp, task, model, _ = load_run(run, checkpoint, device, allow_foreign)
+    run_dir, exp, task, model, _ = load_run(run, checkpoint, device, allow_foreign, for_inference=True)
     return generate_text(run_dir, exp.task.name, task, model, prefix, length, temperature, top_k, seed)
 
 
@@ -29,7 +29,7 @@ def predict(run: str | os.PathLike[str], texts: list[str], file: Optional[Path] 
             checkpoint: str = "best", device: str = "cpu", allow_foreign: bool = False) -> list[Prediction]:
     """Predicted label and probabilities for each text (the arguments first, then the file's lines)."""
     items = sentences(texts, file)
-    run_dir, exp, task, model, _ = load_run(run, checkpoint, device, allow_foreign)
+    run_dir, exp, task, model, _ = load_run(run, checkpoint, device, allow_foreign, for_inference=True)
     return classify(run_dir, exp.task.name, task, model, items)
 
 
@@ -39,7 +39,7 @@ def forecast_run(run: str | os.PathLike[str], file: Path, horizon: Optional[int]
     """The next ``horizon`` rows of a series run's targets after ``file``, written to ``out`` (CSV)
     and beside it as a plot."""
     out, plot_path = forecast_outputs(file, horizon, out, force)
-    run_dir, exp, task, model, _ = load_run(run, checkpoint, device, allow_foreign)
+    run_dir, exp, task, model, _ = load_run(run, checkpoint, device, allow_foreign, for_inference=True)
     return forecast(run_dir, exp, task, model, file, horizon, out, plot_path)
 
 

@@ -25,7 +25,7 @@ from rnnlab.training.precision import check_precision
 from rnnlab.common.console import Reporter
 from rnnlab.training.runtime import resolve_device, set_threads
 from rnnlab.training.summary import RunSummary
-from rnnlab.tasks.base import Task
+from rnnlab.tasks.base import SAMPLE_INPUTS, SAVED_INPUTS, Task
 from rnnlab.training.trainer import Trainer
 
 
@@ -109,7 +109,18 @@ def open_run(exp: Experiment, runs_dir: Path, task: Task) -> Path:
     report(run=run_dir.resolve())  # a sweep trial's result file names it at once
     runs.write_text(run_dir / runs.CONFIG, exp.to_yaml())
     task.save_artifacts(run_dir)
+    save_sample_inputs(task, run_dir)
     return run_dir
+
+
+def save_sample_inputs(task: Task, run_dir: Path) -> None:
+    """The task's first sample inputs, so ``rnnlab export`` verifies against them without the data
+    (a task that cannot draw them leaves export to rebuild them from the data)."""
+    try:
+        x = task.sample_inputs(SAVED_INPUTS)
+    except (NotImplementedError, StopIteration):
+        return
+    runs.save_torch(run_dir / SAMPLE_INPUTS, x.detach().cpu().contiguous())
 
 
 def start_run(trainer: Trainer, extra: Optional[dict[str, Any]] = None) -> Path:

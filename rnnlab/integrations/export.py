@@ -321,12 +321,14 @@ def export_run(run: str | Path, fmt: str, checkpoint: str = "best", out: Optiona
     path = Path(out) if out is not None else own / f"model_{checkpoint}{FORMATS[fmt]}"
     ckpt = run_dir / runs.CHECKPOINTS / f"{checkpoint}.pt"
     path, sidecar = check_outputs([path, path.with_name(path.name + ".json")], "--out", [ckpt], force, own)
-    run_dir, exp, task, model, _ = load_run(run, checkpoint, "cpu", allow_foreign)
+    run_dir, exp, task, model, _ = load_run(run, checkpoint, "cpu", allow_foreign, for_inference=True)
     check_exportable(model, exp.model.name, fmt)
     model.eval()
     fixed = bool(getattr(model, "fixed_window", False))
     sig = signature(model)
-    x = task.sample_inputs(batch)
+    x = task.saved_inputs(batch)
+    if x is None:  # a run from before the inputs were saved, or a larger --batch: from the data
+        x = load_run(run, checkpoint, "cpu", allow_foreign)[2].sample_inputs(batch)
     reference_outputs_finite(sig, x, exp.model.name, run_dir)
     example = (x, *sig.states(x.shape[0], None))
     with writing(path):

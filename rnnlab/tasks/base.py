@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from rnnlab.models.base import Model
 
 
+#: the run's sample model inputs (``Task.sample_inputs``), saved at training time for ``rnnlab export``
+SAMPLE_INPUTS = "sample_inputs.pt"
+#: how many are saved (export's ``--batch`` up to this needs no data)
+SAVED_INPUTS = 16
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """What a model must accept and produce for a task."""
@@ -118,6 +124,15 @@ class Task:
         self.batch_size = context.batch_size
         self.eval_batch_size = context.eval_batch_size
 
+    @classmethod
+    def for_inference(cls, options: Any, data: Any, context: "TaskContext") -> "Task":
+        """The task rebuilt from a finished run (``context.run_dir``) for inference: its spec and
+        what the verbs and export need (vocabulary, labels, scaler, columns) read from the run's own
+        files, never from the data (``Run.model()``, ``predict``, ``generate``, ``forecast``,
+        ``export``). By default the task itself, for tasks that read no data when built from a run
+        (generated data, or data read lazily); a task that loads its data when built overrides it."""
+        return cls(options, data, context)
+
     # ---------------------------------------------------------------- validation
     @classmethod
     def check_compatible(cls, exp: "Experiment", where: str) -> None:
@@ -172,6 +187,19 @@ class Task:
         with (``rnnlab export``); by default a training batch drawn with a fixed seed."""
         first = next(iter(self.train_batches(batch, torch.Generator().manual_seed(0))))
         return first.x[:batch].cpu()
+
+    def saved_inputs(self, batch: int) -> Optional[torch.Tensor]:
+        """Up to ``batch`` of the sample inputs the run saved at training time (``SAMPLE_INPUTS``,
+        the first rows of ``sample_inputs``), so export needs no data; None when the run has none
+        (written before they were saved) or too few."""
+        path = self.run_dir / SAMPLE_INPUTS if self.run_dir is not None else None
+        if path is None or not path.is_file():
+            return None
+        try:
+            x = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - an unreadable file: rebuild them from the data instead
+            return None
+        return x[:batch] if isinstance(x, torch.Tensor) and len(x) >= batch else None
 
     def describe(self) -> dict[str, Any]:
         """Facts about the data worth recording in the summary (sizes, vocabulary, ...)."""

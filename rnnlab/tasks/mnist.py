@@ -138,17 +138,30 @@ class Mnist(MnistChecks, Task):
 
     def __init__(self, options: Any, data: Any, context: TaskContext) -> None:
         super().__init__(options, data, context)
-        o = self.options
-        self.root = mnist_root(self.data)
+        self._reading()
         files = load_mnist(self.root, self.data.download)
         (train_x, train_y), (test_x, test_y) = files["train"], files["test"]
-        self.permutation = pixel_permutation(o.permute_seed) if o.permute else None
-        layout = sequence_layout(o.sequence, self.permutation)
-        self.layout = None if layout is None else layout.to(self.device)
         self.images = torch.cat([train_x, test_x]).to(self.device)  # one tensor: train, then test
         self.labels = torch.cat([train_y, test_y]).to(self.device)
         rows = self.split_rows(len(train_x), len(test_x))
         self.rows = {split: index.to(self.device) for split, index in rows.items()}
+
+    @classmethod
+    def for_inference(cls, options: Any, data: Any, context: TaskContext) -> "Mnist":
+        """How the run reads an image and its spec, from its options alone: no image is loaded
+        (``sample_inputs`` then come from the run's saved ones)."""
+        task = cls.__new__(cls)
+        Task.__init__(task, options, data, context)
+        task._reading()
+        return task
+
+    def _reading(self) -> None:
+        """The order the model reads the pixels in and the spec: from the options, not the data."""
+        o = self.options
+        self.root = mnist_root(self.data)
+        self.permutation = pixel_permutation(o.permute_seed) if o.permute else None
+        layout = sequence_layout(o.sequence, self.permutation)
+        self.layout = None if layout is None else layout.to(self.device)
         self.steps, self.features = (SIDE * SIDE, 1) if o.sequence == "pixels" else (SIDE, SIDE)
         self.spec = TaskSpec(input_kind="features", input_size=self.features, output_size=CLASSES,
                              output="last", causal=False, metric="accuracy", mode="max", window=self.steps)

@@ -16,10 +16,12 @@ from rnnlab.config import plugins
 from rnnlab.rundir import files as runs
 from rnnlab.config.loading import Experiment
 from rnnlab.errors import RunDirError
-from rnnlab.training.build import build
+from rnnlab.registry import TASKS
+from rnnlab.training.build import build, init_model
+from rnnlab.training.limits import check_memory
 from rnnlab.models.base import Model
 from rnnlab.training.runtime import resolve_device, set_threads
-from rnnlab.tasks.base import Task
+from rnnlab.tasks.base import Task, TaskContext
 
 
 def load_weights(model: Model, state: dict[str, Any], path: Path) -> None:
@@ -45,9 +47,13 @@ def evaluate(task: Task, model: Model, split: str, batch_size: int) -> dict[str,
 
 
 def load_run(run: str | os.PathLike[str], checkpoint: str = "best", device: str = "cpu",
-             allow_foreign: bool = False) -> tuple[Path, Experiment, Task, Model, dict[str, Any]]:
+             allow_foreign: bool = False, for_inference: bool = False
+             ) -> tuple[Path, Experiment, Task, Model, dict[str, Any]]:
     """Rebuild task and model from a run directory's own files. A checkpoint of another run is
-    refused unless ``allow_foreign`` (``--allow-foreign-checkpoint``)."""
+    refused unless ``allow_foreign`` (``--allow-foreign-checkpoint``). ``for_inference``: the task
+    as ``Task.for_inference`` rebuilds it from the run alone, without its data (``Run.model()``,
+    ``predict``, ``generate``, ``forecast``, ``export``); otherwise the whole task with its data
+    (``eval``, ``plot``)."""
     from rnnlab.config.loading import build_experiment, read_yaml
 
     run_dir = runs.resolve_run(run)
@@ -58,7 +64,12 @@ def load_run(run: str | os.PathLike[str], checkpoint: str = "best", device: str 
     threads = summary.get("threads")
     set_threads(threads if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0
                 else exp.train.threads, warn=False)
-    task, model = build(exp, dev, run_dir)
+    if for_inference:
+        task = TASKS.get(exp.task.name).for_inference(exp.task, exp.data, TaskContext.of(exp, dev, run_dir))
+        check_memory(exp, task, dev, draw=False)
+        model = init_model(exp, task, dev, pretrained=False)
+    else:
+        task, model = build(exp, dev, run_dir)
     path = run_dir / runs.CHECKPOINTS / f"{checkpoint}.pt"
     ckpt = runs.load_checkpoint(path, dev)
     identity.check(ckpt, path, run_dir, exp.to_dict(), allow_foreign)
