@@ -36,6 +36,7 @@ from rnnlab.tasks.series_files import (
 )
 from rnnlab.registry import TASKS
 from rnnlab.tasks.series_checks import SeriesChecks
+from rnnlab.tasks.series_source import BUILTIN, columns_for, resolve_path  # noqa: F401 - BUILTIN re-exported
 from rnnlab.tasks.base import (
     Batch,
     DataOptions,
@@ -45,7 +46,6 @@ from rnnlab.tasks.base import (
     TaskOptions,
     TaskSpec,
     batch_indices,
-    data_root,
 )
 from rnnlab.tasks.forecasting import Mode, WindowNorm, batched, native_horizon, predict, window_index, windows_in
 from rnnlab.tasks.series_eval import (
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
     from rnnlab.models.base import Model
 
 SPLITS = ("train", "val", "test")
-BUILTIN = Path(__file__).resolve().parents[1] / "data" / "co2_monthly.csv"
 ARTIFACT = "series.json"
 ETT_MONTHS = (12, 16, 20)  # split ends in 30-day months
 
@@ -124,42 +123,6 @@ class SeriesData(DataOptions):
             if twice is not None:
                 raise ValueError(f"column {twice!r} is listed twice")
         return value
-
-
-def resolve_path(d: SeriesData) -> Path:
-    if d.path is None:
-        return BUILTIN
-    path = Path(d.path).expanduser()
-    root = data_root(d)
-    if not path.is_absolute() and root is not None and (root / path).exists():
-        return root / path
-    if path.exists() or path.is_absolute():
-        return path
-    if root is None:
-        raise DataError(f"data.path: {d.path}", "not found in the current folder, and no data root is "
-                        "set to look under (data.root or RNNLAB_DATA, e.g. RNNLAB_DATA=../shared/data)")
-    raise DataError(f"data.path: {d.path}", f"not found in the current folder nor under the data "
-                    f"root {root}")
-
-
-def columns_for(d: SeriesData, numeric: list[str]) -> tuple[list[str], list[str]]:
-    """(inputs, targets) from data.inputs/targets and the file's numeric columns."""
-    given = [d.targets] if isinstance(d.targets, str) else d.targets
-    last = numeric[-1:]
-    if isinstance(d.inputs, list):
-        inputs, targets = list(d.inputs), given or list(d.inputs)
-    elif d.inputs == "S":
-        targets = given or last
-        inputs = list(targets)
-    elif d.inputs == "MS":
-        inputs, targets = list(numeric), given or last
-    else:
-        inputs, targets = list(numeric), given or list(numeric)
-    missing = [t for t in targets if t not in inputs]
-    if missing:
-        raise ConfigError("data.targets", f"{missing[0]!r} is not among the inputs read "
-                          f"({', '.join(inputs)}); a forecast reads its targets' history")
-    return inputs, list(targets)
 
 
 @TASKS.register("series", "forecast any CSV/TSV series (M/S/MS), ETT protocol, baselines in every run")
