@@ -151,3 +151,38 @@ def test_series(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert forecast("after.csv") == forecasted
     check_export_and_model(run, tmp_path, x, before)
     eval_says_data_missing(run)
+
+
+@pytest.mark.parametrize("task", [{"name": "sine"}, {"name": "adding", "length": 20},
+                                  {"name": "copy", "length": 20}])
+def test_generated_data_tasks_need_no_data_folder(task: dict[str, Any], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNNLAB_DATA", str(tmp_path / "nowhere"))
+    run = train(tmp_path, {"task": task, "model": {"name": "gru", "hidden_size": 8},
+                           "train": {"batch_size": 16, "seed": 0}})
+    saved = torch.load(run / "sample_inputs.pt", weights_only=True)
+    before = before_move(run, tmp_path, saved[:4])
+    monkeypatch.delenv("RNNLAB_DATA")
+    check_export_and_model(run, tmp_path, saved[:4], before)
+
+
+def test_a_run_without_saved_inputs_exports_from_its_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run written before the sample inputs were saved: export draws them from the data as
+    before; with the data gone that is one line, and the model itself still loads."""
+    data = tmp_path / "data"
+    write_tiny_mnist(data, n_train=60, n_test=20)
+    monkeypatch.setenv("RNNLAB_DATA", str(data))
+    run = train(tmp_path, {"task": {"name": "mnist", "val_size": 10}, "data": {"download": False},
+                           "model": {"name": "gru", "hidden_size": 8}, "train": {"batch_size": 16}})
+    x = torch.load(run / "sample_inputs.pt", weights_only=True)
+    (run / "sample_inputs.pt").unlink()
+    before = export(run, tmp_path / "old.pt")
+    (run / "sample_inputs.pt").write_bytes(b"")  # unreadable: the same as absent
+    assert export(run, tmp_path / "again.pt")["max_abs_diff"] == before["max_abs_diff"]
+    (run / "sample_inputs.pt").unlink()
+    out = model_outputs(run, x[:2])
+    move_data_away(data, tmp_path, monkeypatch)
+    assert torch.equal(model_outputs(run, x[:2]), out)
+    result = runner.invoke(app, ["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "x.pt")])
+    lines = [line for line in result.stderr.splitlines() if line]
+    assert result.exit_code != 0 and len(lines) == 1 and "MNIST not found" in lines[0], result.output
