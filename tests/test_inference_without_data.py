@@ -186,3 +186,17 @@ def test_a_run_without_saved_inputs_exports_from_its_data(tmp_path: Path, monkey
     result = runner.invoke(app, ["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "x.pt")])
     lines = [line for line in result.stderr.splitlines() if line]
     assert result.exit_code != 0 and len(lines) == 1 and "MNIST not found" in lines[0], result.output
+
+
+def test_the_rebuilt_task_is_checked_against_the_saved_spec(tmp_path: Path) -> None:
+    run = train(tmp_path, {"task": {"name": "sine"}, "model": {"name": "gru", "hidden_size": 8}})
+    spec = json.loads((run / "spec.json").read_text())
+    assert spec["input_size"] == 1 and spec["metric"] == "mse"
+    Run(run).model()
+    (run / "spec.json").write_text(json.dumps({**spec, "input_size": 3}))
+    result = runner.invoke(app, ["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "m.pt")])
+    lines = [line for line in result.stderr.splitlines() if line]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "does not match the spec it was trained with (input_size: saved 3, rebuilt 1)" in lines[0]
+    (run / "spec.json").write_text("{")
+    assert "corrupted" in runner.invoke(app, ["export", str(run), "--format", "torchscript"]).stderr

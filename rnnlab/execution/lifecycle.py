@@ -25,7 +25,7 @@ from rnnlab.training.precision import check_precision
 from rnnlab.common.console import Reporter
 from rnnlab.training.runtime import resolve_device, set_threads
 from rnnlab.training.summary import RunSummary
-from rnnlab.tasks.base import SAMPLE_INPUTS, SAVED_INPUTS, Task
+from rnnlab.tasks.base import SAMPLE_INPUTS, SAVED_INPUTS, SPEC_FILE, Task
 from rnnlab.training.trainer import Trainer
 
 
@@ -109,6 +109,7 @@ def open_run(exp: Experiment, runs_dir: Path, task: Task) -> Path:
     report(run=run_dir.resolve())  # a sweep trial's result file names it at once
     runs.write_text(run_dir / runs.CONFIG, exp.to_yaml())
     task.save_artifacts(run_dir)
+    runs.write_json(run_dir / SPEC_FILE, task.spec.to_json())
     save_sample_inputs(task, run_dir)
     return run_dir
 

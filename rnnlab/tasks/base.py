@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 SAMPLE_INPUTS = "sample_inputs.pt"
 #: how many are saved (export's ``--batch`` up to this needs no data)
 SAVED_INPUTS = 16
+#: the run's ``TaskSpec`` as JSON, written at training time; inference checks its rebuilt task against it
+SPEC_FILE = "spec.json"
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,10 @@ class TaskSpec:
     horizon: Optional[int] = None  # steps to forecast when output == "horizon"
     stateful: bool = False  # carry (detached) hidden state across consecutive training batches
     targets: Optional[tuple[int, ...]] = None  # forecasting: the input channels forecast (default all)
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in self.__dict__.items()}
 
 
 @dataclass

@@ -3,6 +3,7 @@ its directory to evaluate it again (``rnnlab eval``, ``predict``, ``generate``, 
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from rnnlab.training.build import build, init_model
 from rnnlab.training.limits import check_memory
 from rnnlab.models.base import Model
 from rnnlab.training.runtime import resolve_device, set_threads
-from rnnlab.tasks.base import Task, TaskContext
+from rnnlab.tasks.base import SPEC_FILE, Task, TaskContext
 
 
 def load_weights(model: Model, state: dict[str, Any], path: Path) -> None:
@@ -46,6 +47,25 @@ def evaluate(task: Task, model: Model, split: str, batch_size: int) -> dict[str,
         model.train(was_training)
 
 
+def check_spec(task: Task, run_dir: Path) -> None:
+    """The task rebuilt for inference must have the spec the run was trained with (``spec.json``,
+    absent in runs written before it was saved): else the model would be built or read wrongly."""
+    path = run_dir / SPEC_FILE
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise RunDirError(path, "corrupted (not valid JSON)") from None
+    rebuilt = task.spec.to_json()
+    if saved != rebuilt:
+        keys = sorted(set(saved) | set(rebuilt)) if isinstance(saved, dict) else ["spec"]
+        field = next(k for k in keys if not isinstance(saved, dict) or saved.get(k) != rebuilt.get(k))
+        raise RunDirError(path, f"the task rebuilt from the run does not match the spec it was trained "
+                          f"with ({field}: saved {saved.get(field) if isinstance(saved, dict) else saved!r}, "
+                          f"rebuilt {rebuilt.get(field)!r})")
+
+
 def load_run(run: str | os.PathLike[str], checkpoint: str = "best", device: str = "cpu",
              allow_foreign: bool = False, for_inference: bool = False
              ) -> tuple[Path, Experiment, Task, Model, dict[str, Any]]:
@@ -66,6 +86,7 @@ def load_run(run: str | os.PathLike[str], checkpoint: str = "best", device: str 
                 else exp.train.threads, warn=False)
     if for_inference:
         task = TASKS.get(exp.task.name).for_inference(exp.task, exp.data, TaskContext.of(exp, dev, run_dir))
+        check_spec(task, run_dir)
         check_memory(exp, task, dev, draw=False)
         model = init_model(exp, task, dev, pretrained=False)
     else:
