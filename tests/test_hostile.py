@@ -46,7 +46,8 @@ def fail_torch_save(monkeypatch, after: int) -> None:
 
 def test_disk_full_inside_torch_save_marks_the_run_failed_keeping_its_checkpoint(
         tmp_path: Path, monkeypatch) -> None:
-    fail_torch_save(monkeypatch, after=3)  # epoch 1 saves last.pt and best.pt; epoch 2 fails
+    # the run saves sample_inputs.pt when it opens, epoch 1 best.pt and last.pt; epoch 2 fails
+    fail_torch_save(monkeypatch, after=4)
     line = one_line(train(tmp_path, cfg=deep_merge(TINY, {"train": {"epochs": 3}})))
     assert line.endswith(".pt: no space left on device") and ".tmp" not in line, line
     monkeypatch.undo()
