@@ -1,14 +1,20 @@
-"""The hostile-user fuzzer of ``tests/fuzzing.py`` with a long budget (the suite runs a short one).
+"""The hostile-user fuzzer over every command, with a long budget (the suite runs a short one).
 
-A third of the cases train from generated configs and ``--set`` overrides (tiny step budget); a
-third run ``eval``/``runs``/``show``/``compare``/``predict`` on run directories with a mutated file;
-a third run ``generate``, ``config`` (its output read back), ``check`` with failing plugins and
-generated sweep files (``tests/fuzz_tools.py``; ``--sweeps`` of them, as a valid one runs a trial). Each
-must exit 0, or print one ``error:`` line and exit 2 or 3, never a traceback, and change nothing
-that existed before. Prints the outcome counts; exits 1 on the first case that breaks the property
-(hypothesis shrinks it and prints it).
+Cases, all run in process (``fuzzing.check``: the Typer app called with argv, output captured):
+``train`` from generated configs and ``--set`` overrides (tiny step budget); ``config`` (its
+output read back), ``check`` with failing plugins, ``generate`` with hostile numbers and sweep
+files (``tests/fuzz_tools.py``); and ``eval``, ``predict``, ``generate``, ``forecast``,
+``export``, ``track``, ``runs``, ``show``, ``compare`` (``--plot FILE``), ``diff`` and ``plot`` on
+copies of small runs trained once, with one of rnnlab's own output files damaged and hostile
+arguments (``tests/fuzz_surface.py``). Then the round-trip property (``tests/test_roundtrip.py``:
+what rnnlab writes, its strict readers read back) with as many examples.
 
-    python benchmarks/fuzz.py --cases 2000
+Each case must exit 0, or print one ``error:`` line and exit 2 or 3, never a traceback; after a
+refusal no file that existed before changed or vanished (sha256 of every file of the case's
+workspace). Prints per command: cases, ok exits, one-line refusals, tracebacks, other output,
+hash violations; exits 1 on any failure.
+
+    python benchmarks/fuzz.py --cases 5000
     python benchmarks/fuzz.py --cases 200 --seed 7
 """
 
@@ -21,7 +27,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,44 +36,46 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from tests import fuzz_tools, fuzzing  # noqa: E402
-from tests.test_fuzz import train_tiny  # noqa: E402
+from tests import fuzz_surface, fuzz_tools, fuzzing  # noqa: E402
 
-OUTCOMES: Counter = Counter()
-
-
-def progress() -> None:
-    """A line every 100 cases, so a run cut short still says how far it got."""
-    total = sum(v for k, v in OUTCOMES.items() if not k.startswith("mutation"))
-    if total % 100 == 0:
-        print(f"... {total} cases, no traceback so far", flush=True)
+KINDS = ("ok", "refused", "traceback", "bad output", "violation")
+FAILURES: list[str] = []
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=2000, help="generated cases in all")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sweeps", type=int, default=100, help="of the tool cases, sweep files")
-    args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="rnnlab-fuzz-"))
-    a = train_tiny(folder, fuzzing.BASE, "a")
-    b = train_tiny(folder, fuzzing.BASE, "b")
-    s = train_tiny(folder, {"task": {"name": "sentiment"}, "model": {"name": "gru", "hidden_size": 4},
-                            "train": {"epochs": 1, "steps_per_epoch": 1, "threads": 1},
-                            "logging": {"plots": False}}, "s")
-    budget = settings(max_examples=args.cases // 3, deadline=None, database=None,
-                      suppress_health_check=list(HealthCheck), derandomize=False,
-                      phases=[Phase.generate])  # a failure is printed as found, not shrunk (slow)
+def table() -> str:
+    rows = sorted({command for command, _ in fuzzing.OUTCOMES})
+    lines = [f"{'command':<10}{'cases':>7}" + "".join(f"{k:>12}" for k in KINDS)]
+    for command in rows:
+        counts = [fuzzing.OUTCOMES[(command, k)] for k in KINDS]
+        lines.append(f"{command:<10}{sum(counts):>7}" + "".join(f"{c:>12}" for c in counts))
+    total = [sum(fuzzing.OUTCOMES[(c, k)] for c in rows) for k in KINDS]
+    lines.append(f"{'all':<10}{sum(total):>7}" + "".join(f"{c:>12}" for c in total))
+    return "\n".join(lines)
 
-    @budget
+
+def done() -> int:
+    return sum(fuzzing.OUTCOMES.values())
+
+
+def progress(every: int = 100) -> None:
+    """A line every ``every`` cases, so a run cut short still says how far it got."""
+    if done() % every == 0:
+        print(f"... {done()} cases, {len(FAILURES)} failures", flush=True)
+
+
+def hypothesis_sections(base: dict[str, Path], train: int, tools: int, sweeps: int) -> None:
+    """train / config, check, generate / sweep files: hypothesis-generated (printed, not shrunk)."""
+    budget = settings(deadline=None, database=None, suppress_health_check=list(HealthCheck),
+                      derandomize=False, phases=[Phase.generate])
+
+    @settings(budget, max_examples=train)
     @given(fuzzing.configs())
     def train_cases(case: tuple[str, list[str]]) -> None:
         text, overrides = case
         with tempfile.TemporaryDirectory() as tmp:
-            root = Path(tmp)
-            runs_dir = root / "runs"
-            shutil.copytree(a, runs_dir / a.name)
-            config = root / "c.yaml"
+            runs_dir = Path(tmp) / "runs"
+            shutil.copytree(base["a"], runs_dir / base["a"].name)
+            config = Path(tmp) / "c.yaml"
             config.write_bytes(text.encode("utf-8", "surrogatepass"))
             existing = {p.name for p in runs_dir.iterdir()}
             result = fuzzing.check(["train", str(config), "--runs-dir", str(runs_dir), "-q",
@@ -76,60 +83,87 @@ def main() -> int:
                                    runs_dir, lambda p: Path(p).parts[0] not in existing, budget=True)
             if result.exit_code == 2:
                 assert {p.name for p in runs_dir.iterdir()} == existing, result.output
-            OUTCOMES[f"train exit {result.exit_code}"] += 1
-            progress()
-
-    @budget
-    @given(st.sampled_from(fuzzing.READ_ONLY), st.integers(0, 2**32 - 1))
-    def read_cases(command: str, seed: int) -> None:
-        rng = random.Random(seed)
-        with tempfile.TemporaryDirectory() as tmp:
-            runs_dir = Path(tmp) / "runs"
-            run, other, sentiment = runs_dir / a.name, runs_dir / (b.name + "-other"), runs_dir / s.name
-            for src, dst in ((a, run), (b, other), (s, sentiment)):
-                shutil.copytree(src, dst)
-            kind = fuzzing.mutate_run(sentiment if command == "predict" else run, other, rng)
-            result = fuzzing.check(fuzzing.read_only_args(command, run, other, sentiment, rng), runs_dir)
-            OUTCOMES[f"{command.split()[0]} exit {result.exit_code}"] += 1
-            OUTCOMES[f"mutation {kind}"] += 1
             progress()
 
     def tool_case(command: str, case: dict, data: st.DataObject) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            shutil.copytree(a, root / "runs" / a.name)
-            OUTCOMES[fuzz_tools.run_case(command, case, root, root / "runs" / a.name, data)] += 1
+            shutil.copytree(base["a"], root / "runs" / base["a"].name)
+            fuzz_tools.run_case(command, case, root, root / "runs" / base["a"].name, data)
             progress()
 
-    @settings(budget, max_examples=max(0, args.cases // 3 - args.sweeps))
+    @settings(budget, max_examples=tools)
     @given(st.sampled_from(["generate", "config", "check"]).flatmap(
         lambda c: st.tuples(st.just(c), fuzz_tools.tool_case(c))), st.data())
     def tool_cases(command_case: tuple[str, dict], data: st.DataObject) -> None:
         tool_case(*command_case, data)
 
-    @settings(budget, max_examples=args.sweeps)
+    @settings(budget, max_examples=sweeps)
     @given(fuzz_tools.tool_case("sweep"), st.data())
     def sweep_cases(case: dict, data: st.DataObject) -> None:
         tool_case("sweep", case, data)
 
+    for name, test, n in (("train", train_cases, train), ("config/check/generate", tool_cases, tools),
+                          ("sweep files", sweep_cases, sweeps)):
+        if n:
+            try:
+                test()
+            except AssertionError as exc:  # hypothesis stops the section at its first failure
+                FAILURES.append(f"{name}: {exc}")
+                print(f"PROPERTY BROKEN in {name} cases:\n{exc}", flush=True)
+
+
+def surface_cases(base: dict[str, Path], n: int, seed: int) -> None:
+    """Every command that reads runs or rnnlab's own files, round robin; a failure is printed
+    and counted, and the fuzzer goes on."""
+    for i in range(n):
+        command = fuzz_surface.COMMANDS[i % len(fuzz_surface.COMMANDS)]
+        rng = random.Random(f"{seed}-{i}")
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                fuzz_surface.run_case(command, base, Path(tmp), rng)
+            except AssertionError as exc:
+                FAILURES.append(f"{command} case {i} (seed {seed}): {exc}")
+                print(f"PROPERTY BROKEN ({command}, case {i}, seed {seed}):\n{exc}",
+                      flush=True)
+        progress()
+
+
+def roundtrip(examples: int) -> None:
+    """The round-trip property tests of the suite with ``examples`` examples each."""
+    import pytest
+
+    os.environ["RNNLAB_ROUNDTRIP_EXAMPLES"] = str(examples)
+    code = pytest.main(["-q", "-p", "no:cacheprovider", str(REPO / "tests" / "test_roundtrip.py")])
+    tests = 5  # the @given tests of test_roundtrip.py
+    fuzzing.OUTCOMES[("roundtrip", "ok" if code == 0 else "violation")] += tests * examples
+    if code != 0:
+        FAILURES.append("roundtrip: tests/test_roundtrip.py failed")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=2000, help="generated cases in all")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sweeps", type=int, default=None, help="of the cases, sweep files (default 2 %%)")
+    args = parser.parse_args()
     random.seed(args.seed)
+    n = args.cases
+    sweeps = args.sweeps if args.sweeps is not None else n // 50
+    train, tools, trips = n // 6, n // 8, n // 10
+    surface = max(0, n - train - tools - sweeps - trips)
+    folder = Path(tempfile.mkdtemp(prefix="rnnlab-fuzz-"))
     start = time.perf_counter()
-    failed = False
-    for name, test in (("train", train_cases), ("read-only commands", read_cases),
-                       ("generate/config/check", tool_cases), ("sweep files", sweep_cases)):
-        try:
-            test()
-        except AssertionError as exc:
-            print(f"PROPERTY BROKEN in {name} cases:\n{exc}")
-            failed = True
-            break
-    total = sum(v for k, v in OUTCOMES.items() if not k.startswith("mutation"))
-    print(f"{total} cases in {time.perf_counter() - start:.0f} s (hypothesis also runs shrinking "
-          f"and replays); no traceback: {not failed}")
-    for key in sorted(OUTCOMES):
-        print(f"  {key}: {OUTCOMES[key]}")
-    shutil.rmtree(folder, ignore_errors=True)
-    return 1 if failed else 0
+    try:
+        base = fuzz_surface.build_runs(folder)
+        surface_cases(base, surface, args.seed)
+        hypothesis_sections(base, train, tools, sweeps)
+        roundtrip(max(1, trips // 5))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        print(f"{done()} cases in {time.perf_counter() - start:.0f} s; failures: {len(FAILURES)}")
+        print(table())
+    return 1 if FAILURES else 0
 
 
 if __name__ == "__main__":

@@ -18,10 +18,12 @@ optimizer steps, then the run stops as on Ctrl-C: exit 130 with one ``interrupte
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import random
 import shutil
 import typing
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -31,11 +33,11 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from rnnlab.rundir import files as runs
 from rnnlab.cli import app
+from rnnlab.config.schema import LoggingConfig, TrainConfig
 from rnnlab.models.mlp import MLPOptions
 from rnnlab.models.recurrent import LSTMOptions
-from rnnlab.config.schema import LoggingConfig, TrainConfig
+from rnnlab.rundir import files as runs
 from rnnlab.tasks.sine import SineOptions
 
 runner = CliRunner()
@@ -188,19 +190,46 @@ def mutate_run(run: Path, other: Path, rng: random.Random) -> str:
 
 # ----------------------------------------------------------------------------- the property
 
-def snapshot(folder: Path) -> dict[str, bytes]:
+def snapshot(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (by relative path)."""
     if not folder.exists():
         return {}
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and not p.is_symlink():
+            out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
 
 
 STEP_BUDGET = 12
+# (command, outcome) -> cases; outcome: ok, refused, traceback, bad output, violation
+OUTCOMES: Counter = Counter()
+
+
+def _outcome(result: Any, budget: bool) -> tuple[str, str]:
+    """What the case's output says: ("ok"/"refused", "") or (failure kind, why)."""
+    if "Traceback (most recent call last)" in result.output or (
+            result.exception is not None and not isinstance(result.exception, SystemExit)):
+        return "traceback", f"exception: {result.exception!r}"
+    if result.exit_code == 0:
+        return "ok", ""
+    if budget and result.exit_code == 130:  # the step budget ran out
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        ok = len(lines) == 1 and lines[0].startswith("interrupted: ")
+        return ("ok", "") if ok else ("bad output", "not one `interrupted:` line")
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("warning: ")]
+    if result.exit_code not in (2, 3) or len(lines) != 1 or not lines[0].startswith("error: "):
+        return "bad output", "not one `error:` line with exit 2 or 3"
+    return "refused", ""
 
 
 def check(args: list[str], before_root: Path, allow_new: Optional[Callable[[str], bool]] = None,
-          budget: bool = False) -> Any:
-    """Run the CLI on ``args`` (a training run limited to ``STEP_BUDGET`` steps with ``budget``);
-    assert the property; return the result."""
+          budget: bool = False, allow_changed: Optional[Callable[[str], bool]] = None,
+          command: Optional[str] = None) -> Any:
+    """Run the CLI on ``args`` in process (a training run limited to ``STEP_BUDGET`` steps with
+    ``budget``); record the outcome under ``command`` (default: ``args[0]``) in ``OUTCOMES``;
+    assert the property; return the result. On success, files that existed may change only where
+    ``allow_changed`` says (an ``--out`` given with ``--force``); on a refusal, none."""
     from unittest import mock
 
     from rnnlab.training.trainer import Trainer
@@ -214,22 +243,16 @@ def check(args: list[str], before_root: Path, allow_new: Optional[Callable[[str]
     with mock.patch.object(Trainer, "should_stop", should_stop) if budget else contextlib.nullcontext():
         result = runner.invoke(app, args, catch_exceptions=True)
     shown = f"args={args!r}\nexit={result.exit_code}\n{result.output}"
-    assert result.exception is None or isinstance(result.exception, SystemExit), \
-        f"{shown}\nexception: {result.exception!r}"
-    assert "Traceback" not in result.output, shown
-    assert result.exit_code in ((0, 2, 3, 130) if budget else (0, 2, 3)), shown
-    if result.exit_code == 130:  # the step budget ran out
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("interrupted: "), shown
-    elif result.exit_code != 0:
-        lines = [line for line in result.stderr.splitlines() if line.strip()
-                 and not line.startswith("warning: ")]
-        assert len(lines) == 1 and lines[0].startswith("error: "), shown
+    kind, why = _outcome(result, budget)
     after = snapshot(before_root)
-    for path, content in before.items():  # nothing that existed was changed or removed
-        assert after.get(path) == content, f"{shown}\nchanged: {path}"
-    for path in set(after) - set(before):
-        assert allow_new is not None and allow_new(path), f"{shown}\nnew file: {path}"
+    if kind in ("ok", "refused"):
+        changed = [p for p, h in before.items() if after.get(p) != h
+                   and not (kind == "ok" and allow_changed is not None and allow_changed(p))]
+        new = [p for p in set(after) - set(before) if allow_new is None or not allow_new(p)]
+        if changed or new:
+            kind, why = "violation", f"changed or removed: {changed}; new: {new}"
+    OUTCOMES[(command or (args[0] if args else "?"), kind)] += 1
+    assert kind in ("ok", "refused"), f"{kind}: {why}\n{shown}"
     return result
 
 

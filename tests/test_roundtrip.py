@@ -6,6 +6,7 @@ generated names, keys and values: numbers, booleans and nulls spelled as strings
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from rnnlab.rundir import files as runs
 from rnnlab.cli import app
+from rnnlab.common.safeio import dump_yaml, load_yaml
 from rnnlab.config.loading import build_experiment, read_yaml
 from rnnlab.config.names import name_problem
-from rnnlab.common.safeio import dump_yaml, load_yaml
+from rnnlab.rundir import files as runs
 from rnnlab.sweeps.results import read_records
 from rnnlab.sweeps.sweepfile import load_sweep, parse_sweep
 from rnnlab.tasks.charlm import Vocab as CharVocab
@@ -38,7 +39,8 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(), floats, texts)
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                        st.dictionaries(texts, inner, max_size=4)),
                       max_leaves=12)
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+# benchmarks/fuzz.py runs these with more examples (RNNLAB_ROUNDTRIP_EXAMPLES)
+FAST = settings(max_examples=int(os.environ.get("RNNLAB_ROUNDTRIP_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                         HealthCheck.function_scoped_fixture])
 
 
