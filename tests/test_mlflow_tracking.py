@@ -19,11 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
-from rnnlab.config.loading import build_experiment
-from rnnlab.integrations.hparams import in_effect
-from rnnlab.execution.lifecycle import train_run
-from rnnlab.integrations.mlflow_store import HTTP_BOUNDS, Store
 from rnnlab.common.console import Reporter
+from rnnlab.config.loading import build_experiment
+from rnnlab.execution.lifecycle import train_run
+from rnnlab.integrations.hparams import in_effect
+from rnnlab.integrations.mlflow_store import HTTP_BOUNDS, Store
 
 from .conftest import SINE_TINY, deep_merge
 
@@ -311,3 +311,16 @@ def test_a_live_run_logs_its_model_when_asked(store: str, tmp_path: Path) -> Non
         finally:
             mlflow.set_tracking_uri(None)
     assert "train.momentum" not in found.data.params  # adam: sgd's option is not in effect
+
+
+@pytest.mark.parametrize("form", ["directory", "file"])
+def test_a_directory_store_opens_under_mlflow_3(trained: Path, tmp_path: Path, form: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The help lists a directory and file://PATH as stores; MLflow >= 3.7 refuses its file store
+    unless MLFLOW_ALLOW_FILE_STORE is set (found by benchmarks/fuzz.py: every such `track` was refused)."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    where = tmp_path / "mlruns"
+    uri = str(where) if form == "directory" else where.as_uri()
+    result = track(str(copy_run(trained, tmp_path)), "--to", uri)
+    assert result.exit_code == 0, result.output
+    assert any(p.is_dir() and p.name.isdigit() for p in where.iterdir())

@@ -40,8 +40,9 @@ values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=
                                                        st.dictionaries(texts, inner, max_size=4)),
                       max_leaves=12)
 # benchmarks/fuzz.py runs these with more examples (RNNLAB_ROUNDTRIP_EXAMPLES)
-FAST = settings(max_examples=int(os.environ.get("RNNLAB_ROUNDTRIP_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                        HealthCheck.function_scoped_fixture])
+EXAMPLES = int(os.environ.get("RNNLAB_ROUNDTRIP_EXAMPLES", "60"))
+FAST = settings(max_examples=EXAMPLES, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
 def same(a: Any, b: Any) -> bool:

@@ -147,6 +147,10 @@ class Store:
             local = local_store(uri)
             if local is not None:  # the folder of a new store (MLflow does not create it)
                 (local[0] if local[1] else local[0].parent).mkdir(parents=True, exist_ok=True)
+            if local is not None and local[1]:
+                # a directory store the user asked for: MLflow >= 3.7 refuses its (maintenance-
+                # mode) file store unless this is set; rnnlab documents directories as stores
+                os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             self.client = client_cls(tracking_uri=uri)
             name = experiment or DEFAULT_EXPERIMENT
             found = self.client.get_experiment_by_name(name)
