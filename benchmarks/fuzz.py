@@ -4,7 +4,8 @@ Cases, all run in process (``fuzzing.check``: the Typer app called with argv, ou
 ``train`` from generated configs and ``--set`` overrides (tiny step budget); ``config`` (its
 output read back), ``check`` with failing plugins, ``generate`` with hostile numbers and sweep
 files (``tests/fuzz_tools.py``); and ``eval``, ``predict``, ``generate``, ``forecast``,
-``export``, ``track``, ``runs``, ``show``, ``compare`` (``--plot FILE``), ``diff`` and ``plot`` on
+``export``, ``track``, ``runs``, ``show``, ``compare`` (``--plot FILE``), ``diff``, ``plot``, ``config`` of a run's config.yaml, ``train`` from it (rerun) and
+``train --resume`` on
 copies of small runs trained once, with one of rnnlab's own output files damaged and hostile
 arguments (``tests/fuzz_surface.py``). Then the round-trip property (``tests/test_roundtrip.py``:
 what rnnlab writes, its strict readers read back) with as many examples.
@@ -155,10 +156,10 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="rnnlab-fuzz-"))
     start = time.perf_counter()
     try:
-        base = fuzz_surface.build_runs(folder)
-        surface_cases(base, surface, args.seed)
-        hypothesis_sections(base, train, tools, sweeps)
         roundtrip(max(1, trips // 5))
+        base = fuzz_surface.build_runs(folder)
+        hypothesis_sections(base, train, tools, sweeps)
+        surface_cases(base, surface, args.seed)  # last: a run cut short (Ctrl-C) still prints its table
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         print(f"{done()} cases in {time.perf_counter() - start:.0f} s; failures: {len(FAILURES)}")

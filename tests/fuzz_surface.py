@@ -28,7 +28,7 @@ import yaml
 from . import fuzzing
 
 COMMANDS = ("eval", "predict", "generate", "forecast", "export", "track", "runs", "show", "compare",
-            "diff", "plot")
+            "diff", "plot", "config", "rerun", "resume")  # rerun: train a run's config.yaml
 NUMBERS = ["0", "1", "-1", "2", "nan", "inf", "-inf", "1e308", "5e-324", "99999999999999999999999",
            "2147483648", "abc", "", "é☃", "0x10", "1_000", "true", "3.5"]
 RUN_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "series.json", "vocab.json", "labels.json",
@@ -209,6 +209,20 @@ def surface_args(command: str, root: Path, runs: dict[str, Path], rng: random.Ra
                 *(["--json"] if rng.random() < 0.5 else [])]
     if command in ("show", "plot"):
         return [command, str(target)]
+    if command == "config":  # a run's own config.yaml (damaged in some cases) and overrides
+        return ["config", str(target / "config.yaml"),
+                *(["--set", rng.choice(
+                    ["train.epochs=2", "name=1e3", "train.lr=nan", "model.hidden_size=-1"])]
+                  if rng.random() < 0.3 else [])]
+    if command == "rerun":
+        return ["train", str(target / "config.yaml"), "--runs-dir", str(root / "again"), "-q",
+                "--set", "train.threads=1", *(["--name", rng.choice(["1e3", "é☃", "x", ""])]
+                                               if rng.random() < 0.3 else [])]
+    if command == "resume":
+        return ["train", "--resume", str(target), "-q",
+                "--set", f"train.epochs={rng.choice(['1', '2', '2', '0', '-1', 'nan', '1e308'])}",
+                *(["--set", rng.choice(["train.lr=0.5", "model.hidden_size=9", "train.threads=1"])]
+                  if rng.random() < 0.5 else [])]
     if command == "diff":
         other = rng.choice([a, b, s, c, r, root / "missing"])
         return ["diff", str(target), str(other), *(["--json"] if rng.random() < 0.5 else [])]
@@ -247,8 +261,12 @@ def run_case(command: str, base: dict[str, Path], root: Path, rng: random.Random
     if "--force" in args and "--plot" in args:
         plot = Path(args[args.index("--plot") + 1])
         forced |= {str(plot.relative_to(root))} if plot.is_relative_to(root) else set()
+    if command == "resume":  # a resumed run rewrites its own files (only when it goes on)
+        resumed = Path(args[2])
+        forced = ({str(p.relative_to(root)) for p in resumed.rglob("*")}
+                  if resumed.is_relative_to(root) else set())
     fuzzing.check(args, root, allow_new=lambda p: True, allow_changed=lambda p: p in forced,
-                  command=command)
+                  budget=command in ("rerun", "resume"), command=command)
     return kind
 
 
