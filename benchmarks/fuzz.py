@@ -4,9 +4,9 @@ Cases, all run in process (``fuzzing.check``: the Typer app called with argv, ou
 ``train`` from generated configs and ``--set`` overrides (tiny step budget); ``config`` (its
 output read back), ``check`` with failing plugins, ``generate`` with hostile numbers and sweep
 files (``tests/fuzz_tools.py``); and ``eval``, ``predict``, ``generate``, ``forecast``,
-``export``, ``track``, ``runs``, ``show``, ``compare`` (``--plot FILE``), ``diff``, ``plot``, ``config`` of a run's config.yaml, ``train`` from it (rerun) and
-``train --resume`` on
-copies of small runs trained once, with one of rnnlab's own output files damaged and hostile
+``export``, ``track``, ``runs``, ``show``, ``compare`` (``--plot FILE``), ``diff``, ``plot``,
+``config`` of a run's config.yaml, ``train`` from it (rerun) and ``train --resume`` on copies of
+small runs trained once, with one of rnnlab's own output files damaged and hostile
 arguments (``tests/fuzz_surface.py``). Then the round-trip property (``tests/test_roundtrip.py``:
 what rnnlab writes, its strict readers read back) with as many examples.
 
@@ -114,10 +114,13 @@ def hypothesis_sections(base: dict[str, Path], train: int, tools: int, sweeps: i
                 print(f"PROPERTY BROKEN in {name} cases:\n{exc}", flush=True)
 
 
-def surface_cases(base: dict[str, Path], n: int, seed: int) -> None:
+def surface_cases(base: dict[str, Path], n: int, seed: int, until: float = float("inf")) -> None:
     """Every command that reads runs or rnnlab's own files, round robin; a failure is printed
     and counted, and the fuzzer goes on."""
     for i in range(n):
+        if time.perf_counter() > until:
+            print(f"time budget spent after {i} of {n} surface cases", flush=True)
+            break
         command = fuzz_surface.COMMANDS[i % len(fuzz_surface.COMMANDS)]
         rng = random.Random(f"{seed}-{i}")
         with tempfile.TemporaryDirectory() as tmp:
@@ -147,6 +150,8 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=2000, help="generated cases in all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sweeps", type=int, default=None, help="of the cases, sweep files (default 2 %%)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="start no surface case after this long; the table counts what ran")
     args = parser.parse_args()
     random.seed(args.seed)
     n = args.cases
@@ -159,7 +164,8 @@ def main() -> int:
         roundtrip(max(1, trips // 5))
         base = fuzz_surface.build_runs(folder)
         hypothesis_sections(base, train, tools, sweeps)
-        surface_cases(base, surface, args.seed)  # last: a run cut short (Ctrl-C) still prints its table
+        until = start + 60 * args.minutes if args.minutes else float("inf")
+        surface_cases(base, surface, args.seed, until)  # last: the longest, cut by --minutes
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         print(f"{done()} cases in {time.perf_counter() - start:.0f} s; failures: {len(FAILURES)}")
