@@ -49,7 +49,7 @@ def build_runs(folder: Path) -> dict[str, Path]:
     ``s``, character LM ``c`` and series ``r`` (trained on ``folder/series.csv``)."""
     from rnnlab.common.console import Reporter
     from rnnlab.config.loading import load_experiment
-    from rnnlab.experiment.lifecycle import train_run
+    from rnnlab.execution.lifecycle import train_run
 
     tiny = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 8, "seed": 0, "threads": 1}
     corpus = folder / "corpus.txt"
