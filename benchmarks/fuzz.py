@@ -69,7 +69,7 @@ def hypothesis_sections(base: dict[str, Path], train: int, tools: int, sweeps: i
     budget = settings(deadline=None, database=None, suppress_health_check=list(HealthCheck),
                       derandomize=False, phases=[Phase.generate])
 
-    @settings(budget, max_examples=train)
+    @settings(budget, max_examples=max(1, train))
     @given(fuzzing.configs())
     def train_cases(case: tuple[str, list[str]]) -> None:
         text, overrides = case
@@ -93,13 +93,13 @@ def hypothesis_sections(base: dict[str, Path], train: int, tools: int, sweeps: i
             fuzz_tools.run_case(command, case, root, root / "runs" / base["a"].name, data)
             progress()
 
-    @settings(budget, max_examples=tools)
+    @settings(budget, max_examples=max(1, tools))
     @given(st.sampled_from(["generate", "config", "check"]).flatmap(
         lambda c: st.tuples(st.just(c), fuzz_tools.tool_case(c))), st.data())
     def tool_cases(command_case: tuple[str, dict], data: st.DataObject) -> None:
         tool_case(*command_case, data)
 
-    @settings(budget, max_examples=sweeps)
+    @settings(budget, max_examples=max(1, sweeps))
     @given(fuzz_tools.tool_case("sweep"), st.data())
     def sweep_cases(case: dict, data: st.DataObject) -> None:
         tool_case("sweep", case, data)
