@@ -372,3 +372,16 @@ def test_compare_shows_config_differences_and_metrics(sweep_run: dict[str, Any])
     assert text.exit_code == 0 and "model.hidden_size" in text.stdout and "test mse" in text.stdout
     whole = json.loads(cli("compare", str(sweep_run["dir"]), "--json").stdout)  # a sweep directory
     assert len(whole["runs"]) >= 4
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 10**30])
+def test_a_sweep_seed_outside_what_samplers_take_is_one_line(tmp_path: Path, seed: int) -> None:
+    """Found by benchmarks/fuzz.py: a tpe sweep with seed -1 or 2**32 reached numpy's seeding and
+    ended in a traceback after the sweep directory existed."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({"base": SINE_TINY, "seed": seed,
+                                    "tpe": {"trials": 1, "train.lr": {"loguniform": [0.001, 0.1]}}}))
+    result = CliRunner().invoke(app, ["sweep", str(spec), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 2, result.output
+    assert "seed: must be an integer from 0 to 4294967295" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "runs").exists()

@@ -33,7 +33,7 @@ def parse_sweep(raw: dict[str, Any], where: str, base_dir: Path, default_name: s
         raise ConfigError(where, "base: is required (a config path or an inline config)")
     sweep = Sweep(name=_name(raw.get("name"), default_name, where), base=_base(raw["base"], where, base_dir),
                   source=where, grid=_grid(raw.get("grid"), where),
-                  seed=_int(raw.get("seed", 0), "seed", where))
+                  seed=_int(raw.get("seed", 0), "seed", where, 0, SEED_MAX))
     sweep.trials, sweep.random = _random(raw.get("random"), where)
     sweep.search = _search(raw, where)
     if sweep.search is not None and (sweep.grid or sweep.random):
@@ -95,9 +95,15 @@ def _name(value: Any, default: str, where: str) -> str:
     return safe_name(value)
 
 
-def _int(value: Any, key: str, where: str, minimum: Optional[int] = None) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or (minimum is not None and value < minimum):
-        bound = f" >= {minimum}" if minimum is not None else ""
+SEED_MAX = 2**32 - 1  # Optuna's samplers seed numpy, which takes no more
+
+
+def _int(value: Any, key: str, where: str, minimum: Optional[int] = None,
+         maximum: Optional[int] = None) -> int:
+    if (not isinstance(value, int) or isinstance(value, bool) or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)):
+        bound = (f" from {minimum} to {maximum}" if maximum is not None
+                 else f" >= {minimum}" if minimum is not None else "")
         raise ConfigError(where, f"{key}: must be an integer{bound}, got {value!r}")
     return value
 
