@@ -383,5 +383,5 @@ def test_a_sweep_seed_outside_what_samplers_take_is_one_line(tmp_path: Path, see
                                     "tpe": {"trials": 1, "train.lr": {"loguniform": [0.001, 0.1]}}}))
     result = CliRunner().invoke(app, ["sweep", str(spec), "--runs-dir", str(tmp_path / "runs"), "-q"])
     assert result.exit_code == 2, result.output
-    assert "seed: must be an integer from 0 to 4294967295" in result.output
+    assert "seed (tpe): must be an integer from 0 to 4294967295" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "runs").exists()

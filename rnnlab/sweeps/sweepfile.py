@@ -33,9 +33,11 @@ def parse_sweep(raw: dict[str, Any], where: str, base_dir: Path, default_name: s
         raise ConfigError(where, "base: is required (a config path or an inline config)")
     sweep = Sweep(name=_name(raw.get("name"), default_name, where), base=_base(raw["base"], where, base_dir),
                   source=where, grid=_grid(raw.get("grid"), where),
-                  seed=_int(raw.get("seed", 0), "seed", where, 0, SEED_MAX))
+                  seed=_int(raw.get("seed", 0), "seed", where))
     sweep.trials, sweep.random = _random(raw.get("random"), where)
     sweep.search = _search(raw, where)
+    if sweep.search is not None:  # Optuna's samplers seed numpy, which takes 0 .. 2**32-1
+        _int(sweep.seed, f"seed ({sweep.search.sampler})", where, 0, SEED_MAX)
     if sweep.search is not None and (sweep.grid or sweep.random):
         raise ConfigError(where, f"{sweep.search.sampler}: an Optuna search chooses every value itself; "
                           "drop grid: and random: (or use them without it)")
@@ -95,7 +97,7 @@ def _name(value: Any, default: str, where: str) -> str:
     return safe_name(value)
 
 
-SEED_MAX = 2**32 - 1  # Optuna's samplers seed numpy, which takes no more
+SEED_MAX = 2**32 - 1  # the largest seed numpy (under Optuna's samplers) takes
 
 
 def _int(value: Any, key: str, where: str, minimum: Optional[int] = None,
