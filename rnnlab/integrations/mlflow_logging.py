@@ -156,23 +156,29 @@ def log_flavour(store: Store, run_id: str, run_dir: Path, flavour: Any) -> None:
         mlflow.set_tracking_uri(before)
 
 
+def read_run_files(run_dir: Path) -> tuple[dict[str, Any], dict[str, str], list[Any]]:
+    """What ``log_run`` logs, read (and so checked) first: summary, flattened config, metric points.
+    A damaged file is one line here, before a store is opened or a half-logged run left in one."""
+    from rnnlab.config.loading import read_yaml
+
+    summary = runs.read_summary(run_dir)
+    params = flatten(read_yaml(run_dir / runs.CONFIG) or {})
+    metrics = [m for row in runs.read_metrics(run_dir) for m in epoch_metrics(row)]
+    return summary, params, metrics
+
+
 def log_run(store: Store, run_dir: Path, parent: Optional[str] = None, checkpoint: bool = False
             ) -> tuple[Optional[str], bool, Optional[str]]:
     """One finished run from its files: (MLflow run id, whether it was logged now, the model note)."""
-    summary = runs.read_summary(run_dir)
+    summary, params, metrics = read_run_files(run_dir)  # all of them before the store is touched
     known = tracked(store, summary, run_dir)
     if known is not None:
         return known, False, None
-    import yaml
-
-    config = (run_dir / runs.CONFIG).read_text(encoding="utf-8")
-
     tags = run_tags(summary, run_dir)
     if parent is not None:
         tags[PARENT_TAG] = parent
     run_id = store.create(summary.get("name") or run_dir.name, tags)
-    metrics = [m for row in runs.read_jsonl(run_dir / runs.METRICS) for m in epoch_metrics(row)]
-    store.log(run_id, flatten(yaml.safe_load(config) or {}), metrics + final_metrics(summary))
+    store.log(run_id, params, metrics + final_metrics(summary))
     note = log_files(store, run_id, run_dir, checkpoint)
     store.end(run_id, str(summary.get("status")))
     return run_id, True, note

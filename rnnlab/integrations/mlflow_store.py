@@ -143,8 +143,9 @@ class Store:
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # errors come as one line
         remote = "" if local_store(uri) is not None else f" ({bound_http()})"
         self.uri, self.where = uri, where
+        local = local_store(uri)
+        new = [] if local is None else [p for p in (local[0], *local[0].parents) if not p.exists()]
         try:
-            local = local_store(uri)
             if local is not None:  # the folder of a new store (MLflow does not create it)
                 (local[0] if local[1] else local[0].parent).mkdir(parents=True, exist_ok=True)
             if local is not None and local[1]:
@@ -160,6 +161,7 @@ class Store:
             else:
                 self.experiment_id = found.experiment_id
         except Exception as exc:  # noqa: BLE001 - a store MLflow cannot open: the user's URI
+            remove_new(new)  # a refused store leaves nothing behind: not the database, not its folders
             raise ConfigError(where, f"cannot open MLflow store {uri}{remote}: {first_line(exc)}") from None
 
     def failed(self, exc: BaseException) -> ConfigError:
@@ -208,6 +210,19 @@ class Store:
 
     def end(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, STATUS.get(status, "FAILED"))
+
+
+def remove_new(paths: list[Path]) -> None:
+    """Remove ``paths`` (a new store and the folders made for it, innermost first) where they now exist."""
+    import shutil
+
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)
+        for extra in (path.with_name(path.name + "-journal"), path.with_name(path.name + "-wal")):
+            extra.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from rnnlab.rundir import files as runs
 from rnnlab.errors import RnnlabError, RunDirError
 from rnnlab.integrations.mlflow_store import Store, check_uri, guarded, open_store, require_mlflow
 
-from rnnlab.integrations.mlflow_logging import SWEEP_ENV, SWEEP_TAG, log_run
+from rnnlab.integrations.mlflow_logging import SWEEP_ENV, SWEEP_TAG, log_run, read_run_files
 from rnnlab.sweeps.results import read_records
 
 
@@ -72,6 +72,7 @@ def track(source: Path, to: Optional[str] = None, experiment: Optional[str] = No
         run_dir = runs.resolve_run(source)
         exp = build_experiment(read_yaml(run_dir / runs.CONFIG), str(run_dir / runs.CONFIG))
         options = exp.config.logging.mlflow
+        read_run_files(run_dir)  # a damaged run is refused before the store exists
         store = open_store(options, run_dir.parent, to, experiment)
         with guarded(store):
             run_id, new, note = log_run(store, run_dir, None, bool(getattr(options, "log_checkpoint", False)))
