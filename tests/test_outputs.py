@@ -138,3 +138,15 @@ def test_unwritable_folder_names_the_users_path(tmp_path: Path) -> None:
     assert err.value.line().startswith(f"--out: {target}: cannot write") and ".tmp" not in err.value.line()
     with pytest.raises(OutputError, match="is the file this command reads"):
         check_outputs([tmp_path / "a" / ".." / "in.csv"], inputs=[tmp_path / "in.csv"])
+
+
+def test_an_out_without_a_file_name_is_refused_as_the_directory_it_names() -> None:
+    """``export --out .`` named its sidecar with ``Path('.').with_name(...)``: a ValueError traceback
+    (found by the fuzzer); forecast and gradflow's ``with_suffix`` likewise."""
+    from rnnlab.common.outputs import OutputError, with_companion
+
+    for path in (".", "..", "/", "runs/.."):
+        with pytest.raises(OutputError, match="is a directory; give a file name"):
+            with_companion(Path(path), ".png")
+    assert with_companion(Path("m.onnx"), add=".json") == [Path("m.onnx"), Path("m.onnx.json")]
+    assert with_companion(Path("f.csv"), ".png") == [Path("f.csv"), Path("f.png")]

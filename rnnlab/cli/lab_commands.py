@@ -112,7 +112,7 @@ def gradflow(
     trained; several configs or runs are overlaid (e.g. RNN vs LSTM on 784-pixel MNIST)."""
     from rnnlab.analysis.gradflow import gradflow as measure
     from rnnlab.analysis.gradflow import write_csv
-    from rnnlab.common.outputs import check_outputs
+    from rnnlab.common.outputs import check_outputs, with_companion
     from rnnlab.common.plots import gradflow_plot
 
     defaulted = out is None
@@ -122,7 +122,7 @@ def gradflow(
     if out.suffix.lower() != ".png":
         fail(f"--out: must name a .png file, got {str(out)!r}")
     own = out.parent if defaulted and len(sources) == 1 and sources[0].is_dir() else None  # RUN/plots
-    check_outputs([out, out.with_suffix(".csv")], "--out", sources, force, own)
+    check_outputs(with_companion(out, ".csv"), "--out", sources, force, own)
     curves = measure(sources, set_, steps, device, batch_size)
     for c in curves:
         first, last = c.norms[0], c.norms[-1]

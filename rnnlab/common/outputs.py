@@ -75,6 +75,16 @@ def check_outputs(paths: Sequence[Path], where: str = "--out", inputs: Iterable[
     return paths
 
 
+def with_companion(path: Path, suffix: str = "", add: str = "", where: str = "--out") -> list[Path]:
+    """``path`` and the file a command writes beside it: ``suffix`` in place of its suffix, or
+    ``add`` after its name (``x.onnx`` -> ``x.onnx.json``). A path without a file name (``.``,
+    ``..``, ``/``, an empty argument) is refused as the directory it names."""
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise OutputError(f"{where}: {path}", "is a directory; give a file name")
+    return [path, path.with_suffix(suffix) if suffix else path.with_name(path.name + add)]
+
+
 @contextlib.contextmanager
 def writing(path: Path, where: str = "--out") -> Iterator[None]:
     """An OSError inside the block (permissions, a full disk) as one line naming ``path``."""

@@ -41,7 +41,7 @@ from torch import nn
 from rnnlab.rundir import files as runs
 from rnnlab.errors import ConfigError, RnnlabError
 from rnnlab.models.elman import ElmanRNN
-from rnnlab.common.outputs import check_outputs, temp_path, writing
+from rnnlab.common.outputs import check_outputs, with_companion, temp_path, writing
 from rnnlab.common.safeio import disk_full_error, is_disk_full
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -320,7 +320,7 @@ def export_run(run: str | Path, fmt: str, checkpoint: str = "best", out: Optiona
     own = run_dir / EXPORT_DIR
     path = Path(out) if out is not None else own / f"model_{checkpoint}{FORMATS[fmt]}"
     ckpt = run_dir / runs.CHECKPOINTS / f"{checkpoint}.pt"
-    path, sidecar = check_outputs([path, path.with_name(path.name + ".json")], "--out", [ckpt], force, own)
+    path, sidecar = check_outputs(with_companion(path, add=".json"), "--out", [ckpt], force, own)
     run_dir, exp, task, model, _ = load_run(run, checkpoint, "cpu", allow_foreign, for_inference=True)
     check_exportable(model, exp.model.name, fmt)
     model.eval()

@@ -32,7 +32,7 @@ import torch
 from rnnlab.rundir import files as runs
 from rnnlab.tasks.series_calendars import CalendarError, Frequency
 from rnnlab.errors import DataError, RnnlabError, RunDirError
-from rnnlab.common.outputs import check_outputs, writing
+from rnnlab.common.outputs import check_outputs, with_companion, writing
 from rnnlab.tasks.series_files import Series, read_series
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def forecast_outputs(file: Path, horizon: Optional[int], out: Optional[Path], fo
     if horizon is not None and horizon < 1:
         raise RnnlabError("--horizon", f"must be at least 1, got {horizon}")
     out = Path(out) if out is not None else Path("forecast.csv")
-    out, plot_path = check_outputs([out, out.with_suffix(".png")], "--out", [Path(file)], force)
+    out, plot_path = check_outputs(with_companion(out, ".png"), "--out", [Path(file)], force)
     return out, plot_path
 
 
