@@ -37,12 +37,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rnnlab.config.loading import Experiment, build_experiment  # noqa: E402
-from rnnlab.training.build import build_task  # noqa: E402
-from rnnlab.models import build_model  # noqa: E402
 from rnnlab.common.console import Reporter  # noqa: E402
-from rnnlab.training.runtime import seed_everything
+from rnnlab.config.loading import Experiment, build_experiment  # noqa: E402
+from rnnlab.models import build_model  # noqa: E402
 from rnnlab.tasks import Task  # noqa: E402
+from rnnlab.training.build import build_task  # noqa: E402
+from rnnlab.training.runtime import seed_everything
 from rnnlab.training.trainer import Trainer
 
 BPTT, BATCH, HIDDEN, LAYERS, EMBED, LR = 128, 64, 256, 2, 64, 3e-3

@@ -19,11 +19,11 @@ import json
 import tempfile
 from pathlib import Path
 
-from rnnlab.rundir import files as runs
-from rnnlab.config.loading import load_experiment
-from rnnlab.training.evaluation import evaluate_run
-from rnnlab.execution.lifecycle import train_run
 from rnnlab.common.console import Reporter
+from rnnlab.config.loading import load_experiment
+from rnnlab.execution.lifecycle import train_run
+from rnnlab.rundir import files as runs
+from rnnlab.training.evaluation import evaluate_run
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED_MSE = {  # horizon -> model -> MSE, as in ../shared/data/README.md

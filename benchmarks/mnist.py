@@ -58,16 +58,16 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rnnlab.rundir import files as runs  # noqa: E402
+from rnnlab.common.console import Reporter  # noqa: E402
 from rnnlab.config.loading import Experiment, load_experiment  # noqa: E402
-from rnnlab.training.evaluation import evaluate  # noqa: E402
-from rnnlab.training.build import build, build_task  # noqa: E402
 from rnnlab.execution.lifecycle import train_run  # noqa: E402
+from rnnlab.rundir import files as runs  # noqa: E402
+from rnnlab.tasks.mnist import MEAN, STD, Mnist, MnistData, mnist_root, translate  # noqa: E402
+from rnnlab.training.build import build, build_task  # noqa: E402
+from rnnlab.training.evaluation import evaluate  # noqa: E402
 from rnnlab.training.optim import make_optimizer, make_scheduler  # noqa: E402
 from rnnlab.training.precision import resolve_precision  # noqa: E402
-from rnnlab.common.console import Reporter  # noqa: E402
 from rnnlab.training.runtime import available_cores, seed_everything, set_threads  # noqa: E402
-from rnnlab.tasks.mnist import MEAN, STD, Mnist, MnistData, mnist_root, translate  # noqa: E402
 from rnnlab.training.trainer import Trainer  # noqa: E402
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from rnnlab.rundir import files as runs
+from rnnlab.common.console import Reporter
 from rnnlab.config.loading import load_experiment
-from rnnlab.training.evaluation import evaluate_run, load_run
 from rnnlab.execution.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
-from rnnlab.common.console import Reporter
+from rnnlab.rundir import files as runs
 from rnnlab.tasks.base import TaskSpec
+from rnnlab.training.evaluation import evaluate_run, load_run
 
 REPO = Path(__file__).resolve().parents[1]
 

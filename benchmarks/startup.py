@@ -96,7 +96,8 @@ def main() -> None:
             print(median_line("sweep, process per trial", fresh))
             print(median_line("sweep, forked trials", forked))
             speedup = statistics.median(fresh) / statistics.median(forked)
-            print(f"{'sweep speed-up':<28} {speedup:6.2f} x  (target >= 2: {'ok' if speedup >= 2 else 'UNDER'})")
+            verdict = "ok" if speedup >= 2 else "UNDER"
+            print(f"{'sweep speed-up':<28} {speedup:6.2f} x  (target >= 2: {verdict})")
 
 
 if __name__ == "__main__":

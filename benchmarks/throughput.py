@@ -17,11 +17,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rnnlab.rundir import files as runs
+from rnnlab.common.console import Reporter
 from rnnlab.config.loading import load_experiment
 from rnnlab.errors import RnnlabError
 from rnnlab.execution.lifecycle import train_run
-from rnnlab.common.console import Reporter
+from rnnlab.rundir import files as runs
 
 
 def measure(config: Path, overrides: list[str], device: str, precision: str, steps: int) -> dict:

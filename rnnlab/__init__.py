@@ -29,9 +29,9 @@ __all__ = ["ConfigError", "DataError", "Diverged", "Interrupted", "RnnlabError",
 
 if TYPE_CHECKING:
     from rnnlab.api import Run, SweepResult, experiment, load_run, sweep, train
-    from rnnlab.training.stops import Diverged, Interrupted
     from rnnlab.config.plugins import load_plugins
     from rnnlab.plugin import register_model, register_optimizer, register_scheduler, register_task
+    from rnnlab.training.stops import Diverged, Interrupted
 
 
 def __getattr__(name: str) -> Any:

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
-from rnnlab.errors import ConfigError
 from rnnlab.common.invocation import invoked_as
+from rnnlab.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas
@@ -238,8 +238,8 @@ class Run:
     @property
     def config(self) -> dict[str, Any]:
         """The resolved config the run was trained with (``config.yaml``)."""
-        from rnnlab.rundir import files as runs
         from rnnlab.config.loading import read_yaml
+        from rnnlab.rundir import files as runs
 
         return read_yaml(self.path / runs.CONFIG)
 

@@ -80,7 +80,8 @@ class Registry(Generic[T]):
     def listing(self) -> list[tuple[str, str, str]]:
         """(name, description, module) of every entry, sorted, without importing the built-in
         entries' modules when they are not loaded yet (their ``BUILTIN`` row stands in for them)."""
-        rows = {name: (desc, getattr(obj, "__module__", "") or "") for name, (obj, desc) in self._items.items()}
+        rows = {name: (desc, getattr(obj, "__module__", "") or "")
+                for name, (obj, desc) in self._items.items()}
         if self._builtins is not None:
             for name, row in BUILTIN.get(self.kind, {}).items():
                 rows.setdefault(name, row)

@@ -38,8 +38,8 @@ def plugins_stay_in_their_test():
 
     from rnnlab.config import plugins
     from rnnlab.models import MODELS
-    from rnnlab.training.optim import OPTIMIZERS, SCHEDULERS
     from rnnlab.tasks import TASKS
+    from rnnlab.training.optim import OPTIMIZERS, SCHEDULERS
 
     registries = (TASKS, MODELS, OPTIMIZERS, SCHEDULERS)
     saved = [dict(r._items) for r in registries]

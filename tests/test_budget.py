@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from rnnlab.common.console import Reporter
+from rnnlab.config.loading import load_experiment
+from rnnlab.config.schema import TrainConfig
+from rnnlab.errors import ConfigError
+from rnnlab.execution.lifecycle import train_run
 from rnnlab.rundir import files as runs
 from rnnlab.training.budget import VIRTUAL_STEPS, StepPlan
-from rnnlab.config.loading import load_experiment
-from rnnlab.errors import ConfigError
-from rnnlab.training.evaluation import evaluate_run
 from rnnlab.training.build import build
-from rnnlab.execution.lifecycle import train_run
-from rnnlab.common.console import Reporter
-from rnnlab.config.schema import TrainConfig
+from rnnlab.training.evaluation import evaluate_run
 from rnnlab.training.trainer import Trainer
 
 TIMING = ("seconds", "train_seconds", "samples_per_s", "tokens_per_s")

@@ -11,18 +11,17 @@ from typing import Any
 import pytest
 import torch
 
-from rnnlab.tasks import charlm_corpora as corpora
-
-from rnnlab.rundir import files as runs
+from rnnlab.common.console import Reporter
 from rnnlab.config.loading import build_experiment, load_experiment
 from rnnlab.errors import ConfigError, DataError
-from rnnlab.training.evaluation import evaluate, evaluate_run
-from rnnlab.training.build import build
 from rnnlab.execution.inference import generate_run
 from rnnlab.execution.lifecycle import train_run
 from rnnlab.models import build_model
-from rnnlab.common.console import Reporter
+from rnnlab.rundir import files as runs
+from rnnlab.tasks import charlm_corpora as corpora
 from rnnlab.tasks.charlm import CharLM, Vocab, sequential_windows, shell_quote
+from rnnlab.training.build import build
+from rnnlab.training.evaluation import evaluate, evaluate_run
 from rnnlab.training.trainer import Trainer
 
 from .conftest import deep_merge

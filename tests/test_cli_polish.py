@@ -17,8 +17,8 @@ import typer
 from typer.testing import CliRunner
 
 import rnnlab
-from rnnlab.cli import completion as complete
 from rnnlab.cli import app
+from rnnlab.cli import completion as complete
 
 from .conftest import REPO, SINE_TINY
 

@@ -52,8 +52,8 @@ def test_unknown_model_name_suggests() -> None:
 
 def test_bidirectional_rejected_for_causal_task() -> None:
     exp = build_experiment(deep_merge(SINE_TINY, {"model": {"bidirectional": True}}), "c.yaml")
-    from rnnlab.training.build import build_task
     from rnnlab.models import build_model
+    from rnnlab.training.build import build_task
 
     task = build_task(exp, __import__("torch").device("cpu"))
     with pytest.raises(ConfigError, match="model.bidirectional: not allowed for this task"):

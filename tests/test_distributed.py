@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from rnnlab.rundir import files as runs
+from rnnlab.common.console import Reporter
 from rnnlab.config.loading import load_experiment
 from rnnlab.execution.distributed import shard
 from rnnlab.execution.lifecycle import train_run
-from rnnlab.common.console import Reporter
+from rnnlab.rundir import files as runs
 from rnnlab.tasks.base import Batch
 
 from .conftest import REPO

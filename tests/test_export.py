@@ -12,12 +12,12 @@ import torch
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
-from rnnlab.config.loading import build_experiment
-from rnnlab.training.evaluation import load_run
-from rnnlab.integrations.export import ExportError, export_run, plain_rnn, signature
-from rnnlab.execution.lifecycle import train_run
-from rnnlab.models.elman import ElmanRNN
 from rnnlab.common.console import Reporter
+from rnnlab.config.loading import build_experiment
+from rnnlab.execution.lifecycle import train_run
+from rnnlab.integrations.export import ExportError, export_run, plain_rnn, signature
+from rnnlab.models.elman import ElmanRNN
+from rnnlab.training.evaluation import load_run
 
 from .mnist_data import write_tiny_mnist
 from .test_charlm import WORDS, charlm_raw, text_file

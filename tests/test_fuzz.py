@@ -15,9 +15,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rnnlab.common.console import Reporter
 from rnnlab.config.loading import load_experiment
 from rnnlab.execution.lifecycle import train_run
-from rnnlab.common.console import Reporter
 
 from . import fuzzing
 

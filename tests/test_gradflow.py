@@ -10,14 +10,14 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from typer.testing import CliRunner
 
-from rnnlab.cli import app
-from rnnlab.config.loading import load_experiment
-from rnnlab.training.build import build
 from rnnlab.analysis.gradflow import Recorder, Unrolled, first_batch, measure
+from rnnlab.cli import app
+from rnnlab.common.console import Reporter
+from rnnlab.config.loading import load_experiment
 from rnnlab.execution.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
-from rnnlab.common.console import Reporter
 from rnnlab.tasks.base import Batch, Task, TaskSpec
+from rnnlab.training.build import build
 
 from .conftest import SINE_TINY
 

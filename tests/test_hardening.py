@@ -17,17 +17,14 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from rnnlab.rundir import files as runs
-
-from rnnlab.common import safeio
-
-from rnnlab.common import signals
 from rnnlab.cli import app
+from rnnlab.common import safeio, signals
+from rnnlab.common.console import Reporter
 from rnnlab.config.loading import load_experiment
 from rnnlab.execution.lifecycle import train_run
-from rnnlab.common.console import Reporter
-from rnnlab.training.runtime import available_cores
+from rnnlab.rundir import files as runs
 from rnnlab.tasks.sine import Sine
+from rnnlab.training.runtime import available_cores
 
 from .conftest import SINE_TINY, deep_merge
 
@@ -442,7 +439,8 @@ def test_run_records_are_fsynced_and_plots_are_not(tmp_path: Path, monkeypatch) 
 
     monkeypatch.setattr(os, "fsync", fsync)
     cfg = deep_merge(TINY, {"logging": {"plots": True}})
-    result = runner.invoke(app, ["train", str(write(tmp_path, cfg)), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    result = runner.invoke(app, ["train", str(write(tmp_path, cfg)), "--runs-dir", str(tmp_path / "runs"),
+                                 "-q"])
     assert result.exit_code == 0, result.output
     (run,) = (tmp_path / "runs").iterdir()
     assert (run / "plots" / "learning_curves.png").stat().st_size > 0

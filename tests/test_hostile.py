@@ -14,10 +14,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rnnlab.rundir import files as runs
-
-from rnnlab.common import safeio
 from rnnlab.cli import app
+from rnnlab.common import safeio
+from rnnlab.rundir import files as runs
 
 from .test_hardening import TINY, deep_merge, one_line, train, write
 
@@ -211,8 +210,8 @@ def test_empty_column_lists_are_config_errors(tmp_path: Path) -> None:
 
 def test_a_resume_that_fails_before_training_goes_on_leaves_the_summary_as_it_was(
         tmp_path: Path, monkeypatch) -> None:
-    from rnnlab.execution import resume
     from rnnlab.errors import ConfigError
+    from rnnlab.execution import resume
 
     assert train(tmp_path, cfg=deep_merge(TINY, {"train": {"epochs": 1}})).exit_code == 0
     (run,) = (tmp_path / "runs").iterdir()

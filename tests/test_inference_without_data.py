@@ -166,7 +166,8 @@ def test_generated_data_tasks_need_no_data_folder(task: dict[str, Any], tmp_path
     check_export_and_model(run, tmp_path, saved[:4], before)
 
 
-def test_a_run_without_saved_inputs_exports_from_its_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_without_saved_inputs_exports_from_its_data(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A run written before the sample inputs were saved: export draws them from the data as
     before; with the data gone that is one line, and the model itself still loads."""
     data = tmp_path / "data"
@@ -183,7 +184,8 @@ def test_a_run_without_saved_inputs_exports_from_its_data(tmp_path: Path, monkey
     out = model_outputs(run, x[:2])
     move_data_away(data, tmp_path, monkeypatch)
     assert torch.equal(model_outputs(run, x[:2]), out)
-    result = runner.invoke(app, ["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "x.pt")])
+    result = runner.invoke(app, ["export", str(run), "--format", "torchscript",
+                                 "--out", str(tmp_path / "x.pt")])
     lines = [line for line in result.stderr.splitlines() if line]
     assert result.exit_code != 0 and len(lines) == 1 and "MNIST not found" in lines[0], result.output
 
@@ -194,7 +196,8 @@ def test_the_rebuilt_task_is_checked_against_the_saved_spec(tmp_path: Path) -> N
     assert spec["input_size"] == 1 and spec["metric"] == "mse"
     Run(run).model()
     (run / "spec.json").write_text(json.dumps({**spec, "input_size": 3}))
-    result = runner.invoke(app, ["export", str(run), "--format", "torchscript", "--out", str(tmp_path / "m.pt")])
+    result = runner.invoke(app, ["export", str(run), "--format", "torchscript",
+                                 "--out", str(tmp_path / "m.pt")])
     lines = [line for line in result.stderr.splitlines() if line]
     assert result.exit_code == 2 and len(lines) == 1, result.output
     assert "does not match the spec it was trained with (input_size: saved 3, rebuilt 1)" in lines[0]

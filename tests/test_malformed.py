@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from rnnlab.rundir import files as runs
 from rnnlab.cli import app
+from rnnlab.common.console import Reporter
 from rnnlab.config.loading import SECTIONS, load_experiment
 from rnnlab.execution.lifecycle import train_run
-from rnnlab.common.console import Reporter
+from rnnlab.rundir import files as runs
 
 from .conftest import SINE_TINY, deep_merge
 

@@ -12,10 +12,10 @@ import torch
 
 from rnnlab.config.loading import build_experiment
 from rnnlab.errors import ConfigError
-from rnnlab.training.evaluation import evaluate
-from rnnlab.training.build import build_task
 from rnnlab.testing import assert_passes, check_task
 from rnnlab.testing.layouts import Oracle
+from rnnlab.training.build import build_task
+from rnnlab.training.evaluation import evaluate
 
 SMALL = {"n_train": 32, "n_val": 16, "n_test": 16}
 

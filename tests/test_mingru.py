@@ -10,17 +10,17 @@ from typing import Any
 import pytest
 import torch
 
+from rnnlab.analysis.gradflow import measure
+from rnnlab.common.console import Reporter
 from rnnlab.config.loading import build_experiment
 from rnnlab.errors import ConfigError
-from rnnlab.training.build import build
 from rnnlab.execution.inference import generate_run
-from rnnlab.analysis.gradflow import measure
 from rnnlab.execution.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
 from rnnlab.models.minrnn import MinStack
 from rnnlab.models.scan import fused
-from rnnlab.common.console import Reporter
 from rnnlab.tasks.base import TaskSpec
+from rnnlab.training.build import build
 from rnnlab.training.trainer import Trainer
 
 from .mnist_data import write_tiny_mnist

@@ -11,11 +11,11 @@ import torch
 
 from rnnlab.config.loading import build_experiment
 from rnnlab.errors import ConfigError
-from rnnlab.training.build import build
 from rnnlab.models import MODELS, build_model
 from rnnlab.models.minrnn import GATES, MinStack, gates
 from rnnlab.tasks.base import TaskSpec
 from rnnlab.testing import assert_passes, check_model
+from rnnlab.training.build import build
 
 FAMILIES = ["mingru", "minlstm"]
 CPU = torch.device("cpu")
@@ -106,8 +106,8 @@ def test_conv_state_carried_past_variable_lengths_continues_each_sequence(family
 def test_shipped_pixel_blocks_config_trains_on_the_loader(tmp_path) -> None:
     import math
 
-    from rnnlab.config.loading import load_experiment
     from rnnlab.common.console import Reporter
+    from rnnlab.config.loading import load_experiment
     from rnnlab.training.trainer import Trainer
 
     from .conftest import CONFIGS

@@ -11,10 +11,10 @@ import yaml
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
+from rnnlab.common.console import Reporter
 from rnnlab.config.loading import build_experiment
 from rnnlab.execution.lifecycle import train_run
 from rnnlab.integrations.mlflow_logging import default_uri
-from rnnlab.common.console import Reporter
 
 from .conftest import SINE_TINY, deep_merge
 

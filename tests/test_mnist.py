@@ -9,14 +9,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rnnlab.rundir import files as runs
 from rnnlab.cli import app
+from rnnlab.common.console import Reporter
 from rnnlab.config.loading import build_experiment, load_experiment
 from rnnlab.errors import ConfigError, DataError
-from rnnlab.training.build import build, build_task
 from rnnlab.execution.lifecycle import train_run
-from rnnlab.common.console import Reporter
+from rnnlab.rundir import files as runs
 from rnnlab.tasks.mnist import FILES, MEAN, STD, Mnist, MnistData, confusion_matrix, mnist_root, translate
+from rnnlab.training.build import build, build_task
 
 from .conftest import CONFIGS
 from .mnist_data import write_tiny_mnist

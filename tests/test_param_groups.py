@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 from rnnlab.cli import app
 from rnnlab.config.loading import build_experiment
 from rnnlab.errors import ConfigError
-from rnnlab.training.build import build
 from rnnlab.models import MODELS
 from rnnlab.models.base import ParamGroup
 from rnnlab.models.recurrent import GRU
+from rnnlab.training.build import build
 from rnnlab.training.optim import make_optimizer, make_scheduler
 
 CPU = torch.device("cpu")

@@ -93,11 +93,13 @@ def test_a_plugin_model_trains_evaluates_and_is_recorded(plugin_dir: Path, tmp_p
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["plugins"] == [str((plugin_dir / "myplugin.py").resolve())]  # found from anywhere
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [round(r["lr"], 6) for r in rows] == [0.005, 0.0025, 0.00125]  # the plugin's schedule (lr after each epoch)
+    # the plugin's schedule (lr after each epoch)
+    assert [round(r["lr"], 6) for r in rows] == [0.005, 0.0025, 0.00125]
     proc = subprocess.run([sys.executable, "-m", "rnnlab", "eval", str(run), "--json"], capture_output=True,
                           text=True, cwd=tmp_path)  # another directory, a fresh process
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["metrics"]["mse"] == pytest.approx(summary["test"]["mse"])
+    metrics = json.loads(proc.stdout.strip().splitlines()[-1])["metrics"]
+    assert metrics["mse"] == pytest.approx(summary["test"]["mse"])
 
 
 def test_a_changed_or_missing_plugin_is_one_line(plugin_dir: Path, tmp_path: Path) -> None:

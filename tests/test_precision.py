@@ -15,17 +15,16 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from rnnlab.training import precision
-
-from rnnlab.rundir import files as runs
 from rnnlab.cli import app
+from rnnlab.common.console import Reporter
 from rnnlab.config.loading import load_experiment
 from rnnlab.errors import ConfigError
-from rnnlab.training.evaluation import evaluate_run
-from rnnlab.training.build import build
 from rnnlab.execution.lifecycle import train_run
+from rnnlab.rundir import files as runs
+from rnnlab.training import precision
+from rnnlab.training.build import build
+from rnnlab.training.evaluation import evaluate_run
 from rnnlab.training.precision import Precision, check_precision, native_bf16, probe_bf16, resolve_precision
-from rnnlab.common.console import Reporter
 
 from .conftest import REPO, SINE_TINY
 

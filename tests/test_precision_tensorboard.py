@@ -9,14 +9,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from rnnlab.rundir import files as runs
 from rnnlab.cli import app
-from rnnlab.config.loading import load_experiment
-from rnnlab.training.evaluation import evaluate_run
-from rnnlab.training.build import build
-from rnnlab.execution.lifecycle import train_run
-from rnnlab.training.precision import Precision, native_bf16
 from rnnlab.common.console import Reporter
+from rnnlab.config.loading import load_experiment
+from rnnlab.execution.lifecycle import train_run
+from rnnlab.rundir import files as runs
+from rnnlab.training.build import build
+from rnnlab.training.evaluation import evaluate_run
+from rnnlab.training.precision import Precision, native_bf16
 from rnnlab.training.trainer import Trainer
 
 from .conftest import SINE_TINY

@@ -49,7 +49,8 @@ def test_rnnlab_list_imports_no_torch_and_shows_every_entry() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, contextlib, io\nimport rnnlab.cli\nsys.argv = ['rnnlab', 'list']\nout = io.StringIO()\n"
+    code = ("import sys, contextlib, io\nimport rnnlab.cli\nsys.argv = ['rnnlab', 'list']\n"
+            "out = io.StringIO()\n"
             "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(out):\n"
             "    rnnlab.cli.app(prog_name='rnnlab')\n"
             "print(out.getvalue())\nprint('torch' in sys.modules, 'matplotlib' in sys.modules)")

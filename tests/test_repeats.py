@@ -14,11 +14,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from rnnlab.rundir import files as runs
-from rnnlab.cli import app
 from rnnlab.analysis.compare import compare_groups
-from rnnlab.errors import ConfigError
+from rnnlab.cli import app
 from rnnlab.common.stats import t_quantile, welch_interval
+from rnnlab.errors import ConfigError
+from rnnlab.rundir import files as runs
 from rnnlab.sweeps.results import Ranking, TrialRecord, grouped, groups_csv, ranked_table, write_plots
 from rnnlab.sweeps.spec import expand
 from rnnlab.sweeps.sweepfile import load_sweep

@@ -18,18 +18,18 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from rnnlab.rundir import files as runs
 from rnnlab.cli import app
-from rnnlab.config.loading import load_experiment
-from rnnlab.training.evaluation import evaluate_run
-from rnnlab.execution.lifecycle import train_run
-from rnnlab.training.stops import Diverged, Interrupted
 from rnnlab.common.console import Reporter
-from rnnlab.execution.resume import resume_run
 from rnnlab.common.signals import GracefulStop
+from rnnlab.config.loading import load_experiment
+from rnnlab.execution.lifecycle import train_run
+from rnnlab.execution.resume import resume_run
+from rnnlab.rundir import files as runs
 from rnnlab.tasks import TASKS
 from rnnlab.tasks.base import Batch, batch_indices
 from rnnlab.tasks.sine import Sine
+from rnnlab.training.evaluation import evaluate_run
+from rnnlab.training.stops import Diverged, Interrupted
 
 from .conftest import REPO
 

@@ -10,19 +10,19 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from rnnlab.rundir import files as runs
 from rnnlab.cli import app
+from rnnlab.common.console import Reporter
 from rnnlab.config.loading import build_experiment, load_experiment
 from rnnlab.errors import ConfigError, DataError
-from rnnlab.training.evaluation import evaluate_run
-from rnnlab.training.build import build_task
 from rnnlab.execution.lifecycle import train_run
 from rnnlab.models import MODELS, build_model
-from rnnlab.common.console import Reporter
+from rnnlab.rundir import files as runs
 from rnnlab.tasks.base import TaskSpec
 from rnnlab.tasks.sentiment import bucketed
 from rnnlab.tasks.text import UNK_ID, Vocab, tokenize
 from rnnlab.tasks.text_files import BadLines, TableFormat, read_labelled
+from rnnlab.training.build import build_task
+from rnnlab.training.evaluation import evaluate_run
 
 from .conftest import CONFIGS, REPO
 

@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 from rnnlab.cli import app
 from rnnlab.config.loading import build_experiment
 from rnnlab.errors import ConfigError, DataError
-from rnnlab.training.evaluation import evaluate, evaluate_run
-from rnnlab.training.build import build_task
 from rnnlab.models import build_model
 from rnnlab.tasks.series_files import Frequency
+from rnnlab.training.build import build_task
+from rnnlab.training.evaluation import evaluate, evaluate_run
 
 from .conftest import deep_merge
 
@@ -385,8 +385,8 @@ def test_etth1_last_value_baseline_matches_the_literature() -> None:
 
 def train_small(root: Path, data: Path, model: dict[str, Any], task: dict[str, Any] | None = None,
                 extra_data: dict[str, Any] | None = None) -> Path:
-    from rnnlab.execution.lifecycle import train_run
     from rnnlab.common.console import Reporter
+    from rnnlab.execution.lifecycle import train_run
 
     exp = experiment(data, task=task, model=model, data=extra_data,
                      train={"epochs": 1, "steps_per_epoch": 2, "batch_size": 16})

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from rnnlab.config.loading import build_experiment
-from rnnlab.training.evaluation import evaluate
-from rnnlab.training.build import build_task
 from rnnlab.models import build_model
+from rnnlab.training.build import build_task
+from rnnlab.training.evaluation import evaluate
 
 from .conftest import SINE_TINY, deep_merge
 

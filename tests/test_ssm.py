@@ -14,16 +14,16 @@ import yaml
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
+from rnnlab.common.console import Reporter
 from rnnlab.config.loading import build_experiment, load_experiment
 from rnnlab.errors import ConfigError
-from rnnlab.integrations.export import export_run
-from rnnlab.training.build import build
 from rnnlab.execution.inference import generate_run
+from rnnlab.integrations.export import export_run
 from rnnlab.models.ssm import S4DKernel, S4DStack, causal_conv
-from rnnlab.training.stops import Interrupted
-from rnnlab.common.console import Reporter
 from rnnlab.testing import check_model
 from rnnlab.testing.findings import assert_passes
+from rnnlab.training.build import build
+from rnnlab.training.stops import Interrupted
 from rnnlab.training.trainer import Trainer
 
 from .conftest import CONFIGS

@@ -18,8 +18,8 @@ from rnnlab.cli import app
 from rnnlab.config.loading import load_experiment
 from rnnlab.errors import ConfigError
 from rnnlab.sweeps.results import Ranking, TrialRecord, to_csv
-from rnnlab.sweeps.sweepdir import log_error
 from rnnlab.sweeps.spec import expand
+from rnnlab.sweeps.sweepdir import log_error
 from rnnlab.sweeps.sweepfile import load_sweep
 from rnnlab.tasks import TASKS
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from rnnlab.sweeps.results import TrialRecord
 from rnnlab.sweeps.driver import Driver
-from rnnlab.sweeps.sweepdir import Options, threads_source, trial_threads, write_new
+from rnnlab.sweeps.results import TrialRecord
 from rnnlab.sweeps.spec import expand
+from rnnlab.sweeps.sweepdir import Options, threads_source, trial_threads, write_new
 from rnnlab.sweeps.sweepfile import load_sweep
 
 from .conftest import SINE_TINY, deep_merge

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from rnnlab.rundir import files as runs
+from rnnlab.common.console import Reporter
 from rnnlab.config.loading import load_experiment
 from rnnlab.execution.lifecycle import train_run
-from rnnlab.common.console import Reporter
+from rnnlab.rundir import files as runs
 
 pytest.importorskip("tensorboard")
 

@@ -11,9 +11,9 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from rnnlab.rundir import files as runs
 from rnnlab.cli import app
 from rnnlab.config.loading import build_experiment
+from rnnlab.rundir import files as runs
 from rnnlab.training.optim import make_scheduler, warmup_cosine
 
 from .conftest import CONFIGS, SINE_TINY, deep_merge
@@ -89,8 +89,8 @@ def test_plateau_lowers_lr_when_the_validation_metric_stalls() -> None:
 
 
 def test_plateau_trains_and_records_each_epochs_lr(tmp_path: Path) -> None:
-    from rnnlab.execution.lifecycle import train_run
     from rnnlab.common.console import Reporter
+    from rnnlab.execution.lifecycle import train_run
 
     exp = build_experiment(deep_merge(SINE_TINY, {"train": {
         "epochs": 4, "scheduler": {"name": "plateau", "factor": 0.5, "patience": 0}}}))

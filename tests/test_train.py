@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlab.rundir import files as runs
-from rnnlab.config.loading import load_experiment
-from rnnlab.training.evaluation import evaluate_run
-from rnnlab.execution.lifecycle import train_run
 from rnnlab.common.console import Reporter
+from rnnlab.config.loading import load_experiment
+from rnnlab.execution.lifecycle import train_run
+from rnnlab.rundir import files as runs
+from rnnlab.training.evaluation import evaluate_run
 from rnnlab.training.state import clip_grad_norm
 
 from .conftest import SINE_TINY

@@ -15,13 +15,13 @@ import yaml
 from typer.testing import CliRunner
 
 import rnnlab
-from rnnlab.rundir import files as runs
 from rnnlab.cli import app
 from rnnlab.config.loading import build_experiment
 from rnnlab.errors import RunDirError
-from rnnlab.training.build import build_task, init_model
 from rnnlab.execution.inference import predict
+from rnnlab.rundir import files as runs
 from rnnlab.rundir.readback import check_summary
+from rnnlab.training.build import build_task, init_model
 
 CPU = torch.device("cpu")
 DIM = 50

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from rnnlab.rundir import files as runs
-from rnnlab.config.loading import read_yaml
-from rnnlab.errors import ConfigError, RnnlabError, RunDirError
-from rnnlab.config.schema import flatten
 from rnnlab.common.stats import Difference, mean_std, welch_interval
+from rnnlab.config.loading import read_yaml
+from rnnlab.config.schema import flatten
+from rnnlab.errors import ConfigError, RnnlabError, RunDirError
+from rnnlab.rundir import files as runs
 
 MAX_DEPTH = 3  # runs/<run>, runs/<sweep>/<run>, and one level more for folders of sweeps
 SKIP = {runs.CHECKPOINTS, runs.PLOTS, "logs", "trials", "tensorboard"}

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from rnnlab.rundir import files as runs
 from rnnlab.analysis.compare import _read_config, _short_id, read_run
+from rnnlab.rundir import files as runs
 
 ABSENT = "(absent)"  # a key one config has and the other lacks (e.g. runs from two rnnlab versions)
 SUMMARY_ROWS = ("status", "best_epoch", "epochs_completed", "train_seconds", "parameters")

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from rnnlab.common.numbers import MAX_GRADFLOW_STEPS, check_number
 from rnnlab.config.loading import Experiment
 from rnnlab.errors import ConfigError
-from rnnlab.common.numbers import MAX_GRADFLOW_STEPS, check_number
 from rnnlab.models.base import Model
 from rnnlab.tasks.base import Batch, Task
 
@@ -243,9 +243,9 @@ def measure_config(path: Path, overrides: list[str], steps: int, device: torch.d
                    batch_size: Optional[int]) -> list[Curve]:
     """A config's model at initialisation and, with ``steps`` > 0, after that many training
     steps (the trainer's own step: optimizer, clipping, precision)."""
+    from rnnlab.common.console import Reporter
     from rnnlab.config.loading import load_experiment
     from rnnlab.training.build import build
-    from rnnlab.common.console import Reporter
     from rnnlab.training.runtime import set_threads
     from rnnlab.training.trainer import Trainer
 
@@ -267,8 +267,8 @@ def measure_config(path: Path, overrides: list[str], steps: int, device: torch.d
 
 def measure_run(path: Path, device: torch.device, batch_size: Optional[int]) -> list[Curve]:
     """A run's model at its initialisation (rebuilt from its seed) and at its best checkpoint."""
-    from rnnlab.training.evaluation import load_run
     from rnnlab.training.build import init_model
+    from rnnlab.training.evaluation import load_run
 
     run_dir, exp, task, trained, _ = load_run(path, "best", str(device))
     batch = first_batch(exp, task, batch_size)

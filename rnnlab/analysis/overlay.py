@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from rnnlab.rundir import files as runs
-from rnnlab.errors import ConfigError, RnnlabError
 from rnnlab.common.outputs import check_outputs
+from rnnlab.errors import ConfigError, RnnlabError
+from rnnlab.rundir import files as runs
 
 DEFAULT_PLOT = "compare.png"
 FORMATS = (".png", ".svg", ".pdf")

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rnnlab.rundir import files as runs
 from rnnlab.common.console import fmt
 from rnnlab.common.safeio import MAX_CONFIG_BYTES, read_bytes_bounded
 from rnnlab.integrations.tensorboard import TENSORBOARD
+from rnnlab.rundir import files as runs
 
 FACTS = ("task", "model", "parameters", "device", "gpu", "precision", "threads", "seed",
          "epochs_completed", "best_epoch", "stopped_early", "steps", "train_seconds",
@@ -59,8 +59,8 @@ def show_lines(run: str | os.PathLike[str]) -> list[str]:
 def replot(run: str | os.PathLike[str], device: str = "cpu", allow_foreign: bool = False) -> list[Path]:
     """Rebuild the run's task and best model from its files and redraw every plot, with the
     same code training uses."""
-    from rnnlab.training.evaluation import load_run
     from rnnlab.execution.lifecycle import write_plots
+    from rnnlab.training.evaluation import load_run
 
     run_dir, exp, task, model, _ = load_run(run, "best", device, allow_foreign)
     history: list[dict[str, Any]] = runs.read_metrics(run_dir)

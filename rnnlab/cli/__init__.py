@@ -4,8 +4,8 @@
 The app and its error handling are in ``frame``; the commands on one run (``train``, ``eval``,
 ``generate`` ...) in ``run_commands``; those over registries, runs and sweeps (``list``, ``sweep``,
 ``compare`` ...) in ``lab_commands``; ``catalog`` (``rnnlab list``), ``completion`` and ``runlist``
-serve them. ``entry`` puts them together; ``trial`` is a sweep trial's process. This package imports none of them
-until asked (``main``, ``app``).
+serve them. ``entry`` puts them together; ``trial`` is a sweep trial's process. This package
+imports none of them until asked (``main``, ``app``).
 
 May import: every package (the command line is the top layer, with the Python API).
 """

@@ -14,10 +14,8 @@ from rnnlab.registry import Registry, did_you_mean
 
 
 def registries() -> list[tuple[str, Registry]]:
-    from rnnlab.registry import MODELS
-    from rnnlab.registry import OPTIMIZERS, SCHEDULERS
     from rnnlab.config.plugins import load_entry_points
-    from rnnlab.registry import TASKS
+    from rnnlab.registry import MODELS, OPTIMIZERS, SCHEDULERS, TASKS
 
     load_entry_points()
     return [("task", TASKS), ("model", MODELS), ("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS)]

@@ -21,7 +21,8 @@ def main() -> None:
     from rnnlab.common.invocation import invoked_as
     from rnnlab.common.signals import install_stop_handlers
 
-    keep_freed_memory()  # before torch allocates anything (rnnlab.common.allocator; RNNLAB_MALLOC=system: off)
+    # before torch allocates anything (rnnlab.common.allocator; RNNLAB_MALLOC=system: off)
+    keep_freed_memory()
     install_stop_handlers()  # SIGTERM/SIGINT at any instant: one `interrupted:` line, not silence
     with invoked_as(shlex.join(["rnnlab", *sys.argv[1:]])):
         app(prog_name="rnnlab")

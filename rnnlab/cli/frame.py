@@ -146,8 +146,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def training_outcomes(reporter: "Reporter") -> Iterator[None]:
     """How a training command ends when it does not complete: a stop (exit 130/143) or a
     divergence (exit 3) leaves a run directory, printed last as on success."""
-    from rnnlab.training.stops import Diverged, Interrupted
     from rnnlab.common.signals import exit_status
+    from rnnlab.training.stops import Diverged, Interrupted
 
     try:
         yield

@@ -37,9 +37,9 @@ def train(
         "it was written by another run"),
 ) -> None:
     """Train a model on a task; writes runs/<id>/ and prints its path last."""
+    from rnnlab.common.console import make_reporter
     from rnnlab.config.loading import load_experiment
     from rnnlab.execution.launch import run_training
-    from rnnlab.common.console import make_reporter
     from rnnlab.rundir.files import check_name
 
     if resume is not None:

@@ -17,11 +17,11 @@ from pydantic import (
     ValidationError,
 )
 
-from rnnlab.errors import ConfigError
-from rnnlab.registry import did_you_mean
 from rnnlab.common.safeio import dump_yaml
 from rnnlab.config.messages import _allowed_keys, _describe, _error_message
 from rnnlab.config.schema import Config
+from rnnlab.errors import ConfigError
+from rnnlab.registry import did_you_mean
 
 #: config keys a resumed run may change (``--resume --set``): how long or how verbosely training goes
 #: on, not what a step does; a checkpoint's identity leaves them out too (``identity``)
@@ -196,9 +196,8 @@ def build_experiment(raw: dict[str, Any], where: str = "config", base_dir: Path 
                      ) -> Experiment:
     """Validate a raw config mapping (after overrides) into an Experiment. Its ``plugins`` (``.py``
     paths relative to ``base_dir``, default the working directory) are imported first."""
-    from rnnlab.registry import MODELS
     from rnnlab.config.plugins import load_entry_points, load_plugins
-    from rnnlab.registry import TASKS
+    from rnnlab.registry import MODELS, TASKS
 
     raw = dict(raw)
     load_entry_points()

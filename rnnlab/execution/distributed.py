@@ -25,14 +25,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rnnlab.training.budget import STOP_TIME
+from rnnlab.common.console import Reporter
+from rnnlab.common.signals import GracefulStop
 from rnnlab.config.loading import Experiment
 from rnnlab.execution.lifecycle import open_run, prepare, start_run
 from rnnlab.models.base import Model
-from rnnlab.common.console import Reporter
-from rnnlab.training.runtime import available_cores, resolve_device
-from rnnlab.common.signals import GracefulStop
 from rnnlab.tasks.base import Batch, Task
+from rnnlab.training.budget import STOP_TIME
+from rnnlab.training.runtime import available_cores, resolve_device
 from rnnlab.training.strategy import SingleProcess
 from rnnlab.training.trainer import Trainer
 

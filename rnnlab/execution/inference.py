@@ -15,7 +15,6 @@ from rnnlab.tasks.series_forecast import Forecast, forecast, forecast_outputs
 from rnnlab.training.evaluation import load_run
 
 
-
 def generate_run(run: str | os.PathLike[str], prefix: str, length: int, temperature: float,
                  top_k: Optional[int] = None, seed: Optional[int] = None, checkpoint: str = "best",
                  device: str = "cpu", allow_foreign: bool = False) -> str:

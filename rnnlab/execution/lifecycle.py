@@ -10,22 +10,21 @@ from typing import Any, Optional
 
 import torch
 
-from rnnlab.rundir import identity
-
+from rnnlab.common.console import Reporter
+from rnnlab.common.invocation import report
+from rnnlab.config.loading import Experiment
+from rnnlab.models.base import Model
 from rnnlab.rundir import files as runs
+from rnnlab.rundir import identity
+from rnnlab.tasks.base import SAMPLE_INPUTS, SAVED_INPUTS, SPEC_FILE, Task
 from rnnlab.training import summary as run_summary
 from rnnlab.training.budget import load_replay
-from rnnlab.config.loading import Experiment
-from rnnlab.training.evaluation import evaluate, load_weights
 from rnnlab.training.build import build
-from rnnlab.common.invocation import report
-from rnnlab.models.base import Model
-from rnnlab.training.stops import Diverged, Interrupted
+from rnnlab.training.evaluation import evaluate, load_weights
 from rnnlab.training.precision import check_precision
-from rnnlab.common.console import Reporter
 from rnnlab.training.runtime import resolve_device, set_threads
+from rnnlab.training.stops import Diverged, Interrupted
 from rnnlab.training.summary import RunSummary
-from rnnlab.tasks.base import SAMPLE_INPUTS, SAVED_INPUTS, SPEC_FILE, Task
 from rnnlab.training.trainer import Trainer
 
 

@@ -15,26 +15,31 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from rnnlab.rundir import identity
-
-from rnnlab.config import plugins
-
-from rnnlab.rundir import files as runs
-from rnnlab.training import summary as run_summary
-from rnnlab.config.loading import SAFE_TO_CHANGE, Experiment, Overrides, apply_overrides, build_experiment, read_yaml
-from rnnlab.errors import ConfigError, RnnlabError, RunDirError
+from rnnlab.common.console import Reporter
 from rnnlab.common.invocation import report
+from rnnlab.common.signals import Stopped
+from rnnlab.config import plugins
+from rnnlab.config.loading import (
+    SAFE_TO_CHANGE,
+    Experiment,
+    Overrides,
+    apply_overrides,
+    build_experiment,
+    read_yaml,
+)
+from rnnlab.config.schema import flatten
+from rnnlab.errors import ConfigError, RnnlabError, RunDirError
 from rnnlab.execution.lifecycle import close_run, finish_run, prepare
 from rnnlab.integrations.mlflow_logging import open_live
-from rnnlab.training.optim import per_step
-from rnnlab.training.stops import Interrupted
-from rnnlab.training.precision import DTYPES
-from rnnlab.common.console import Reporter
-from rnnlab.training.runtime import launched, resolve_device
-from rnnlab.config.schema import flatten
-from rnnlab.common.signals import Stopped
-from rnnlab.training.state import require_training_state
 from rnnlab.integrations.tensorboard import open_tensorboard
+from rnnlab.rundir import files as runs
+from rnnlab.rundir import identity
+from rnnlab.training import summary as run_summary
+from rnnlab.training.optim import per_step
+from rnnlab.training.precision import DTYPES
+from rnnlab.training.runtime import launched, resolve_device
+from rnnlab.training.state import require_training_state
+from rnnlab.training.stops import Interrupted
 from rnnlab.training.trainer import Trainer
 
 

@@ -38,11 +38,11 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from rnnlab.rundir import files as runs
+from rnnlab.common.outputs import check_outputs, temp_path, with_companion, writing
+from rnnlab.common.safeio import disk_full_error, is_disk_full
 from rnnlab.errors import ConfigError, RnnlabError
 from rnnlab.models.elman import ElmanRNN
-from rnnlab.common.outputs import check_outputs, with_companion, temp_path, writing
-from rnnlab.common.safeio import disk_full_error, is_disk_full
+from rnnlab.rundir import files as runs
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 TOLERANCE = 1e-4

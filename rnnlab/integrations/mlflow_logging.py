@@ -28,8 +28,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from rnnlab.rundir import files as runs
 from rnnlab.integrations.mlflow_store import Store, check_uri, default_uri, open_store, require_mlflow
+from rnnlab.rundir import files as runs
 
 SWEEP_ENV = "RNNLAB_MLFLOW_SWEEP"  # set for trials: the sweep logs them, nested, itself
 RUN_TAG, UUID_TAG, SWEEP_TAG = "rnnlab.run_id", "rnnlab.run_uuid", "rnnlab.sweep_id"

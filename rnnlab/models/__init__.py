@@ -7,10 +7,9 @@ May import: ``tasks`` (the task's spec: ``tasks.base``), ``rundir``, ``config``,
 
 from __future__ import annotations
 
-from rnnlab.registry import MODELS
-
 # registration side effects
 from rnnlab.models import linear, mingru, mlp, recurrent, segrnn, seq2seq, ssm  # noqa: E402,F401
 from rnnlab.models.base import Model, build_model  # noqa: E402
+from rnnlab.registry import MODELS
 
 __all__ = ["MODELS", "Model", "build_model"]

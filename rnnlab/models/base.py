@@ -7,8 +7,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from rnnlab.errors import ConfigError
 from rnnlab.config.schema import Strict
+from rnnlab.errors import ConfigError
 from rnnlab.tasks.base import TaskSpec
 
 State = Any  # a tensor, a tuple of tensors (LSTM), or None

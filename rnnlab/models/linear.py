@@ -13,9 +13,9 @@ from pydantic import Field
 from torch import nn
 
 from rnnlab.errors import ConfigError
-from rnnlab.tasks.base import TaskSpec
-from rnnlab.registry import MODELS
 from rnnlab.models.base import Model, ModelOptions, State, target_channels
+from rnnlab.registry import MODELS
+from rnnlab.tasks.base import TaskSpec
 
 
 class LinearOptions(ModelOptions):

@@ -10,12 +10,12 @@ from pydantic import Field
 from torch import nn
 
 from rnnlab.errors import ConfigError
-from rnnlab.tasks.base import TaskSpec
-from rnnlab.registry import MODELS
 from rnnlab.models.base import State, init_feedforward_
 from rnnlab.models.minrnn import GATES, MinStack
 from rnnlab.models.recurrent import Recurrent, RecurrentOptions
 from rnnlab.models.scan import FORMS
+from rnnlab.registry import MODELS
+from rnnlab.tasks.base import TaskSpec
 
 
 class MinRNNOptions(RecurrentOptions):

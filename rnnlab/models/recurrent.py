@@ -16,10 +16,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.errors import ConfigError
-from rnnlab.tasks.base import TaskSpec
-from rnnlab.registry import MODELS
 from rnnlab.models.base import Model, ModelOptions, State
 from rnnlab.models.elman import ElmanRNN
+from rnnlab.registry import MODELS
+from rnnlab.tasks.base import TaskSpec
 
 
 class RecurrentOptions(ModelOptions):

@@ -10,10 +10,10 @@ from pydantic import Field
 from torch import nn
 
 from rnnlab.errors import ConfigError
-from rnnlab.tasks.base import TaskSpec
-from rnnlab.registry import MODELS
 from rnnlab.models.base import Model, ModelOptions, State
 from rnnlab.models.elman import ElmanRNN
+from rnnlab.registry import MODELS
+from rnnlab.tasks.base import TaskSpec
 
 CELLS = {"rnn": ElmanRNN, "lstm": nn.LSTM, "gru": nn.GRU}
 

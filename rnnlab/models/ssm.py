@@ -33,9 +33,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from rnnlab.errors import ConfigError
-from rnnlab.registry import MODELS
 from rnnlab.models.base import ParamGroup, State, init_feedforward_
 from rnnlab.models.recurrent import Recurrent, RecurrentOptions
+from rnnlab.registry import MODELS
 
 FORMS = ("auto", "fft", "recurrent")
 

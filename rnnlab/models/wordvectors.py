@@ -21,8 +21,8 @@ from typing import IO, TYPE_CHECKING, Any, Iterator, Optional
 
 import torch
 
-from rnnlab.errors import ConfigError, DataError
 from rnnlab.common.safeio import check_regular_file
+from rnnlab.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from rnnlab.models.base import Model

@@ -16,11 +16,11 @@ from typing import Any, Iterable
 
 import torch
 
-from rnnlab.errors import RnnlabError, RunDirError
-from rnnlab.config.names import name_problem
+from rnnlab.common.atomic import FILE_MODE, atomic_write, fsync_dir  # noqa: F401 (the run's writers)
 from rnnlab.common.safeio import guard_disk_full
 from rnnlab.common.signals import deferred
-from rnnlab.common.atomic import FILE_MODE, atomic_write, fsync_dir  # noqa: F401 (the run's writers)
+from rnnlab.config.names import name_problem
+from rnnlab.errors import RnnlabError, RunDirError
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
@@ -246,8 +246,8 @@ def read_summary(run: Path) -> dict[str, Any]:
     path = Path(run) / SUMMARY
     if not path.is_file():
         raise RunDirError(path, "summary.json is missing (the run may not have started training)")
-    from rnnlab.rundir.readback import check_summary
     from rnnlab.common.safeio import MAX_CONFIG_BYTES, read_bytes_bounded
+    from rnnlab.rundir.readback import check_summary
 
     raw = read_bytes_bounded(path, MAX_CONFIG_BYTES, "summary.json", RunDirError)
     try:

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from rnnlab.config.loading import SAFE_TO_CHANGE
-from rnnlab.errors import RunDirError
 from rnnlab.config.schema import flatten
+from rnnlab.errors import RunDirError
 
 EXCLUDED = ("name",)
 OVERRIDE = "--allow-foreign-checkpoint"

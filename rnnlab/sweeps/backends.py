@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import rnnlab
-
 from rnnlab.errors import ConfigError
-from rnnlab.training.runtime import available_cores
 from rnnlab.sweeps import forking
 from rnnlab.sweeps.trialenv import PARENT_ENV, STOP_FILE_ENV, TRIAL_MODULE
+from rnnlab.training.runtime import available_cores
 
 STOP_GRACE_S = 60.0  # how long an interrupted trial may take to write its summary
 

@@ -12,15 +12,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-
-from rnnlab.rundir import files as runs
 from rnnlab.common.invocation import read_result
+from rnnlab.rundir import files as runs
 from rnnlab.sweeps.backends import STOP_GRACE_S, result_file, train_args
 from rnnlab.sweeps.results import FINISHED, Ranking, TrialRecord, ranked_table, write_plots, write_summaries
 from rnnlab.sweeps.spec import Sweep, Trial
-
 from rnnlab.sweeps.sweepdir import (
-    LOGS, Options, Outcome, STOP, TRIALS, commands, exit_text, log_error, run_summary, set_threads, threads_source, trial_run, trial_threads, write_trial,
+    LOGS,
+    STOP,
+    TRIALS,
+    Options,
+    Outcome,
+    commands,
+    exit_text,
+    log_error,
+    run_summary,
+    set_threads,
+    threads_source,
+    trial_run,
+    trial_threads,
+    write_trial,
 )
 
 

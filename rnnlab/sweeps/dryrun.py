@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from rnnlab.training.runtime import available_cores
 from rnnlab.sweeps.results import read_records
 from rnnlab.sweeps.runner import check_options, reopen
-from rnnlab.sweeps.sweepdir import SWEEP_FILE, Options, trial_threads
 from rnnlab.sweeps.spec import Sweep, Trial, expand, show
+from rnnlab.sweeps.sweepdir import SWEEP_FILE, Options, trial_threads
 from rnnlab.sweeps.sweepfile import load_sweep
+from rnnlab.training.runtime import available_cores
 
 
 def dry_run(sweep_file: Optional[Path], resume: Optional[Path], options: Options) -> list[str]:

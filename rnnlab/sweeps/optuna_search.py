@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from rnnlab.rundir import files as runs
-from rnnlab.errors import ConfigError, RnnlabError
 from rnnlab.common.safeio import dump_yaml
+from rnnlab.errors import ConfigError, RnnlabError
+from rnnlab.rundir import files as runs
 from rnnlab.sweeps.backends import train_args, trial_args
-from rnnlab.sweeps.results import TrialRecord, read_records
 from rnnlab.sweeps.driver import Driver, Running, sigterm_as_interrupt
 from rnnlab.sweeps.optuna_study import STUDY_FILE, decode, distributions, open_study
+from rnnlab.sweeps.results import TrialRecord, read_records
+from rnnlab.sweeps.spec import Sweep, Trial, resolve_trial
 from rnnlab.sweeps.sweepdir import (
     LOGS,
     SWEEP_FILE,
@@ -43,7 +44,7 @@ from rnnlab.sweeps.sweepdir import (
     write_new,
     write_trial,
 )
-from rnnlab.sweeps.spec import Sweep, Trial, resolve_trial
+
 
 @dataclass
 class Watch:

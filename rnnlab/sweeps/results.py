@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from rnnlab.rundir import files as runs
-from rnnlab.errors import ConfigError, RunDirError
 from rnnlab.common.stats import mean_std
+from rnnlab.errors import ConfigError, RunDirError
+from rnnlab.rundir import files as runs
 from rnnlab.sweeps.spec import SEED_KEY, Sweep, show
 
 SUMMARY_JSON = "summary.json"

@@ -9,21 +9,28 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from rnnlab.integrations import mlflow_logging as mlflow_log
-from rnnlab.sweeps import tracking as sweep_mlflow
-
-from rnnlab.rundir import files as runs
-from rnnlab.errors import ConfigError, RunDirError
 from rnnlab.common.safeio import dump_yaml
+from rnnlab.errors import ConfigError, RunDirError
+from rnnlab.integrations import mlflow_logging as mlflow_log
+from rnnlab.rundir import files as runs
+from rnnlab.sweeps import tracking as sweep_mlflow
 from rnnlab.sweeps.backends import LocalBackend, RayBackend
+from rnnlab.sweeps.driver import Driver
 from rnnlab.sweeps.results import TrialRecord
 from rnnlab.sweeps.spec import Sweep, Trial, expand
-from rnnlab.sweeps.sweepfile import load_sweep
-
 from rnnlab.sweeps.sweepdir import (
-    BACKENDS, LOCK, LOGS, MAX_WORKERS, Options, Outcome, SWEEP_FILE, TRIALS, reconcile_records, write_new,
+    BACKENDS,
+    LOCK,
+    LOGS,
+    MAX_WORKERS,
+    SWEEP_FILE,
+    TRIALS,
+    Options,
+    Outcome,
+    reconcile_records,
+    write_new,
 )
-from rnnlab.sweeps.driver import Driver
+from rnnlab.sweeps.sweepfile import load_sweep
 
 
 def run_sweep(sweep_file: Optional[Path | Sweep], runs_dir: Path, resume: Optional[Path], options: Options,

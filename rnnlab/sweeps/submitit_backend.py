@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import rnnlab
-
-from rnnlab.errors import ConfigError
 from rnnlab.common.invocation import read_result
-from rnnlab.training.runtime import available_cores
+from rnnlab.errors import ConfigError
 from rnnlab.sweeps.backends import launch, own_stop_file, result_file, stop_group, supervise, trial_args
 from rnnlab.sweeps.resources import DEFAULT_MINUTES, parse_resources
+from rnnlab.training.runtime import available_cores
 
 FOLDER = "submitit"
 

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-
-from rnnlab.rundir import files as runs
-from rnnlab.errors import RnnlabError, RunDirError
 from rnnlab.common.invocation import invocation, read_result
 from rnnlab.common.safeio import dump_yaml
+from rnnlab.errors import RnnlabError, RunDirError
+from rnnlab.rundir import files as runs
 from rnnlab.sweeps.backends import result_file
 from rnnlab.sweeps.results import TrialRecord, read_records
 from rnnlab.sweeps.spec import Sweep, Trial

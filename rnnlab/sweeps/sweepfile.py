@@ -8,15 +8,23 @@ import copy
 from pathlib import Path
 from typing import Any, Optional
 
-from rnnlab.config.loading import SECTIONS, read_yaml
-from rnnlab.errors import ConfigError
 from rnnlab.common.numbers import INT64_MAX, INT64_MIN, MAX_TRIALS, check_number
+from rnnlab.config.loading import SECTIONS, read_yaml
+from rnnlab.config.schema import FLOAT32_MAX, TrainConfig
+from rnnlab.errors import ConfigError
 from rnnlab.registry import did_you_mean
 from rnnlab.rundir.files import safe_name
-from rnnlab.config.schema import FLOAT32_MAX, TrainConfig
 from rnnlab.sweeps.resources import parse_resources
-
-from rnnlab.sweeps.spec import DISTRIBUTIONS, Distribution, PRUNERS, SAMPLERS, SEED_KEY, Search, Sweep, TOP_KEYS
+from rnnlab.sweeps.spec import (
+    DISTRIBUTIONS,
+    PRUNERS,
+    SAMPLERS,
+    SEED_KEY,
+    TOP_KEYS,
+    Distribution,
+    Search,
+    Sweep,
+)
 
 
 def load_sweep(path: str | Path) -> Sweep:

@@ -10,11 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from rnnlab.rundir import files as runs
 from rnnlab.errors import RnnlabError, RunDirError
-from rnnlab.integrations.mlflow_store import Store, check_uri, guarded, open_store, require_mlflow
-
 from rnnlab.integrations.mlflow_logging import SWEEP_ENV, SWEEP_TAG, log_run, read_run_files
+from rnnlab.integrations.mlflow_store import Store, check_uri, guarded, open_store, require_mlflow
+from rnnlab.rundir import files as runs
 from rnnlab.sweeps.results import read_records
 
 

@@ -4,5 +4,6 @@ entry point (which imports the command line)."""
 
 STOP_FILE_ENV = "RNNLAB_SWEEP_STOP_FILE"  # stop files, os.pathsep-separated: the trial stops once one exists
 PARENT_ENV = "RNNLAB_SWEEP_PARENT"  # the pid whose exit interrupts the trial (Linux)
-TRIAL_MODULE = "rnnlab.cli.trial"  # ``python -m TRIAL_MODULE ARGS``: one trial (``rnnlab train ARGS``, stoppable)
+# ``python -m TRIAL_MODULE ARGS``: one trial (``rnnlab train ARGS``, stoppable)
+TRIAL_MODULE = "rnnlab.cli.trial"
 SERVE = "--serve"  # ``python -m TRIAL_MODULE --serve``: the preloaded launcher (``sweeps.forking``)

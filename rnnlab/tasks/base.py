@@ -171,7 +171,8 @@ class Task:
 
     # ---------------------------------------------------------------- evaluation
     def evaluate(self, model: "Model", split: str, batch_size: int) -> dict[str, float]:
-        """Metrics on a split. Called by ``rnnlab.training.evaluation.evaluate`` in eval mode under no_grad."""
+        """Metrics on a split. Called by ``rnnlab.training.evaluation.evaluate`` in eval mode under
+        no_grad."""
         raise NotImplementedError
 
     # ---------------------------------------------------------------- artifacts

@@ -35,13 +35,23 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from rnnlab.tasks import charlm_corpora as corpora
 from rnnlab.errors import ConfigError, DataError, RunDirError
-from rnnlab.tasks.charlm_generate import describe_char, sample
-from rnnlab.rundir.files import write_json
 from rnnlab.registry import TASKS
-from rnnlab.tasks.base import Batch, DataOptions, Encoding, Task, TaskContext, TaskOptions, TaskSpec, cache_dir, data_root
+from rnnlab.rundir.files import write_json
+from rnnlab.tasks import charlm_corpora as corpora
+from rnnlab.tasks.base import (
+    Batch,
+    DataOptions,
+    Encoding,
+    Task,
+    TaskContext,
+    TaskOptions,
+    TaskSpec,
+    cache_dir,
+    data_root,
+)
 from rnnlab.tasks.charlm_checks import CharLMChecks
+from rnnlab.tasks.charlm_generate import describe_char, sample
 
 if TYPE_CHECKING:
     from rnnlab.models.base import Model

@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
+from rnnlab.common.numbers import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_GENERATE,
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    check_number,
+)
 from rnnlab.errors import ConfigError, RunDirError
-from rnnlab.common.numbers import INT64_MAX, INT64_MIN, MAX_GENERATE, MAX_TEMPERATURE, MIN_TEMPERATURE, check_number
 
 if TYPE_CHECKING:
     from rnnlab.models.base import Model

@@ -19,10 +19,19 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional
 import torch
 from pydantic import Field
 
-from rnnlab.tasks.classify import confusion_matrix
 from rnnlab.errors import ConfigError, DataError
 from rnnlab.registry import TASKS
-from rnnlab.tasks.base import Batch, DataOptions, Task, TaskContext, TaskOptions, TaskSpec, cache_dir, data_root
+from rnnlab.tasks.base import (
+    Batch,
+    DataOptions,
+    Task,
+    TaskContext,
+    TaskOptions,
+    TaskSpec,
+    cache_dir,
+    data_root,
+)
+from rnnlab.tasks.classify import confusion_matrix
 from rnnlab.tasks.mnist_checks import MnistChecks
 
 if TYPE_CHECKING:

@@ -24,15 +24,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional, Union
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from rnnlab.rundir import files as runs
-from rnnlab.tasks.classify import classification_metrics, confusion_matrix
 from rnnlab.errors import ConfigError, DataError
-from rnnlab.tasks.text import Vocab, pad_ids, tokenize
-from rnnlab.tasks.text_files import BadLines, Row, TableFormat, read_labelled
-from rnnlab.tasks.sentiment_data import (  # noqa: F401 - LABELS_FILE, VOCAB_FILE: re-exported
-    LABELS_FILE, VOCAB_FILE, Example, bucketed, carve, label_order, load_artifacts)
 from rnnlab.registry import TASKS
-from rnnlab.tasks.sentiment_checks import SentimentChecks
+from rnnlab.rundir import files as runs
 from rnnlab.tasks.base import (
     Batch,
     DataOptions,
@@ -44,6 +38,19 @@ from rnnlab.tasks.base import (
     batch_indices,
     data_root,
 )
+from rnnlab.tasks.classify import classification_metrics, confusion_matrix
+from rnnlab.tasks.sentiment_checks import SentimentChecks
+from rnnlab.tasks.sentiment_data import (  # noqa: F401 - LABELS_FILE, VOCAB_FILE: re-exported
+    LABELS_FILE,
+    VOCAB_FILE,
+    Example,
+    bucketed,
+    carve,
+    label_order,
+    load_artifacts,
+)
+from rnnlab.tasks.text import Vocab, pad_ids, tokenize
+from rnnlab.tasks.text_files import BadLines, Row, TableFormat, read_labelled
 
 if TYPE_CHECKING:
     from rnnlab.models.base import Model

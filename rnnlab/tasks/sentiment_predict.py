@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
-from rnnlab.errors import DataError, RunDirError
 from rnnlab.common.safeio import MAX_LINE_CHARS, MAX_TEXT_FILE_BYTES
+from rnnlab.errors import DataError, RunDirError
 from rnnlab.tasks.text_files import decode
 
 if TYPE_CHECKING:

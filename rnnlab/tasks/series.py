@@ -23,20 +23,9 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from rnnlab.rundir import files as runs
 from rnnlab.errors import ConfigError, DataError
-from rnnlab.tasks.series_files import (
-    Fill,
-    Scaler,
-    Series,
-    frequency_from_json,
-    parse_time,
-    read_series,
-    read_series_artifact,
-)
 from rnnlab.registry import TASKS
-from rnnlab.tasks.series_checks import SeriesChecks
-from rnnlab.tasks.series_source import BUILTIN, columns_for, resolve_path  # noqa: F401 - BUILTIN re-exported
+from rnnlab.rundir import files as runs
 from rnnlab.tasks.base import (
     Batch,
     DataOptions,
@@ -47,7 +36,16 @@ from rnnlab.tasks.base import (
     TaskSpec,
     batch_indices,
 )
-from rnnlab.tasks.forecasting import Mode, WindowNorm, batched, native_horizon, predict, window_index, windows_in
+from rnnlab.tasks.forecasting import (
+    Mode,
+    WindowNorm,
+    batched,
+    native_horizon,
+    predict,
+    window_index,
+    windows_in,
+)
+from rnnlab.tasks.series_checks import SeriesChecks
 from rnnlab.tasks.series_eval import (
     BASELINES,
     baseline_forecasts,
@@ -56,6 +54,16 @@ from rnnlab.tasks.series_eval import (
     per_step_mse,
     seasonal_scale,
 )
+from rnnlab.tasks.series_files import (
+    Fill,
+    Scaler,
+    Series,
+    frequency_from_json,
+    parse_time,
+    read_series,
+    read_series_artifact,
+)
+from rnnlab.tasks.series_source import BUILTIN, columns_for, resolve_path  # noqa: F401 - BUILTIN re-exported
 
 if TYPE_CHECKING:
     from rnnlab.config.loading import Experiment

@@ -23,7 +23,8 @@ class SeriesChecks:
         data = {"fill": "interpolate"}  # the built-in CO2 record has five empty months
         return [{"variant": f"mode: {mode}", "task": {**base, "mode": mode}, "data": data,
                  "model": model}
-                for mode, model in (("direct", "linear"), ("rollout", "lstm"), ("encoder_decoder", "seq2seq"))]
+                for mode, model in (("direct", "linear"), ("rollout", "lstm"),
+                                    ("encoder_decoder", "seq2seq"))]
 
     def split_layout(self) -> Layout:
         targets = {s: self.index[s][1].cpu() for s in SPLITS}

@@ -31,8 +31,8 @@ from typing import Any, Literal, Optional, Sequence
 
 import numpy as np
 
-from rnnlab.tasks.series_calendars import Frequency, beyond_range, infer_frequency, parse_time
 from rnnlab.errors import DataError, RunDirError
+from rnnlab.tasks.series_calendars import Frequency, beyond_range, infer_frequency, parse_time
 from rnnlab.tasks.text_files import decode, detect_format
 
 MISSING = {"", "na", "nan", "null", "none", "n/a"}

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 import torch
 
+from rnnlab.common.outputs import check_outputs, with_companion, writing
+from rnnlab.errors import DataError, RnnlabError, RunDirError
 from rnnlab.rundir import files as runs
 from rnnlab.tasks.series_calendars import CalendarError, Frequency
-from rnnlab.errors import DataError, RnnlabError, RunDirError
-from rnnlab.common.outputs import check_outputs, with_companion, writing
 from rnnlab.tasks.series_files import Series, read_series
 
 if TYPE_CHECKING:

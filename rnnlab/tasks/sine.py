@@ -29,9 +29,9 @@ from pydantic import Field, model_validator
 from rnnlab.errors import ConfigError
 from rnnlab.registry import TASKS
 from rnnlab.tasks.base import Batch, DataOptions, Task, TaskContext, TaskOptions, TaskSpec, batch_indices
-from rnnlab.tasks.sine_checks import SineChecks
 from rnnlab.tasks.forecasting import batched, window_index
 from rnnlab.tasks.forecasting import predict as forecast
+from rnnlab.tasks.sine_checks import SineChecks
 
 if TYPE_CHECKING:
     from rnnlab.config.loading import Experiment

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal, Optional, Union
 
+from rnnlab.common.safeio import MAX_DATA_BYTES, decode_text, read_bytes_bounded
 from rnnlab.errors import DataError
 from rnnlab.registry import did_you_mean
-from rnnlab.common.safeio import MAX_DATA_BYTES, decode_text, read_bytes_bounded
 
 Column = Union[int, str]
 

@@ -48,8 +48,7 @@ def model_options(items: list[str]) -> dict[str, Any]:
 def check(name: str, task: Optional[str] = None, options: Optional[dict[str, Any]] = None
           ) -> list[Finding]:
     """``check_model`` when ``name`` is a registered model, ``check_task`` when it is a task."""
-    from rnnlab.registry import MODELS
-    from rnnlab.registry import TASKS
+    from rnnlab.registry import MODELS, TASKS
 
     if name in MODELS:
         return check_model(name, task, options)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-
 from rnnlab.config.loading import Experiment, build_experiment
 from rnnlab.errors import ConfigError
 

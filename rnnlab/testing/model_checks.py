@@ -38,8 +38,7 @@ def check_model(name: str, task: Optional[str] = None, options: Optional[dict[st
                 train_run: bool = True) -> list[Finding]:
     """Every check of model ``name`` on every registered task (or only ``task``), with model
     ``options`` over small default sizes. Unknown names are a ``ConfigError``."""
-    from rnnlab.registry import MODELS
-    from rnnlab.registry import TASKS
+    from rnnlab.registry import MODELS, TASKS
 
     MODELS.get(name, "model")
     if task is not None:
@@ -217,8 +216,8 @@ def training_lowers_loss(task: Task, model: Model, batch: Batch) -> Result:
 
 
 def round_trip(exp: Experiment, task: Task, model: Model, batch: Batch, folder: Path) -> Result:
-    from rnnlab.training.evaluation import load_weights
     from rnnlab.rundir.files import load_checkpoint
+    from rnnlab.training.evaluation import load_weights
 
     path = folder / "round_trip.pt"
     torch.save({"model": model.state_dict()}, path)  # as rnnlab's checkpoints hold it
@@ -326,10 +325,10 @@ def stateful_carry(model: Model, spec: TaskSpec, batch: Batch) -> Result:
 
 def eval_equals_summary(exp: Experiment, runs_dir: Path) -> Result:
     """A 3-step ``rnnlab`` run, then ``rnnlab eval`` of its best checkpoint against its summary."""
-    from rnnlab.training.evaluation import evaluate_run
-    from rnnlab.execution.lifecycle import train_run
     from rnnlab.common.console import Reporter
+    from rnnlab.execution.lifecycle import train_run
     from rnnlab.rundir.files import read_summary
+    from rnnlab.training.evaluation import evaluate_run
 
     raw = exp.to_dict()
     raw["train"]["steps_per_epoch"] = 3

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from rnnlab.rundir import files as runs
 from rnnlab.errors import ConfigError
+from rnnlab.rundir import files as runs
 
 VIRTUAL_STEPS = 10_000  # resolution of a time-driven schedule: 0.01 % of the budget
 

@@ -9,13 +9,12 @@ from typing import Optional
 import torch
 
 from rnnlab.config.loading import Experiment
-from rnnlab.training.limits import allocation_guard, check_memory
-from rnnlab.models.base import build_model
-from rnnlab.models.base import Model
-from rnnlab.training.runtime import seed_everything
+from rnnlab.models.base import Model, build_model
+from rnnlab.models.wordvectors import load_into
 from rnnlab.registry import TASKS
 from rnnlab.tasks.base import Task, TaskContext
-from rnnlab.models.wordvectors import load_into
+from rnnlab.training.limits import allocation_guard, check_memory
+from rnnlab.training.runtime import seed_everything
 
 
 def build_task(exp: Experiment, device: torch.device, run_dir: Optional[Path] = None) -> Task:

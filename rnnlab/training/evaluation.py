@@ -10,19 +10,17 @@ from typing import Any
 
 import torch
 
-from rnnlab.rundir import identity
-
 from rnnlab.config import plugins
-
-from rnnlab.rundir import files as runs
 from rnnlab.config.loading import Experiment
 from rnnlab.errors import RunDirError
+from rnnlab.models.base import Model
 from rnnlab.registry import TASKS
+from rnnlab.rundir import files as runs
+from rnnlab.rundir import identity
+from rnnlab.tasks.base import SPEC_FILE, Task, TaskContext
 from rnnlab.training.build import build, init_model
 from rnnlab.training.limits import check_memory
-from rnnlab.models.base import Model
 from rnnlab.training.runtime import resolve_device, set_threads
-from rnnlab.tasks.base import SPEC_FILE, Task, TaskContext
 
 
 def load_weights(model: Model, state: dict[str, Any], path: Path) -> None:

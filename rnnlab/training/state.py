@@ -11,8 +11,8 @@ from typing import Any, Optional
 
 import torch
 
-from rnnlab.errors import RunDirError
 from rnnlab.config.schema import TrainConfig
+from rnnlab.errors import RunDirError
 from rnnlab.tasks.base import Task
 
 

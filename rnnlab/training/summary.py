@@ -11,12 +11,11 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TypedDict
 
+from rnnlab.common.invocation import invocation
 from rnnlab.config import plugins
-
+from rnnlab.errors import RnnlabError
 from rnnlab.rundir import files as runs
 from rnnlab.training.budget import STOP_EARLY, STOP_EPOCHS
-from rnnlab.errors import RnnlabError
-from rnnlab.common.invocation import invocation
 from rnnlab.training.precision import resolve_precision
 from rnnlab.training.runtime import determinism, environment
 
@@ -25,8 +24,8 @@ if TYPE_CHECKING:
 
     from rnnlab.config.loading import Experiment
     from rnnlab.models.base import Model
-    from rnnlab.training.state import TrainState
     from rnnlab.tasks.base import Task
+    from rnnlab.training.state import TrainState
 
 
 class RunSummary(TypedDict, total=False):

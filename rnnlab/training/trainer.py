@@ -14,20 +14,18 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
-from rnnlab.rundir import identity
-
-from rnnlab.rundir import files as runs
-from rnnlab.training.budget import Replay, StepPlan, load_replay
+from rnnlab.common.console import Reporter
 from rnnlab.config.loading import Experiment
 from rnnlab.errors import DataError, RunDirError
-from rnnlab.training.evaluation import evaluate, load_weights
 from rnnlab.models.base import Model
+from rnnlab.rundir import files as runs
+from rnnlab.rundir import identity
+from rnnlab.tasks.base import Batch, Task
+from rnnlab.training.budget import Replay, StepPlan, load_replay
+from rnnlab.training.evaluation import evaluate, load_weights
 from rnnlab.training.optim import make_optimizer, make_scheduler, on_metric, per_step
-from rnnlab.training.stops import Diverged, Interrupted
 from rnnlab.training.precision import Precision, resolve_precision
-from rnnlab.common.console import Reporter
 from rnnlab.training.runtime import rng_state, set_rng_state
-from rnnlab.training.strategy import SingleProcess
 from rnnlab.training.state import (
     CHECKPOINT_FORMAT,
     EpochProgress,
@@ -38,7 +36,8 @@ from rnnlab.training.state import (
     epoch_steps,
     require_training_state,
 )
-from rnnlab.tasks.base import Batch, Task
+from rnnlab.training.stops import Diverged, Interrupted
+from rnnlab.training.strategy import SingleProcess
 
 
 class Trainer:
