@@ -49,7 +49,8 @@ CONFIG = {
 # functions whose N-th call sends the signal: set-up, checkpoints, the final test evaluation
 EVENTS = ("rnnlab.rundir.files:create_run_dir", "rnnlab.execution.lifecycle:open_run",
           "rnnlab.rundir.files:write_text", "rnnlab.rundir.files:write_json",
-          "rnnlab.rundir.files:save_torch", "rnnlab.rundir.files:append_jsonl", "rnnlab.training.trainer:evaluate",
+          "rnnlab.rundir.files:save_torch", "rnnlab.rundir.files:append_jsonl",
+          "rnnlab.training.trainer:evaluate",
           "rnnlab.execution.lifecycle:evaluate", "rnnlab.execution.lifecycle:final_outputs",
           "rnnlab.execution.lifecycle:close_run",
           "rnnlab.execution.resume:restart_files", "rnnlab.execution.lifecycle:build")
