@@ -15,6 +15,7 @@ traceback; after a refusal no file of the workspace that existed before changed 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
@@ -265,8 +266,11 @@ def run_case(command: str, base: dict[str, Path], root: Path, rng: random.Random
         resumed = Path(args[2])
         forced = ({str(p.relative_to(root)) for p in resumed.rglob("*")}
                   if resumed.is_relative_to(root) else set())
-    fuzzing.check(args, root, allow_new=lambda p: True, allow_changed=lambda p: p in forced,
-                  budget=command in ("rerun", "resume"), command=command)
+    # in the case's folder: a default output (``compare --plot`` with no FILE writes compare.png in
+    # the working directory) stays inside what the case hashes, never in the caller's folder
+    with contextlib.chdir(root):
+        fuzzing.check(args, root, allow_new=lambda p: True, allow_changed=lambda p: p in forced,
+                      budget=command in ("rerun", "resume"), command=command)
     return kind
 
 
