@@ -19,6 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from rnnlab.cli import app
+from rnnlab.common import atomic
 from rnnlab.common.console import Reporter
 from rnnlab.common.signals import GracefulStop
 from rnnlab.config.loading import load_experiment
@@ -279,7 +280,7 @@ def test_second_signal_exits_at_once(monkeypatch) -> None:
 def test_files_get_the_umask_mode_not_mkstemps_0600(write_config, tmp_path) -> None:
     run = train(write_config({"train": {"epochs": 1}}), tmp_path / "r")
     for name in ("config.yaml", "summary.json", "checkpoints/last.pt"):
-        assert (run / name).stat().st_mode & 0o777 == runs.FILE_MODE
+        assert (run / name).stat().st_mode & 0o777 == atomic.FILE_MODE
 
 
 # ----------------------------------------------------------------------------- refusals

@@ -100,7 +100,7 @@ def plot_overlay(dirs: list[Path], labels: list[str], out: Path) -> Path:
     fig = overlay_figure(read_curves(dirs, labels))
     if out.suffix.lower() == ".png":
         return _save(fig, out)
-    from rnnlab.rundir.files import atomic_write
+    from rnnlab.common.atomic import atomic_write
 
     fig.tight_layout()
     atomic_write(out, lambda fh: fig.savefig(fh, format=out.suffix[1:].lower()))

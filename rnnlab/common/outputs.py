@@ -10,7 +10,7 @@
   would put the plot over the CSV).
 
 Errors name the path the user gave, never a temp file. The files themselves are written through
-``runs.atomic_write`` (a temp file beside the target, always removed on failure) or, for writers
+``common.atomic.atomic_write`` (a temp file beside the target, always removed on failure) or, for writers
 that want a path (``torch.onnx.export``), ``temp_path``.
 """
 

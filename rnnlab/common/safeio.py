@@ -272,7 +272,7 @@ def guard_disk_full(path: Path | str, action: Callable[[], Any]) -> Any:
 
 # ----------------------------------------------------------------------------- user paths
 
-# ``.<name>.<8 random>.tmp`` (runs.atomic_write), ``.<name>.<pid>.tmp`` (invocation), ``.<name>.tmp``
+# ``.<name>.<8 random>.tmp`` (common.atomic.atomic_write), ``.<name>.<pid>.tmp`` (invocation), ``.<name>.tmp``
 _TEMP_NAME = re.compile(r"(?:(?<=[/\s'\"(])|^)\.([^/\s'\"]+?)(?:\.[A-Za-z0-9_]{8}|\.\d+)?\.tmp\b")
 
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import torch
 
-from rnnlab.common.atomic import FILE_MODE, atomic_write, fsync_dir  # noqa: F401 (the run's writers)
+from rnnlab.common.atomic import atomic_write
 from rnnlab.common.safeio import guard_disk_full
 from rnnlab.common.signals import deferred
 from rnnlab.config.names import name_problem

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from rnnlab.common.atomic import atomic_write
 from rnnlab.common.safeio import MAX_DATA_BYTES, decode_text, read_bytes_bounded
 from rnnlab.errors import DataError
-from rnnlab.rundir.files import atomic_write
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINY_SHAKESPEARE_BYTES = 1_115_394  # all ASCII: as many characters as bytes
