@@ -19,7 +19,8 @@ from rnnlab.config.loading import build_experiment, load_experiment
 from rnnlab.errors import ConfigError
 from rnnlab.execution.inference import generate_run
 from rnnlab.integrations.export import export_run
-from rnnlab.models.ssm import S4DKernel, S4DStack, causal_conv
+from rnnlab.models.ssm import S4DKernel, S4DStack
+from rnnlab.models.ssm_ops import causal_conv
 from rnnlab.testing import check_model
 from rnnlab.testing.findings import assert_passes
 from rnnlab.training.build import build
@@ -151,7 +152,9 @@ def test_conformance_checks_pass_on_per_step_tasks() -> None:
 def test_options_are_checked() -> None:
     raw = {"task": {"name": "sine", "mode": "window", "n_points": 200}, "model": {"name": "s4d"}}
     for model, text in (({"bidirectional": True}, "model.bidirectional: s4d is causal only"),
-                        ({"d_state": 3}, "model.d_state"), ({"form": "scan"}, "model.form")):
+                        ({"d_state": 3}, "model.d_state"), ({"form": "scan"}, "model.form"),
+                        ({"dt_min": 0.1, "dt_max": 0.01}, "model.dt_min .0.1. is above model.dt_max"),
+                        ({"dt_min": 0}, "model.dt_min")):
         with pytest.raises(ConfigError, match=text):
             build(build_experiment({**raw, "model": {"name": "s4d", **model}}), CPU)
 
@@ -236,3 +239,50 @@ def test_precision_auto_is_bf16_on_a_native_bf16_cpu_only(monkeypatch) -> None:
     monkeypatch.setattr(precision, "cpu_features", lambda: ("avx2", "avx512f", "avx512_bf16"))
     assert precision.resolve_precision("auto", CPU, net) == "bf16"
     assert precision.resolve_precision("auto", torch.device("cuda"), net) == "fp32"
+
+
+def test_initial_steps_lie_in_the_configured_range() -> None:
+    raw = {"task": {"name": "adding", "length": 20, "n_train": 8, "n_val": 4, "n_test": 4},
+           "model": {"name": "s4d", "hidden_size": 64, "num_layers": 2, "dt_min": 1e-4, "dt_max": 1e-2}}
+    model = build(build_experiment(raw), CPU)[1]
+    dts = torch.cat([m.log_dt.exp() for m in model.modules() if hasattr(m, "log_dt")])
+    assert dts.numel() == 128 and dts.min() >= 1e-4 * (1 - 1e-6) and dts.max() <= 1e-2 * (1 + 1e-6)
+    assert dts.max() > 1e-3 > dts.min()  # spread over the range, not one value
+
+
+@pytest.mark.parametrize("prenorm", [False, True])
+def test_last_only_equals_the_full_stack_at_each_last_step_with_gradients(prenorm: bool) -> None:
+    """Last-step tasks (``pooling: last``) compute the final block at the last real steps only: the
+    same outputs and parameter gradients as the full window read at each sequence's length."""
+    core = stack(prenorm=prenorm)
+    x = torch.randn(4, 29, 3, dtype=torch.float64)
+    lengths = torch.tensor([29, 17, 5, 1])
+    picked = []
+    for last_only in (False, True):
+        core.zero_grad()
+        core.last_only, core.keep_state = last_only, False
+        out, state = run(core, "fft", x, lengths, None)
+        assert state is None
+        if last_only:
+            assert out.shape == (4, 1, 6)
+            out = out[:, 0]
+        else:
+            out = out[torch.arange(4), lengths - 1]
+        out.pow(2).sum().backward()
+        picked.append((out.detach(), [p.grad.clone() for p in core.parameters()]))
+    (full, full_grads), (last, last_grads) = picked
+    assert torch.allclose(full, last, atol=1e-10, rtol=0)
+    for a, b in zip(full_grads, last_grads):
+        assert torch.allclose(a, b, atol=1e-9, rtol=0)
+
+
+def test_last_step_models_read_the_same_prediction_either_way() -> None:
+    raw = {"task": {"name": "adding", "length": 25, "n_train": 8, "n_val": 4, "n_test": 4},
+           "model": {"name": "s4d", "hidden_size": 8, "num_layers": 2, "d_state": 4, "pooling": "last"}}
+    model = build(build_experiment(raw), CPU)[1].double().eval()
+    assert model.rnn.last_only
+    x = torch.rand(3, 25, 2, dtype=torch.float64)
+    with torch.no_grad():
+        fast = model(x)[0]
+        model.rnn.last_only = False
+        assert torch.allclose(fast, model(x)[0], atol=1e-10, rtol=0)

@@ -17,6 +17,10 @@ Two forms compute the same function (equal to 1e-6 in float64, ``tests/test_ssm.
 - ``recurrent``: the recurrence above one step at a time (``auto`` uses it for one-step calls:
   generation, autoregressive forecasting).
 
+Last-step tasks read with ``pooling: last`` compute the final block only at each sequence's last
+real step (one contraction of the inputs read backwards with the kernel, no FFT); the numeric
+operations live in ``rnnlab.models.ssm_ops``.
+
 Padded steps (past a sequence's length) only reach outputs past that length (the convolution is
 causal) and are left out of the final state. The state is a real tensor
 ``(num_layers, B, H, d_state / 2, 2)`` (``torch.view_as_real`` of the complex modes).
@@ -35,14 +39,10 @@ from torch.nn import functional as F
 from rnnlab.errors import ConfigError
 from rnnlab.models.base import ParamGroup, State, init_feedforward_
 from rnnlab.models.recurrent import Recurrent, RecurrentOptions
+from rnnlab.models.ssm_ops import backwards, causal_conv, final_state, powers, recurrence_dtype, rows
 from rnnlab.registry import MODELS
 
 FORMS = ("auto", "fft", "recurrent")
-
-
-def recurrence_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Float32 for half-precision activations (autocast): the FFT and the state stay float32."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 class S4DKernel(nn.Module):
@@ -72,9 +72,9 @@ class S4DLayer(nn.Module):
     """One SSM over channels: u (B, T, H) real -> y (B, H, T) (channels first, float32 or float64:
     the FFT's layout) and the final state."""
 
-    def __init__(self, channels: int, d_state: int, init: str) -> None:
+    def __init__(self, channels: int, d_state: int, init: str, dt_range: tuple[float, float]) -> None:
         super().__init__()
-        self.kernel = S4DKernel(channels, d_state, init)
+        self.kernel = S4DKernel(channels, d_state, init, *dt_range)
 
     def forward(self, u: torch.Tensor, lengths: Optional[torch.Tensor], s0: Optional[torch.Tensor],
                 want_state: bool, form: str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -87,6 +87,15 @@ class S4DLayer(nn.Module):
                 return (y + u * self.kernel.D).transpose(1, 2).contiguous(), state
             ut = rows(u, dtype)  # channels first (B, H, T), float32: one copy
             return self.convolution(ut, lengths, s0, want_state, dtA, bbar, C, self.kernel.D)
+
+    def last_step(self, u: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
+        """The output at each sequence's last real step only, u (B, T, H) -> (B, H): one contraction
+        of the inputs read backwards with the kernel, O(B H T) and no FFT."""
+        with torch.autocast(u.device.type, enabled=False):
+            dtA, bbar, C = self.kernel.discrete()
+            back = backwards(rows(u, recurrence_dtype(u.dtype)), lengths)[0]  # (B, H, T)
+            kernel = 2 * torch.matmul((C * bbar)[:, None, :], powers(dtA, back.shape[2]))[:, 0].real
+            return (back * kernel).sum(-1) + back[..., 0] * self.kernel.D
 
     @staticmethod
     def recurrent(u: torch.Tensor, lengths: Optional[torch.Tensor], s0: Optional[torch.Tensor],
@@ -122,127 +131,15 @@ class S4DLayer(nn.Module):
         return y, final_state(u, lengths, s0, dtA, bbar, abar_l)
 
 
-def powers(dtA: torch.Tensor, steps: int) -> torch.Tensor:
-    """``Abar^l = exp(dt A l)`` for ``l < steps``, (H, N/2, steps): exponentials at about
-    2 sqrt(steps) points and their products (a complex exp costs far more than a product)."""
-    block = max(1, math.isqrt(steps))
-    count = -(-steps // block)
-    real = dtA.real.dtype
-    low = torch.exp(dtA[..., None] * torch.arange(block, device=dtA.device, dtype=real))
-    high = torch.exp(dtA[..., None] * (block * torch.arange(count, device=dtA.device, dtype=real)))
-    return (high[..., :, None] * low[..., None, :]).flatten(-2)[..., :steps]
-
-
-class _CausalConv(torch.autograd.Function):
-    """``y = (K * u)[:T]``, the causal convolution of u (B, H, T) with K (H, T), by real FFTs of
-    length 2T: two large transforms forward and two backward (autograd of rfft/irfft takes complex
-    ones). Backward: ``du = irfft(G conj(K^))[:T]``, ``dK = irfft(sum_b G conj(U^))[:T]`` with
-    ``G = rfft(dy, 2T)``."""
-
-    @staticmethod
-    def forward(ctx: Any, u: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-        y, spectrum_u, spectrum_k = convolve(u, kernel)
-        ctx.save_for_backward(spectrum_u, spectrum_k)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        spectrum_u, spectrum_k = ctx.saved_tensors
-        steps = grad.shape[-1]
-        n = 2 * steps
-        spectrum_g = torch.fft.rfft(grad, n=n)
-        grad_u = torch.fft.irfft(spectrum_g * spectrum_k.conj(), n=n)[..., :steps]
-        grad_k = torch.fft.irfft((spectrum_g * spectrum_u.conj()).sum(0), n=n)[..., :steps]
-        return grad_u, grad_k
-
-
-def convolve(u: torch.Tensor, kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(y, rfft(u), rfft(K))``: the causal convolution and the spectra its backward reads."""
-    steps = u.shape[-1]
-    n = 2 * steps
-    spectrum_u = torch.fft.rfft(u, n=n)
-    spectrum_k = torch.fft.rfft(kernel, n=n)
-    return torch.fft.irfft(spectrum_u * spectrum_k, n=n)[..., :steps], spectrum_u, spectrum_k
-
-
-def differentiable(*tensors: torch.Tensor) -> bool:
-    """Whether a hand-written backward is needed (else plain ops: TorchScript can trace them)."""
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
-def causal_conv(u: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    return _CausalConv.apply(u, kernel) if differentiable(u, kernel) else convolve(u, kernel)[0]
-
-
-def final_state(u: torch.Tensor, lengths: Optional[torch.Tensor], s0: Optional[torch.Tensor],
-                dtA: torch.Tensor, bbar: torch.Tensor, abar_l: torch.Tensor) -> torch.Tensor:
-    """``s_L = Abar^L s0 + Bbar sum_(j<L) Abar^j u_(L-1-j)`` at each sequence's length ``L``, u
-    (B, H, T): the inputs read backwards from each one's last real step (zeros before its start),
-    then two real matrix products with the powers ``abar_l`` (H, N/2, T)."""
-    batch, channels, steps = u.shape
-    if lengths is None:
-        back = u.flip(2)
-        ends = torch.full((batch,), steps, device=u.device)
-    else:
-        ends = lengths.to(u.device)
-        index = ends[:, None] - 1 - torch.arange(steps, device=u.device)  # (B, T)
-        back = u.gather(2, index.clamp(min=0)[:, None, :].expand(-1, channels, -1))
-        back = back * (index >= 0)[:, None, :].to(u.dtype)
-    back = back.transpose(0, 1)  # (H, B, T)
-    acc = torch.complex(torch.matmul(back, abar_l.real.transpose(1, 2)),
-                        torch.matmul(back, abar_l.imag.transpose(1, 2)))  # (H, B, N/2)
-    state = bbar[:, None] * acc
-    if s0 is not None:
-        state = state + torch.exp(dtA[:, None] * ends.to(u.dtype)[None, :, None]) * s0.transpose(0, 1)
-    return state.transpose(0, 1)  # (B, H, N/2)
-
-
-class _Rows(torch.autograd.Function):
-    """(B, H, T) -> (B, T, H) contiguous in ``dtype``, one copy that transposes and casts; the
-    gradient comes back the same way (contiguous, so that no elementwise kernel meets a strided
-    tensor: GELU's backward on a transposed gradient is several times slower)."""
-
-    @staticmethod
-    def forward(ctx: Any, y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        ctx.dtype = y.dtype
-        return transposed(y, dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return transposed(grad, ctx.dtype), None
-
-
-def transposed(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    out = torch.empty(y.shape[0], y.shape[2], y.shape[1], dtype=dtype, device=y.device)
-    return out.copy_(y.transpose(1, 2))
-
-
-def autocast_dtype(kind: str) -> Optional[torch.dtype]:
-    """The dtype autocast runs linear layers in on device type ``kind``, or None when it is off."""
-    if kind == "cpu" and not hasattr(torch, "get_autocast_dtype"):  # torch < 2.4
-        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
-    if kind == "cuda" and not hasattr(torch, "get_autocast_dtype"):
-        return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
-    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
-
-
-def rows(y: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """(B, H, T) -> (B, T, H) (or back) in ``dtype``, by default the one the next linear layer runs
-    in (autocast's, else y's)."""
-    if dtype is None:
-        dtype = autocast_dtype(y.device.type) or y.dtype
-    return _Rows.apply(y, dtype) if differentiable(y) else transposed(y, dtype)
-
-
 class S4DBlock(nn.Module):
     """Norm, SSM + D skip, GELU, dropout, Linear H->2H + GLU, dropout, residual (pre- or post-norm)."""
 
     def __init__(self, channels: int, d_state: int, init: str, dropout: float, norm: str,
-                 prenorm: bool) -> None:
+                 prenorm: bool, dt_range: tuple[float, float]) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(channels) if norm == "layer" else nn.Identity()
         self.prenorm = prenorm
-        self.ssm = S4DLayer(channels, d_state, init)
+        self.ssm = S4DLayer(channels, d_state, init, dt_range)
         self.out = nn.Linear(channels, 2 * channels)
         self.dropout = dropout
 
@@ -255,6 +152,16 @@ class S4DBlock(nn.Module):
         h = h + y.to(h.dtype)
         return (h if self.prenorm else self.norm(h)), state
 
+    def last_step(self, h: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
+        """The block's output at each sequence's last real step only: (B, T, H) -> (B, H)."""
+        y = self.ssm.last_step(self.norm(h) if self.prenorm else h, lengths)
+        y = F.dropout(F.glu(self.out(F.dropout(F.gelu(y), self.dropout, self.training)), dim=-1),
+                      self.dropout, self.training)
+        last = (torch.full((h.shape[0],), h.shape[1] - 1, device=h.device) if lengths is None
+                else lengths - 1)
+        h = h[torch.arange(h.shape[0], device=h.device), last] + y.to(h.dtype)
+        return h if self.prenorm else self.norm(h)
+
 
 class S4DStack(nn.Module):
     """Input projection then ``num_layers`` blocks, with the core contract of ``Recurrent.build_core``:
@@ -266,13 +173,15 @@ class S4DStack(nn.Module):
     bf16_faster = True
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, d_state: int, init: str,
-                 dropout: float, norm: str, prenorm: bool, form: str) -> None:
+                 dropout: float, norm: str, prenorm: bool, form: str,
+                 dt_range: tuple[float, float] = (1e-3, 1e-1)) -> None:
         super().__init__()
         self.form, self.hidden_size, self.num_layers = form, hidden_size, num_layers
         self.modes = d_state // 2
         self.keep_state = True
+        self.last_only = False  # set by the model: only each sequence's last output is read
         self.in_proj = nn.Linear(input_size, hidden_size)
-        self.blocks = nn.ModuleList(S4DBlock(hidden_size, d_state, init, dropout, norm, prenorm)
+        self.blocks = nn.ModuleList(S4DBlock(hidden_size, d_state, init, dropout, norm, prenorm, dt_range)
                                     for _ in range(num_layers))
         self.final_norm = nn.LayerNorm(hidden_size) if prenorm and norm == "layer" else nn.Identity()
 
@@ -290,6 +199,10 @@ class S4DStack(nn.Module):
                 lengths = None
         want = self.keep_state or state is not None
         h = self.in_proj(x).to(recurrence_dtype(x.dtype))  # the residual stream: float32 under autocast
+        if self.last_only and not want and form == "fft":  # (B, 1, H): the last block at the last steps
+            for block in self.blocks[:-1]:
+                h = block(h, lengths, None, False, form)[0]
+            return self.final_norm(self.blocks[-1].last_step(h, lengths))[:, None], None
         finals = []
         for k, block in enumerate(self.blocks):
             s0 = None if state is None else torch.view_as_complex(state[k].contiguous())
@@ -309,6 +222,10 @@ class S4DOptions(RecurrentOptions):
                          "modes are kept: conjugate symmetry)")
     ssm_init: Literal["lin", "inv"] = Field("lin", description="A's initialisation: S4D-Lin (-1/2 + i pi n) "
                                             "or S4D-Inv")
+    dt_min: float = Field(1e-3, gt=0, description="smallest initial step dt (log-uniform per channel in "
+                          "[dt_min, dt_max]); a channel remembers about 2 / dt steps at first")
+    dt_max: float = Field(1e-1, gt=0, description="largest initial step dt; lower both for longer memory "
+                          "from the start (e.g. 1e-4 .. 1e-2 for thousands of steps)")
     norm: Literal["layer", "none"] = Field("layer", description="LayerNorm in each block, or none")
     prenorm: bool = Field(False, description="norm before the SSM (and a final norm) instead of after "
                           "the residual")
@@ -338,17 +255,23 @@ class S4D(Recurrent):
     def check_options(cls, options: Any, where: str) -> None:
         if options.bidirectional:
             raise ConfigError(where, "model.bidirectional: s4d is causal only (one direction)")
+        if options.dt_min > options.dt_max:
+            raise ConfigError(where, f"model.dt_min ({options.dt_min}) is above model.dt_max "
+                              f"({options.dt_max})")
 
     def build_core(self, input_size: int, options: Any) -> nn.Module:
         o = options
         core = S4DStack(input_size, o.hidden_size, o.num_layers, o.d_state, o.ssm_init, o.dropout, o.norm,
-                        o.prenorm, o.form)
+                        o.prenorm, o.form, (o.dt_min, o.dt_max))
         core.keep_state = self.spec.output != "last"  # last-step tasks carry no state between windows
+        core.last_only = self.spec.output == "last" and o.pooling == "last"
         return core
 
     def summary(self, out: torch.Tensor, state: State, lengths: Optional[torch.Tensor]) -> torch.Tensor:
         if self.options.pooling != "last":
             return super().summary(out, state, lengths)
+        if out.shape[1] == 1:  # one step: the core computed only the last ones (last_only), or T = 1
+            return out[:, 0]
         last = (torch.full((out.shape[0],), out.shape[1] - 1, device=out.device) if lengths is None
                 else lengths.to(out.device) - 1)
         return out[torch.arange(out.shape[0], device=out.device), last]
