@@ -39,7 +39,15 @@ from torch.nn import functional as F
 from rnnlab.errors import ConfigError
 from rnnlab.models.base import ParamGroup, State, init_feedforward_
 from rnnlab.models.recurrent import Recurrent, RecurrentOptions
-from rnnlab.models.ssm_ops import backwards, causal_conv, final_state, powers, recurrence_dtype, rows
+from rnnlab.models.ssm_ops import (
+    at_last_steps,
+    backwards,
+    causal_conv,
+    final_state,
+    powers,
+    recurrence_dtype,
+    rows,
+)
 from rnnlab.registry import MODELS
 
 FORMS = ("auto", "fft", "recurrent")
@@ -157,9 +165,7 @@ class S4DBlock(nn.Module):
         y = self.ssm.last_step(self.norm(h) if self.prenorm else h, lengths)
         y = F.dropout(F.glu(self.out(F.dropout(F.gelu(y), self.dropout, self.training)), dim=-1),
                       self.dropout, self.training)
-        last = (torch.full((h.shape[0],), h.shape[1] - 1, device=h.device) if lengths is None
-                else lengths - 1)
-        h = h[torch.arange(h.shape[0], device=h.device), last] + y.to(h.dtype)
+        h = at_last_steps(h, lengths) + y.to(h.dtype)
         return h if self.prenorm else self.norm(h)
 
 
@@ -272,9 +278,7 @@ class S4D(Recurrent):
             return super().summary(out, state, lengths)
         if out.shape[1] == 1:  # one step: the core computed only the last ones (last_only), or T = 1
             return out[:, 0]
-        last = (torch.full((out.shape[0],), out.shape[1] - 1, device=out.device) if lengths is None
-                else lengths.to(out.device) - 1)
-        return out[torch.arange(out.shape[0], device=out.device), last]
+        return at_last_steps(out, lengths)
 
     def parameter_groups(self, train: Any) -> list[ParamGroup]:
         """``ssm``: the kernels' dynamics at ``ssm_lr``; ``no_decay``: norms, biases, C and D."""

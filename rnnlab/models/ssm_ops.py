@@ -80,6 +80,13 @@ def backwards(u: torch.Tensor, lengths: Optional[torch.Tensor]) -> tuple[torch.T
     return back * (index >= 0)[:, None, :].to(u.dtype), ends
 
 
+def at_last_steps(x: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
+    """x (B, T, H) at each sequence's last real step: (B, H)."""
+    if lengths is None:
+        return x[:, -1]
+    return x[torch.arange(x.shape[0], device=x.device), lengths.to(x.device) - 1]
+
+
 def final_state(u: torch.Tensor, lengths: Optional[torch.Tensor], s0: Optional[torch.Tensor],
                 dtA: torch.Tensor, bbar: torch.Tensor, abar_l: torch.Tensor) -> torch.Tensor:
     """``s_L = Abar^L s0 + Bbar sum_(j<L) Abar^j u_(L-1-j)`` at each sequence's length ``L``, u
