@@ -2,7 +2,7 @@
 
 This is what ``precision: auto`` rests on (``rnnlab.training.precision.BF16_FASTER``): bf16 is picked only
 for kernels measured faster in it on a CPU with native bfloat16. For each of nn.LSTM, nn.GRU and
-rnnlab's ElmanRNN (hidden 128/384, batch 64, 128 steps, plus a linear head) it times a forward and
+rnnlab's ElmanRNN, a plain minGRU layer and two residual minGRU blocks (hidden 128/384, batch 64, 128 steps, plus a linear head) it times a forward and
 backward pass in fp32 and under CPU bf16 autocast, alternating the two ``--rounds`` times, and
 prints the best time of each and the ratio. A kernel that cannot run in bf16 here says so.
 
@@ -22,6 +22,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rnnlab.models.elman import ElmanRNN  # noqa: E402
+from rnnlab.models.minrnn import MinStack  # noqa: E402
 from rnnlab.training.precision import isa_summary, probe_bf16  # noqa: E402
 from rnnlab.training.runtime import cpu_model  # noqa: E402
 
@@ -38,6 +39,17 @@ def step_seconds(rnn: nn.Module, head: nn.Module, x: torch.Tensor, bf16: bool, r
     return best
 
 
+def plain_mingru(inputs: int, hidden: int, batch_first: bool = True) -> nn.Module:
+    """One plain minGRU layer (the fused CPU form), as ``model: {name: mingru}`` builds it."""
+    return MinStack("mingru", inputs, hidden, 1, False, 0.0, "plain", True, 0, 0, "auto")
+
+
+def residual_mingru(inputs: int, hidden: int, batch_first: bool = True) -> nn.Module:
+    """Two residual minGRU blocks (norm, causal conv 4, minGRU, projection; feed-forward x2), the
+    block the long-sequence and language-model recipes use (``block: residual``)."""
+    return MinStack("mingru", inputs, hidden, 2, False, 0.0, "residual", True, 2, 4, "auto")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -49,7 +61,8 @@ def main() -> None:
     print(f"CPU {cpu_model()}; {isa_summary()}; {args.threads} threads; batch {args.batch}, "
           f"{args.steps} steps, input 64")
     for hidden in (128, 384):
-        for name, cls in (("nn.LSTM", nn.LSTM), ("nn.GRU", nn.GRU), ("ElmanRNN", ElmanRNN)):
+        for name, cls in (("nn.LSTM", nn.LSTM), ("nn.GRU", nn.GRU), ("ElmanRNN", ElmanRNN),
+                          ("minGRU", plain_mingru), ("minGRU-res", residual_mingru)):
             torch.manual_seed(0)
             rnn, head = cls(64, hidden, batch_first=True), nn.Linear(hidden, 65)
             x = torch.randn(args.batch, args.steps, 64)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rnnlab.models.dropout import dropout
 from rnnlab.models.scan import fused, g, log_g, resolve_form, run_scan
 
 GATES = {"mingru": 2, "minlstm": 3}  # projection blocks per direction: (z, h~) or (f, i, h~)
@@ -197,6 +198,10 @@ class MinStack(nn.Module):
             ) if ffn_mult else None
             self.final_norm = make_norm()
         self.features = hidden_size if self.residual else width
+        # ``precision: auto`` picks bf16 on a native-bf16 CPU for residual blocks (their norms,
+        # convolutions, projections and feed-forwards; the scan stays float32): a training step
+        # measured 1.6-2.8x faster than fp32 (benchmarks/precision.py); a plain layer gained 0-15 %
+        self.bf16_faster = self.residual
 
     def forward(self, x: torch.Tensor, state: Any = None, lengths: Optional[torch.Tensor] = None
                 ) -> tuple[torch.Tensor, Any]:
@@ -219,7 +224,7 @@ class MinStack(nn.Module):
             if self.residual:
                 y = self.norms1[k](h)
             else:
-                y = F.dropout(h, self.dropout, self.training) if k and self.dropout else h
+                y = dropout(h, self.dropout, self.training) if k and self.dropout else h
             if self.convs is not None:
                 y, tail = self.convs[k](y, tail, lengths)
                 new_tails.append(tail)
@@ -228,9 +233,9 @@ class MinStack(nn.Module):
             if not self.residual:
                 h = y
                 continue
-            h = h + F.dropout(self.outs[k](y.to(h.dtype)), self.dropout, self.training)
+            h = h + dropout(self.outs[k](y.to(h.dtype)), self.dropout, self.training)
             if self.ffns is not None:
-                h = h + F.dropout(self.ffns[k](self.norms2[k](h)), self.dropout, self.training)
+                h = h + dropout(self.ffns[k](self.norms2[k](h)), self.dropout, self.training)
         if self.residual:
             h = self.final_norm(h)
         h_n = torch.cat(finals)

@@ -17,6 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.errors import ConfigError
 from rnnlab.models.base import Model, ModelOptions, State
+from rnnlab.models.dropout import Dropout
 from rnnlab.models.elman import ElmanRNN
 from rnnlab.registry import MODELS
 from rnnlab.tasks.base import TaskSpec
@@ -96,8 +97,8 @@ class Recurrent(Model):
             self.embed = None
             in_size = spec.input_size
         self.rnn = self.build_core(in_size, o)
-        self.drop = nn.Dropout(o.dropout)
-        self.embed_drop = nn.Dropout(o.dropout if o.embedding_dropout is None else o.embedding_dropout)
+        self.drop = Dropout(o.dropout)
+        self.embed_drop = Dropout(o.dropout if o.embedding_dropout is None else o.embedding_dropout)
         self.head = nn.Linear(self.head_features(), spec.output_size)
         if o.tie_weights and self.embed is not None:
             self.head.weight = self.embed.weight

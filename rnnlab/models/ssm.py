@@ -38,6 +38,7 @@ from torch.nn import functional as F
 
 from rnnlab.errors import ConfigError
 from rnnlab.models.base import ParamGroup, State, init_feedforward_
+from rnnlab.models.dropout import dropout
 from rnnlab.models.recurrent import Recurrent, RecurrentOptions
 from rnnlab.models.ssm_ops import (
     at_last_steps,
@@ -155,16 +156,16 @@ class S4DBlock(nn.Module):
                 want_state: bool, form: str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         y = self.norm(h) if self.prenorm else h
         y, state = self.ssm(y, lengths, s0, want_state, form)  # (B, H, T)
-        y = rows(F.dropout(F.gelu(y), self.dropout, self.training))
-        y = F.dropout(F.glu(self.out(y), dim=-1), self.dropout, self.training)
+        y = rows(dropout(F.gelu(y), self.dropout, self.training))
+        y = dropout(F.glu(self.out(y), dim=-1), self.dropout, self.training)
         h = h + y.to(h.dtype)
         return (h if self.prenorm else self.norm(h)), state
 
     def last_step(self, h: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
         """The block's output at each sequence's last real step only: (B, T, H) -> (B, H)."""
         y = self.ssm.last_step(self.norm(h) if self.prenorm else h, lengths)
-        y = F.dropout(F.glu(self.out(F.dropout(F.gelu(y), self.dropout, self.training)), dim=-1),
-                      self.dropout, self.training)
+        y = dropout(F.glu(self.out(dropout(F.gelu(y), self.dropout, self.training)), dim=-1),
+                    self.dropout, self.training)
         h = at_last_steps(h, lengths) + y.to(h.dtype)
         return h if self.prenorm else self.norm(h)
 
