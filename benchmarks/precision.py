@@ -1,12 +1,13 @@
 """bf16 autocast against fp32 for one training step of each recurrent kernel, on this CPU.
 
 This is what ``precision: auto`` rests on (``rnnlab.training.precision.BF16_FASTER``): bf16 is picked only
-for kernels measured faster in it on a CPU with native bfloat16. For each of nn.LSTM, nn.GRU and
-rnnlab's ElmanRNN, a plain minGRU layer and two residual minGRU blocks (hidden 128/384, batch 64, 128 steps, plus a linear head) it times a forward and
-backward pass in fp32 and under CPU bf16 autocast, alternating the two ``--rounds`` times, and
-prints the best time of each and the ratio. A kernel that cannot run in bf16 here says so.
+for kernels measured faster in it on a CPU with native bfloat16. For each of nn.LSTM, nn.GRU,
+rnnlab's ElmanRNN, a plain minGRU layer and two residual minGRU blocks (hidden 128/384, batch 64,
+128 steps, plus a linear head) it times a forward and backward pass in fp32 and under CPU bf16
+autocast, alternating the two ``--rounds`` times, and prints the best time of each and the ratio.
+A kernel that cannot run in bf16 here says so.
 
-    python benchmarks/precision.py [--threads 2] [--rounds 5]
+    python benchmarks/precision.py [--threads 2] [--rounds 5] [--steps 784]
 """
 
 from __future__ import annotations
