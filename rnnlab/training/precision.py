@@ -140,8 +140,9 @@ def probe_bf16(model: nn.Module) -> Optional[str]:
 
 def resolve_precision(name: str, device: torch.device, model: Optional[nn.Module] = None) -> str:
     """The precision a run trains in. ``auto``: bf16 on a CPU that computes bfloat16 natively,
-    for a model with a kernel measured faster in bf16 (``BF16_FASTER``, or a module whose class sets
-    ``bf16_faster = True``, as s4d's stack does) that passes the probe;
+    for a model with a kernel measured faster in bf16 (``BF16_FASTER``, or a module whose class or
+    instance sets ``bf16_faster = True``: s4d's stack, residual minGRU/minLSTM blocks) that passes
+    the probe;
     fp32 elsewhere, including CUDA (cuDNN's RNNs may lack bf16 kernels). Without ``model`` the
     choice is made on the hardware alone."""
     if name != "auto":
