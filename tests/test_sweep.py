@@ -267,14 +267,22 @@ def test_resume_runs_only_the_trials_not_completed(sweep_run: dict[str, Any]) ->
     assert result.exit_code == 1, result.output  # two trials diverge: the sweep is incomplete
     before = {t["trial"]: t for t in sweep_run["stopped"]["trials"]}
     final = {t["trial"]: t for t in sweep_run["final"]["trials"]}
+    rerun = 0
     for trial, old in before.items():
         if old["status"] == "completed":  # not run again
             assert final[trial]["run"] == old["run"] and final[trial]["attempts"] == old["attempts"]
+        elif final[trial]["attempts"] == old["attempts"]:
+            # the Ctrl-C reached the sweep as this trial's run finished: resume adopts the run
+            # that completed (reconcile_records) instead of training it again
+            assert final[trial]["status"] == "completed", final[trial]
+            run = Path(final[trial]["run"])
+            assert run.name in sweep_run["first_runs"]
+            assert json.loads((run / "summary.json").read_text())["status"] == "completed"
         else:
             assert final[trial]["attempts"] == old["attempts"] + 1
+            rerun += 1
     runs_now = {p.name for p in sweep_run["dir"].iterdir() if (p / "config.yaml").is_file()}
-    not_completed = sum(t["status"] != "completed" for t in before.values())
-    assert len(runs_now - sweep_run["first_runs"]) == not_completed
+    assert len(runs_now - sweep_run["first_runs"]) == rerun
     assert len(runs_now) == len(set(runs_now))
 
 
