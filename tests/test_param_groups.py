@@ -53,6 +53,23 @@ def test_s4d_declares_ssm_and_no_decay_groups() -> None:
     assert groups(make_optimizer(exp.train, model))["ssm"]["lr"] == pytest.approx(2e-4)
 
 
+@pytest.mark.parametrize("family", ["mingru", "minlstm"])
+def test_min_families_exempt_vectors_from_weight_decay(family: str) -> None:
+    exp, model = setup({"name": family, "block": "residual", "num_layers": 2, "conv": 4})
+    opt = make_optimizer(exp.train, model)
+    assert [g["name"] for g in opt.param_groups] == ["default", "no_decay"]
+    by = groups(opt)
+    named = {id(p): name for name, p in model.named_parameters()}
+    no_decay = {named[id(p)] for p in by["no_decay"]["params"]}
+    assert all(name.endswith("bias") or ".norms" in name or "final_norm" in name for name in no_decay)
+    assert any(name.endswith("layers.0.proj.bias") for name in no_decay)  # the gates' biases
+    assert all(p.dim() >= 2 for p in by["default"]["params"])
+    assert by["default"]["weight_decay"] == 0.05 and by["no_decay"]["weight_decay"] == 0.0
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    exp, model = setup({"name": family, "block": "residual"}, weight_decay=0.0)
+    assert len(make_optimizer(exp.train, model).param_groups) == 1  # as before: resumes unchanged
+
+
 def test_a_model_without_groups_keeps_one_group() -> None:
     exp, model = setup({"name": "gru"})
     opt = make_optimizer(exp.train, model)

@@ -10,7 +10,7 @@ from pydantic import Field
 from torch import nn
 
 from rnnlab.errors import ConfigError
-from rnnlab.models.base import State, init_feedforward_
+from rnnlab.models.base import ParamGroup, State, init_feedforward_
 from rnnlab.models.minrnn import GATES, MinStack
 from rnnlab.models.recurrent import Recurrent, RecurrentOptions
 from rnnlab.models.scan import FORMS
@@ -44,6 +44,10 @@ class MinRecurrent(Recurrent):
 
     Options = MinRNNOptions
     family = "mingru"
+    PARAM_GROUPS = {
+        "no_decay": "biases and norm weights: train.lr, no weight decay (declared when "
+                    "train.weight_decay > 0)",
+    }
 
     @classmethod
     def check_options(cls, options: Any, where: str) -> None:
@@ -67,6 +71,15 @@ class MinRecurrent(Recurrent):
             raise ConfigError(where, "model.chrono_init: auto takes T_max from the task's sequence length, "
                               "and this task has none fixed; give T_max (steps), e.g. chrono_init: 100")
         super().check_spec(options, spec, where)
+
+    def parameter_groups(self, train: Any) -> list[ParamGroup]:
+        """``no_decay``: every vector (biases, norm weights), when ``train.weight_decay`` > 0. Decay
+        would pull the gates' biases, which set how long each unit remembers (``forget_bias``,
+        ``chrono_init``), back to an even keep/write split, and the norms' gains to 0. Without weight
+        decay there is one group, as before (so older runs resume unchanged)."""
+        if not train.weight_decay:
+            return []
+        return [ParamGroup("no_decay", [p for p in self.parameters() if p.dim() < 2], weight_decay=0.0)]
 
     def export_module(self) -> nn.Module:
         """A copy whose layers run the ``loop`` form (see ``scan.py``): what the exporters can trace."""
