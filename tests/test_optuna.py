@@ -172,8 +172,12 @@ def test_an_interrupted_search_resumes_the_same_study(tmp_path: Path) -> None:
     for trial, record in zip(after, summary["trials"]):
         if trial.state.name == "COMPLETE":
             assert trial.value == pytest.approx(record["score"])
-    # a trial that had completed is adopted from its files, not run again: one completed run each
+    # a trial that had completed is adopted from its files, not run again: one completed run for
+    # each complete trial and none twice (the median pruner may stop t003, whose run is then
+    # interrupted, depending on how the two workers' epochs interleave)
     completed = [p for p in sweep_dir.glob("*_t00*") if (p / "summary.json").is_file()
                  and json.loads((p / "summary.json").read_text())["status"] == "completed"]
-    assert sorted(p.name.split("_")[1].split("-")[0] for p in completed) == ["t001", "t002", "t003"]
+    names = [p.name.split("_")[1].split("-")[0] for p in completed]
+    assert len(names) == len(set(names))
+    assert {f"t{t.number + 1:03d}" for t in after if t.state.name == "COMPLETE"} <= set(names)
     assert (sweep_dir / "plots" / "optuna_history.png").is_file()
