@@ -132,6 +132,36 @@ def test_a_trial_worse_than_the_median_is_stopped_and_recorded_pruned(tmp_path: 
     assert [t["status"] for t in summary["trials"]] == ["completed", "pruned"]
 
 
+def test_epochs_a_trial_wrote_after_the_last_poll_reach_the_study(tmp_path: Path) -> None:
+    # A short trial can write its epochs and end between two polls; its intermediate values are
+    # what the median pruner compares later trials against, so they are reported when it ends.
+    optuna = pytest.importorskip("optuna")
+    from rnnlab.sweeps.optuna_search import SearchDriver
+    from rnnlab.sweeps.optuna_study import open_study, prepare
+
+    sweep = load_sweep(write_sweep(tmp_path, {"tpe": {"trials": 2, "pruner": "median", **SPACE}}))
+    prepare(sweep)
+    sweep_dir = tmp_path / "sw"
+    for sub in ("trials", "logs", "plots"):
+        (sweep_dir / sub).mkdir(parents=True)
+    study = open_study(sweep, sweep_dir)
+    backend, lines = FakeBackend(), []
+    driver = SearchDriver(sweep, [], sweep_dir, backend, Options(), lines.append, study)
+    driver.launch()
+    (handle,) = driver.running
+    run = sweep_dir / f"20260101-000000_{driver.running[handle].run_name}"
+    run.mkdir()
+    driver.poll()  # nothing written yet
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "val_mse": v}) + "\n"
+                                               for e, v in ((1, 0.3), (2, 0.2))))
+    (run / "summary.json").write_text(json.dumps({"status": "completed", "best_val": {"mse": 0.2}}))
+    record = driver.end(handle, 0, None, stopped=False)  # ended before the next poll
+    assert record.status == "completed"
+    (trial,) = study.get_trials()
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.2
+    assert trial.intermediate_values == {1: 0.3, 2: 0.2}
+
+
 # ----------------------------------------------------------------------------- resume
 
 

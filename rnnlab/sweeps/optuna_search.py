@@ -22,7 +22,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from rnnlab.common.safeio import dump_yaml
 from rnnlab.errors import ConfigError, RnnlabError
@@ -239,24 +239,8 @@ class SearchDriver(Driver):
 
     def poll(self) -> None:
         """Report each running trial's new epochs; stop the ones the pruner gives up on."""
-        metric = f"val_{self.ranking.metric}"
         for handle, w in list(self.watch.items()):
-            if w.run is None:
-                w.run = trial_run(self.sweep_dir, w.run_name)
-                if w.run is None:
-                    continue
-            try:
-                rows = runs.read_jsonl(w.run / runs.METRICS)
-            except (OSError, RnnlabError):
-                continue
-            for row in rows:
-                epoch, value = row.get("epoch"), row.get(metric)
-                if not isinstance(epoch, int) or epoch <= w.reported or not isinstance(value, (int, float)):
-                    continue
-                w.reported = epoch
-                if not math.isfinite(value):
-                    continue
-                w.trial.report(float(value), epoch)
+            for epoch, value in self.report_new_epochs(w):
                 if w.pruned_at is None and w.trial.should_prune():
                     w.pruned_at, w.decided = epoch, time.monotonic()
                     self.say(f"{self.running[handle].trial.id} pruned after epoch {epoch} "
@@ -264,8 +248,32 @@ class SearchDriver(Driver):
                              f"{self.search.pruner} pruner): stopping it")
                     stop_one(self.backend, handle)
 
+    def report_new_epochs(self, w: Watch) -> Iterator[tuple[int, float]]:
+        """Report to the study each epoch of the trial's run not reported yet, yielding each."""
+        metric = f"val_{self.ranking.metric}"
+        if w.run is None:
+            w.run = trial_run(self.sweep_dir, w.run_name)
+            if w.run is None:
+                return
+        try:
+            rows = runs.read_jsonl(w.run / runs.METRICS)
+        except (OSError, RnnlabError):
+            return
+        for row in rows:
+            epoch, value = row.get("epoch"), row.get(metric)
+            if not isinstance(epoch, int) or epoch <= w.reported or not isinstance(value, (int, float)):
+                continue
+            w.reported = epoch
+            if math.isfinite(value):
+                w.trial.report(float(value), epoch)
+                yield epoch, float(value)
+
     def end(self, handle: Any, code: Optional[int], error: Optional[str], stopped: bool) -> TrialRecord:
         self.ending = self.watch.pop(handle)
+        # epochs written since the last poll (a short trial may end between two): without them the
+        # median pruner would compare later trials against fewer trials at those epochs
+        for _ in self.report_new_epochs(self.ending):
+            pass
         try:
             record = super().end(handle, code, error, stopped)
         finally:
